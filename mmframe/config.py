@@ -1,0 +1,46 @@
+"""Structuring configuration mappings into typed attrs classes, and the types configuration classes share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from . import _convert
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["parse_duration", "structure_config"]
+
+
+def structure_config(data: Mapping[str, Any] | None, cls: type[T]) -> T:
+    """Build the attrs class *cls* from a configuration mapping.
+
+    Unknown keys, missing required keys, wrong types and values refused by a validator raise
+    :class:`~mmframe.ConfigError` whose message names the key (``config.depth_levels[2].quantity_ratio``).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+    return _convert.structure(dict(data), cls)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a duration: a number of seconds, or a string like ``"500ms"``, ``"1s"``, ``"2m"``, ``"1h"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    else:
+        raise ConfigError(f"not a duration: {value!r} (use a number of seconds or e.g. '500ms', '1s', '2m')")
+    if seconds < 0:
+        raise ConfigError(f"a duration must not be negative: {value!r}")
+    return seconds

@@ -1,0 +1,213 @@
+"""The three extension points: :class:`Strategy`, :class:`ExchangeFeed` and :class:`OrderSink`.
+
+A plugin provides one by registering a *class* through the matching registration hook
+(``register_strategies``, ``register_feeds``, ``register_sinks``). The core structures the component's
+configuration mapping into the class's ``Config`` attrs class (unknown keys and bad values are refused with a
+message naming the key) and constructs the component from it.
+
+Strategies are synchronous decision logic, called on the market's own task: they never block and never await.
+Feeds and sinks are long-running async components with ``run(task_status=...)``; they talk to the engine through
+listeners (plain synchronous callables) so that nothing a market does can stall a shared connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from .models import DepthSnapshot, Market, MarketData, Order, OrderEvent, OrderRequest, PriceTick, Quote, Side
+
+__all__ = [
+    "ExchangeFeed",
+    "OrderSink",
+    "Position",
+    "Strategy",
+    "StrategyContext",
+    "Subscription",
+]
+
+
+class Subscription:
+    """What ``subscribe`` returns: call :meth:`close` (or leave the ``with`` block) to stop the deliveries."""
+
+    __slots__ = ("_on_close",)
+
+    def __init__(self, on_close: Callable[[], None]) -> None:
+        self._on_close: Callable[[], None] | None = on_close
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    @property
+    def closed(self) -> bool:
+        return self._on_close is None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@attrs.frozen
+class Position:
+    """A market's inventory and profit, from its fills, in exact decimals.
+
+    ``base`` is the net quantity held (negative: short); ``quote`` is the cash it cost (negative when we paid);
+    ``pnl(mark)`` marks the inventory at *mark* and adds the cash: what we would have if we closed at *mark*.
+    """
+
+    base: Decimal = Decimal(0)
+    quote: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    volume: Decimal = Decimal(0)
+    fills: int = 0
+
+    def after(self, side: Side, price: Decimal, quantity: Decimal, fee: Decimal = Decimal(0)) -> Position:
+        return Position(
+            base=self.base + side.sign * quantity,
+            quote=self.quote - side.sign * price * quantity,
+            fees=self.fees + fee,
+            volume=self.volume + quantity,
+            fills=self.fills + 1,
+        )
+
+    def pnl(self, mark: Decimal | None) -> Decimal:
+        if mark is None:
+            return self.quote - self.fees if self.base == 0 else Decimal(0)
+        return self.quote + self.base * mark - self.fees
+
+
+@runtime_checkable
+class StrategyContext(Protocol):
+    """What the engine shows a strategy about its market. Read-only but for :meth:`submit` and :meth:`cancel`."""
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def now(self) -> float:
+        """The market's clock (``trio.current_time()``), in seconds."""
+        ...
+
+    @property
+    def index_price(self) -> Decimal | None:
+        """The last good index price, or ``None`` before the first one (or while it is stale)."""
+        ...
+
+    @property
+    def last_tick(self) -> PriceTick | None: ...
+
+    @property
+    def depth(self) -> DepthSnapshot | None:
+        """The last external depth snapshot, if the feed delivers any."""
+        ...
+
+    @property
+    def position(self) -> Position: ...
+
+    def live_orders(self, side: Side | None = None) -> Sequence[Order]:
+        """Our orders that are pending or resting, not being cancelled; best price first."""
+        ...
+
+    def submit(self, quote: Quote) -> str:
+        """Send one order now, outside the desired book (for example an IOC that sweeps a mispriced order).
+
+        It passes the same risk gate as every order. Returns its client order id.
+        """
+        ...
+
+    def cancel(self, client_order_id: str) -> None:
+        """Cancel one of our orders now."""
+        ...
+
+
+class Strategy:
+    """Base class of strategies: override :meth:`desired_orders` and whichever ``on_*`` callbacks you need.
+
+    A strategy says what book it wants; the engine makes it so. After every tick, depth update, order event and
+    refresh interval the engine calls :meth:`desired_orders`, and the shared reconciler turns the difference
+    between that and our live orders into the fewest cancels and places.
+
+    Subclasses set ``name`` (the name it is registered and configured under) and ``Config`` (an attrs class the
+    market's configuration mapping is structured into; the instance is passed to ``__init__``).
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[Any]]
+
+    def __init__(self, config: Any, market: Market) -> None:
+        self.config = config
+        self.market = market
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        """Called once, on the market's task, before the first tick."""
+
+    def on_tick(self, tick: PriceTick, ctx: StrategyContext) -> None:
+        """Called with every index tick that passed the sanity checks (conflated: the latest wins)."""
+
+    def on_depth(self, depth: DepthSnapshot, ctx: StrategyContext) -> None:
+        """Called with every external depth snapshot."""
+
+    def on_order_event(self, event: OrderEvent, order: Order, ctx: StrategyContext) -> None:
+        """Called after the tracker applied *event*; *order* is the order's new state."""
+
+    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote] | None:
+        """The book this strategy wants now. ``[]`` pulls every quote; ``None`` leaves the book as it is."""
+        raise NotImplementedError
+
+    def on_stop(self, ctx: StrategyContext) -> None:
+        """Called once when the market stops (its orders are cancelled by the engine afterwards)."""
+
+    def status(self) -> Mapping[str, Any]:
+        """Strategy-specific figures for the market's status (JSON-able values)."""
+        return {}
+
+
+Listener = Callable[[Any], None]
+
+
+@runtime_checkable
+class ExchangeFeed(Protocol):
+    """A source of index prices (and optionally depth) for many symbols.
+
+    One instance serves every market configured with the same feed name and options. ``run`` owns the
+    connections and returns only when cancelled; ``subscribe`` may be called before or after ``run`` started.
+    Listeners are synchronous and must be called on the trio thread; they never raise and never block.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+    def subscribe(self, symbol: str, listener: Callable[[MarketData], None]) -> Subscription: ...
+
+
+@runtime_checkable
+class OrderSink(Protocol):
+    """Where orders go: the match engine (over HTTP) or the in-process paper book.
+
+    Every outcome comes back as an :class:`~mmframe.models.OrderEvent` to the listeners subscribed for the order's
+    symbol and client-id prefix: ``place`` and ``cancel`` return once the sink has taken the request in hand. A
+    sink never creates a second order for one client order id.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+    def subscribe(self, symbol: str, prefix: str, listener: Callable[[OrderEvent], None]) -> Subscription: ...
+
+    async def place(self, requests: Sequence[OrderRequest]) -> None: ...
+
+    async def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> None: ...
+
+    async def cancel_all(self, symbol: str, prefix: str = "") -> int:
+        """Cancel every open order of *symbol* whose client id starts with *prefix*; returns how many."""
+        ...
+
+    async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]: ...
+
+    async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot: ...
