@@ -1,0 +1,414 @@
+"""The built-in ``paper`` order sink: the matching book of :mod:`mmframe.book`, in-process, one per symbol.
+
+Every outcome is delivered synchronously, in causal order, as :class:`~mmframe.models.OrderEvent` to the
+listeners subscribed for the order's symbol and client-id prefix:
+
+- a placed order: ``accepted``; then per trade ``partially_filled``/``filled`` with the cumulative filled
+  quantity and its :class:`~mmframe.models.Fill` (``taker`` liquidity), the resting counterparty's own
+  ``maker`` fill right after it; then ``expired`` for what an IOC or market order could not fill or what
+  self-trade prevention expired. A refused order gets ``rejected`` with the reason;
+- ``cancelled`` for each order ``cancel`` or ``cancel_all`` took off the book.
+
+A duplicate client order id produces no event, nor does cancelling an order that is not open.
+
+Optionally the sink simulates other participants: with ``taker_flow_rate > 0`` taker orders (market or IOC, of
+a random side, owned by ``taker_owner``) arrive as a Poisson process, per symbol that has resting orders, each
+taking a random part (up to ``taker_size_fraction``) of the best level. Their own orders produce no events; our
+orders they hit get their maker fills. With ``seed`` set, the flow is reproducible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+from ..book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
+from ..hookspecs import hookimpl
+from ..models import (
+    DepthSnapshot,
+    Fill,
+    Liquidity,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    to_decimal,
+)
+from ..protocols import Subscription
+
+__all__ = ["PaperSink", "register_sinks"]
+
+logger = logging.getLogger("mmframe.paper")
+
+OrderListener = Callable[[OrderEvent], None]
+
+_MAX_DECIMALS = 8  # simulated taker quantities never have more decimal places than this
+_FRACTION_STEPS = 10_000  # the resolution of a simulated taker's random size fraction
+
+
+def _non_negative_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a finite number ≥ 0, got {value!r}")
+
+
+def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise ValueError(f"{attribute.name} must be in (0, 1], got {value!r}")
+
+
+def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _other_than_owner(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    _non_empty(instance, attribute, value)
+    if value == instance.owner:
+        raise ValueError(f"{attribute.name} must differ from owner ({value!r}): we never trade with ourselves")
+
+
+@attrs.define(eq=False)
+class _Listener:
+    symbol: str
+    prefix: str
+    callback: OrderListener
+    subscription: Subscription | None = None
+
+
+class PaperSink:
+    """An :class:`~mmframe.protocols.OrderSink` that matches orders in-process. See the module documentation."""
+
+    name: ClassVar[str] = "paper"
+
+    @attrs.frozen
+    class Config:
+        """Options of the ``paper`` sink.
+
+        :param taker_flow_rate: simulated other-participant taker orders per second, per symbol that has resting
+            orders; 0 turns the simulation off.
+        :param taker_size_fraction: each simulated taker order takes a random fraction, up to this, of the
+            quantity at the best level.
+        :param seed: seed of the simulation's random numbers (``None``: unpredictable).
+        :param owner: the self-trade-prevention owner of the orders placed through the sink.
+        :param taker_owner: the owner of simulated taker orders; their client ids start with ``"{taker_owner}-"``.
+        """
+
+        taker_flow_rate: float = attrs.field(default=0.0, validator=_non_negative_finite)
+        taker_size_fraction: float = attrs.field(default=0.3, validator=_fraction)
+        seed: int | None = None
+        owner: str = attrs.field(default="mmframe", validator=_non_empty)
+        taker_owner: str = attrs.field(default="sim-taker", validator=_other_than_owner)
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else PaperSink.Config()
+        self._books: dict[str, OrderBook] = {}
+        self._listeners: dict[str, list[_Listener]] = {}  # by symbol
+        self._rng = random.Random(self.config.seed)
+        self._taker_ids = itertools.count(1)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # OrderSink
+    # ---------------------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Ready at once; then runs the simulated taker flow (if configured) until cancelled."""
+        task_status.started()
+        if self.config.taker_flow_rate > 0:
+            await self._taker_flow(self.config.taker_flow_rate)
+        else:
+            await trio.sleep_forever()
+
+    async def _taker_flow(self, rate: float) -> None:
+        while True:
+            # Each symbol with resting orders gets its own Poisson flow at ``rate``: their superposition is one
+            # Poisson flow at ``rate * n`` whose arrivals pick a symbol uniformly. With none, wait as if n = 1.
+            active = [book for book in self._books.values() if len(book)]
+            await trio.sleep(self._rng.expovariate(rate * max(len(active), 1)))
+            active = [book for book in self._books.values() if len(book)]
+            if active:
+                self.simulate_taker(self._rng.choice(active).symbol)
+
+    def subscribe(self, symbol: str, prefix: str, listener: OrderListener) -> Subscription:
+        """Deliver the events of *symbol*'s orders whose client id starts with *prefix* to *listener*."""
+        entry = _Listener(symbol, prefix, listener)
+        listeners = self._listeners.setdefault(symbol, [])
+
+        def remove() -> None:
+            if entry in listeners:
+                listeners.remove(entry)
+
+        entry.subscription = Subscription(remove)
+        listeners.append(entry)
+        return entry.subscription
+
+    async def place(self, requests: Sequence[OrderRequest]) -> None:
+        await trio.lowlevel.checkpoint()
+        for request in requests:
+            self._place(request)
+
+    async def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> None:
+        await trio.lowlevel.checkpoint()
+        book = self._books.get(symbol)
+        if book is None:
+            return
+        for coid in client_order_ids:
+            state = book.cancel(coid)
+            if state is not None:
+                self._emit_cancelled(symbol, state)
+
+    async def cancel_all(self, symbol: str, prefix: str = "") -> int:
+        await trio.lowlevel.checkpoint()
+        book = self._books.get(symbol)
+        if book is None:
+            return 0
+        cancelled = book.cancel_all(owner=self.config.owner, prefix=prefix)
+        for state in cancelled:
+            self._emit_cancelled(symbol, state)
+        return len(cancelled)
+
+    async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
+        await trio.lowlevel.checkpoint()
+        book = self._books.get(symbol)
+        if book is None:
+            return []
+        return [_to_order(symbol, state) for state in book.open_orders(prefix, owner=self.config.owner)]
+
+    async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
+        await trio.lowlevel.checkpoint()
+        book = self._books.get(symbol)
+        if book is None:
+            return DepthSnapshot(exchange="paper", symbol=symbol)
+        bids, asks = book.depth(limit)
+        return DepthSnapshot(exchange="paper", symbol=symbol, bids=bids, asks=asks, sequence=book.sequence)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Helpers for tests and demos
+    # ---------------------------------------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> OrderBook:
+        """*symbol*'s matching book (made on first use)."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = OrderBook(symbol)
+        return book
+
+    def submit_external(
+        self,
+        symbol: str,
+        *,
+        side: Side,
+        type: OrderType,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        owner: str | None = None,
+        client_order_id: str | None = None,
+    ) -> SubmitResult:
+        """Put another participant's order on *symbol*'s book now (tests, demos, the simulated flow).
+
+        Our resting orders it trades with get their maker fill events; the order itself produces none.
+        *owner* defaults to ``taker_owner`` and must not be our ``owner``; the client id defaults to
+        ``"{owner}-{n}"``.
+        """
+        owner = owner if owner is not None else self.config.taker_owner
+        if owner == self.config.owner:
+            raise ValueError(f"an external order must not be owned by our owner {owner!r}; use place()")
+        result = self.book(symbol).submit(
+            client_order_id=client_order_id if client_order_id is not None else f"{owner}-{next(self._taker_ids)}",
+            owner=owner,
+            side=side,
+            type=type,
+            price=price,
+            quantity=quantity,
+        )
+        for trade in result.trades:
+            self._emit_fill(symbol, trade, trade.maker, Liquidity.MAKER, complete=trade.maker_filled)
+        return result
+
+    def simulate_taker(self, symbol: str) -> SubmitResult | None:
+        """Send one simulated taker order against *symbol*'s best level now; ``None`` if there is none.
+
+        The side is random among those with resting orders; the order is a market order or an IOC at the best
+        price, for a random part (up to ``taker_size_fraction``) of the best level's quantity.
+        """
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        bids, asks = book.depth(1)
+        sides = [side for side, levels in ((Side.SELL, bids), (Side.BUY, asks)) if levels]
+        if not sides:
+            return None
+        side = self._rng.choice(sides)
+        best_price, level_quantity = (bids if side is Side.SELL else asks)[0]
+        quantity = self._taker_quantity(level_quantity)
+        order_type = self._rng.choice((OrderType.MARKET, OrderType.IOC))
+        return self.submit_external(
+            symbol,
+            side=side,
+            type=order_type,
+            quantity=quantity,
+            price=best_price if order_type is OrderType.IOC else None,
+        )
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Internals
+    # ---------------------------------------------------------------------------------------------------------
+
+    def _taker_quantity(self, level_quantity: Decimal) -> Decimal:
+        """A random part (up to ``taker_size_fraction``) of *level_quantity*, rounded down to its precision (at
+        most 8 decimals), and at least one unit of that precision."""
+        exponent = level_quantity.as_tuple().exponent
+        assert isinstance(exponent, int)
+        step = Decimal(1).scaleb(min(max(exponent, -_MAX_DECIMALS), 0))
+        fraction = to_decimal(self.config.taker_size_fraction) * self._rng.randint(1, _FRACTION_STEPS) / _FRACTION_STEPS
+        quantity = (level_quantity * fraction).quantize(step, rounding=ROUND_FLOOR)
+        return min(max(quantity, step), level_quantity)
+
+    def _place(self, request: OrderRequest) -> None:
+        symbol = request.symbol
+        for other in self._books.values():
+            if other.symbol != symbol and request.client_order_id in other:
+                self._emit(
+                    OrderEvent(
+                        kind=OrderEventKind.REJECTED,
+                        client_order_id=request.client_order_id,
+                        symbol=symbol,
+                        reason=f"client order id already used on {other.symbol}",
+                    )
+                )
+                return
+        result = self.book(symbol).submit(
+            client_order_id=request.client_order_id,
+            owner=self.config.owner,
+            side=request.side,
+            type=request.type,
+            price=request.price,
+            quantity=request.quantity,
+            payload=request,
+        )
+        if result.duplicate:
+            return
+        coid = request.client_order_id
+        order_id = result.order.order_id
+        if result.rejected:
+            self._emit(
+                OrderEvent(
+                    kind=OrderEventKind.REJECTED,
+                    client_order_id=coid,
+                    symbol=symbol,
+                    order_id=order_id,
+                    reason=result.reason,
+                )
+            )
+            return
+        self._emit(OrderEvent(kind=OrderEventKind.ACCEPTED, client_order_id=coid, symbol=symbol, order_id=order_id))
+        for trade in result.trades:
+            complete = trade.taker.filled_quantity == request.quantity
+            self._emit_fill(symbol, trade, trade.taker, Liquidity.TAKER, complete=complete)
+            self._emit_fill(symbol, trade, trade.maker, Liquidity.MAKER, complete=trade.maker_filled)
+        if result.expired_quantity > 0:
+            self._emit(
+                OrderEvent(
+                    kind=OrderEventKind.EXPIRED,
+                    client_order_id=coid,
+                    symbol=symbol,
+                    filled_quantity=result.order.filled_quantity,
+                    order_id=order_id,
+                    reason=result.reason,
+                )
+            )
+
+    def _emit_fill(
+        self, symbol: str, trade: Trade, party: TradeParty, liquidity: Liquidity, *, complete: bool
+    ) -> None:
+        if party.owner != self.config.owner:
+            return  # another participant's order: nobody of ours to tell
+        self._emit(
+            OrderEvent(
+                kind=OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED,
+                client_order_id=party.client_order_id,
+                symbol=symbol,
+                filled_quantity=party.filled_quantity,
+                order_id=party.order_id,
+                fill=Fill(
+                    trade_id=trade.trade_id,
+                    client_order_id=party.client_order_id,
+                    symbol=symbol,
+                    side=party.side,
+                    price=trade.price,
+                    quantity=trade.quantity,
+                    liquidity=liquidity,
+                ),
+            )
+        )
+
+    def _emit_cancelled(self, symbol: str, state: OrderState) -> None:
+        self._emit(
+            OrderEvent(
+                kind=OrderEventKind.CANCELLED,
+                client_order_id=state.client_order_id,
+                symbol=symbol,
+                filled_quantity=state.filled_quantity,
+                order_id=state.order_id,
+                reason=state.reason,
+            )
+        )
+
+    def _emit(self, event: OrderEvent) -> None:
+        listeners = self._listeners.get(event.symbol)
+        if not listeners:
+            return
+        for entry in list(listeners):
+            if not event.client_order_id.startswith(entry.prefix):
+                continue
+            if entry.subscription is not None and entry.subscription.closed:
+                continue  # closed by an earlier listener of this event
+            try:
+                entry.callback(event)
+            except Exception:
+                logger.exception(
+                    "order listener %r (symbol %s, prefix %r) raised on %s of %s; dropping its subscription",
+                    entry.callback,
+                    entry.symbol,
+                    entry.prefix,
+                    event.kind,
+                    event.client_order_id,
+                )
+                if entry.subscription is not None:
+                    entry.subscription.close()
+
+
+def _to_order(symbol: str, state: OrderState) -> Order:
+    request = state.payload
+    if not isinstance(request, OrderRequest):
+        # An order put on the book directly (tests, demos): rebuild the request from what the book knows.
+        request = OrderRequest(
+            client_order_id=state.client_order_id,
+            symbol=symbol,
+            side=state.side,
+            type=state.type,
+            quantity=state.quantity,
+            price=state.price,
+        )
+    return Order(
+        request=request,
+        status=OrderStatus.PARTIALLY_FILLED if state.filled_quantity else OrderStatus.OPEN,
+        filled_quantity=state.filled_quantity,
+        average_price=state.average_price,
+        order_id=state.order_id,
+    )
+
+
+@hookimpl
+def register_sinks(register: Callable[..., None]) -> None:
+    register(PaperSink)
