@@ -49,12 +49,11 @@ def make_plugin_manager(*, load_entrypoints: bool = True, plugins: tuple[object,
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
         _load_entrypoints(pm)
-    for module_name in DEFAULT_PLUGINS:
-        module = importlib.import_module(module_name)
-        pm.register(module, name=module_name)
-    for plugin in plugins:
-        pm.register(plugin)
     try:
+        for module_name in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(module_name), name=module_name)
+        for plugin in plugins:
+            pm.register(plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(str(exc)) from exc

@@ -1,0 +1,546 @@
+"""One market's task: ticks in, the strategy's desired book, the reconciler, the risk gate, orders out.
+
+A tick reads top to bottom here: the feed's listener drops it into the market's inbox
+(:meth:`_Inbox.push_data`, conflated: the latest wins); :meth:`MarketRunner._step` screens it, hands it to the
+strategy, asks the strategy for its desired book and diffs that against our live orders; :meth:`_execute`
+sends the cancels, runs every place through the risk gate and hands the survivors to the sink. Order events
+come back through the sink's listener into the same inbox and through the :class:`OrderTracker`.
+
+Everything a market does happens on its one task, so the strategy never sees a half-applied event. On the way
+out — an orderly stop, an error, a halt or a cancellation — the market cancels every order with its prefix and
+checks that none is left.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import MMFrameError
+from ..models import (
+    DepthSnapshot,
+    Market,
+    MarketData,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderRequest,
+    OrderType,
+    PriceTick,
+    Quote,
+    Side,
+)
+from ..protocols import ExchangeFeed, OrderSink, Position, Strategy
+from .reconcile import Plan, Reconciler, Tolerance
+from .risk import RiskContext, RiskGate, RiskLimits, self_trade_reason
+from .tracker import OrderTracker
+
+__all__ = ["MarketHalted", "MarketRunner", "MarketSpec", "MarketState", "MarketStatus", "RestartPolicy"]
+
+log = logging.getLogger("mmframe.market")
+
+
+class MarketHalted(MMFrameError):
+    """Raised inside a market when its kill switch trips: the market cancels everything and is not restarted."""
+
+
+class MarketState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    HALTED = "halted"
+
+
+def _positive_float(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+@attrs.frozen
+class RestartPolicy:
+    """What happens when a market's strategy, feed handling or order flow raises.
+
+    :param max_restarts: how many times the market is restarted before it stays failed (0: never).
+    :param backoff: seconds before the first restart; doubled each time up to ``max_backoff``.
+    """
+
+    max_restarts: int = 0
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+
+
+@attrs.frozen
+class MarketSpec:
+    """Everything needed to run one market.
+
+    :param market: symbol, market type, tick grid and precisions.
+    :param strategy: the registered strategy name; ``strategy_config`` is structured into its ``Config``.
+    :param feed: the registered feed name; ``feed_config`` is structured into its ``Config``. Markets whose feed
+        name and config are equal share one feed instance.
+    :param index_symbol: the symbol the feed knows the index by (default: the market symbol without ``/``).
+    :param refresh_interval: the longest time between two evaluations of the desired book.
+    :param stale_after: seconds without a good index tick after which the market pulls its quotes.
+    :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
+        once ``confirm_ticks`` consecutive ticks agree on the new level).
+    """
+
+    market: Market
+    strategy: str
+    strategy_config: Mapping[str, Any] = attrs.field(factory=dict)
+    feed: str = "sim"
+    feed_config: Mapping[str, Any] = attrs.field(factory=dict)
+    index_symbol: str = ""
+    risk: RiskLimits = RiskLimits()
+    tolerance: Tolerance = Tolerance()
+    refresh_interval: float = attrs.field(default=1.0, validator=_positive_float)
+    stale_after: float = attrs.field(default=10.0, validator=_positive_float)
+    max_tick_jump: Decimal = attrs.field(default=Decimal("0.1"), converter=Decimal)
+    confirm_ticks: int = 5
+    restart: RestartPolicy = RestartPolicy()
+    cleanup_timeout: float = 3.0
+
+    @property
+    def key(self) -> Any:
+        return self.market.key
+
+    @property
+    def feed_symbol(self) -> str:
+        return self.index_symbol or re.sub(r"[^A-Za-z0-9]", "", self.market.symbol)
+
+
+@attrs.frozen
+class MarketStatus:
+    """A market's state and figures at one moment (JSON-able through the converter)."""
+
+    market: str
+    symbol: str
+    market_type: int
+    strategy: str
+    state: MarketState
+    error: str = ""
+    restarts: int = 0
+    index_price: Decimal | None = None
+    stale: bool = False
+    bids: int = 0
+    asks: int = 0
+    active_orders: int = 0
+    ticks: int = 0
+    ticks_rejected: int = 0
+    orders_placed: int = 0
+    orders_cancelled: int = 0
+    orders_rejected: int = 0
+    orders_vetoed: int = 0
+    orders_deferred: int = 0
+    fills: int = 0
+    volume: Decimal = Decimal(0)
+    position: Decimal = Decimal(0)
+    pnl: Decimal = Decimal(0)
+    last_veto: str = ""
+    strategy_status: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class _Inbox:
+    """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated)."""
+
+    __slots__ = ("_wake", "conflated", "depth", "events", "tick")
+
+    def __init__(self) -> None:
+        self.events: deque[OrderEvent] = deque()
+        self.tick: PriceTick | None = None
+        self.depth: DepthSnapshot | None = None
+        self.conflated = 0
+        self._wake = trio.Event()
+
+    def push_event(self, event: OrderEvent) -> None:
+        self.events.append(event)
+        self._wake.set()
+
+    def push_data(self, item: MarketData) -> None:
+        if isinstance(item, PriceTick):
+            if self.tick is not None:
+                self.conflated += 1
+            self.tick = item
+        elif isinstance(item, DepthSnapshot):
+            self.depth = item
+        else:
+            return
+        self._wake.set()
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+
+    def clear_wake(self) -> None:
+        if self._wake.is_set():
+            self._wake = trio.Event()
+
+
+class MarketContext:
+    """The :class:`~mmframe.StrategyContext` a market shows its strategy."""
+
+    def __init__(self, runner: MarketRunner) -> None:
+        self._runner = runner
+        self.submitted: list[tuple[str, Quote]] = []
+        self.cancel_requests: list[str] = []
+
+    @property
+    def market(self) -> Market:
+        return self._runner.market
+
+    @property
+    def now(self) -> float:
+        return trio.current_time()
+
+    @property
+    def index_price(self) -> Decimal | None:
+        r = self._runner
+        return None if r.stale or r.last_tick is None else r.last_tick.price
+
+    @property
+    def last_tick(self) -> PriceTick | None:
+        return self._runner.last_tick
+
+    @property
+    def depth(self) -> DepthSnapshot | None:
+        return self._runner.last_depth
+
+    @property
+    def position(self) -> Position:
+        return self._runner.position
+
+    def live_orders(self, side: Side | None = None) -> Sequence[Order]:
+        return self._runner.tracker.quoting(side)
+
+    def submit(self, quote: Quote) -> str:
+        client_order_id = self._runner.next_client_order_id()
+        self.submitted.append((client_order_id, quote))
+        return client_order_id
+
+    def cancel(self, client_order_id: str) -> None:
+        self.cancel_requests.append(client_order_id)
+
+
+class MarketRunner:
+    """Runs one market until cancelled; see the module docstring for the path of a tick."""
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        strategy: Strategy,
+        feed: ExchangeFeed,
+        sink: OrderSink,
+        *,
+        client_prefix: str,
+        hook: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.market = spec.market
+        self.strategy = strategy
+        self.feed = feed
+        self.sink = sink
+        self.client_prefix = client_prefix
+        self.hook = hook
+        self.tracker = OrderTracker()
+        self.reconciler = Reconciler(spec.market, spec.tolerance)
+        self.gate = RiskGate(spec.market, spec.risk, hook.pre_trade_check if hook is not None else None)
+        self.ctx = MarketContext(self)
+        self.inbox = _Inbox()
+        self.position = Position()
+        self.last_tick: PriceTick | None = None
+        self.last_tick_at: float | None = None
+        self.last_depth: DepthSnapshot | None = None
+        self.stale = False
+        self.log = _MarketLog(log, {"market": str(spec.key)})
+        self._seq = int(time.time() * 1_000_000)
+        self._jump_candidates = 0
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred"), 0
+        )
+        self.last_veto = ""
+        self._veto_logged: dict[str, float] = {}
+
+    # ---- identity ---------------------------------------------------------------------------------------------
+
+    def next_client_order_id(self) -> str:
+        """A client order id no run of this market has used: the market's prefix and a microsecond counter."""
+        self._seq += 1
+        return f"{self.client_prefix}{_base36(self._seq)}"
+
+    # ---- the task ---------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        symbol, prefix = self.market.symbol, self.client_prefix
+        sink_sub = self.sink.subscribe(symbol, prefix, self.inbox.push_event)
+        feed_sub = None
+        try:
+            leftovers = await self.sink.open_orders(symbol, prefix)
+            if leftovers:
+                cancelled = await self.sink.cancel_all(symbol, prefix)
+                self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
+            feed_sub = self.feed.subscribe(self.spec.feed_symbol, self.inbox.push_data)
+            self.strategy.on_start(self.ctx)
+            if self.hook is not None:
+                self.hook.market_started(market=self.market, strategy=self.spec.strategy)
+            task_status.started()
+            next_refresh = trio.current_time()
+            while True:
+                with trio.move_on_at(next_refresh):
+                    await self.inbox.wait()
+                now = trio.current_time()
+                if now >= next_refresh:
+                    next_refresh = now + self.spec.refresh_interval
+                await self._execute(self._step(now))
+        finally:
+            if feed_sub is not None:
+                feed_sub.close()
+            try:
+                self.strategy.on_stop(self.ctx)
+            finally:
+                await self._cleanup(sink_sub)
+
+    async def _cleanup(self, sink_sub: Any) -> None:
+        """Cancel every order with our prefix and check none is left; shielded and bounded in time."""
+        symbol, prefix = self.market.symbol, self.client_prefix
+        left: list[Order] = []
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self.spec.cleanup_timeout) as scope:
+                await self.sink.cancel_all(symbol, prefix)
+                left = await self.sink.open_orders(symbol, prefix)
+            try:
+                self._drain_events()
+            except MMFrameError:
+                self.log.exception("while applying the final order events")
+            sink_sub.close()
+            if scope.cancelled_caught:
+                self.log.error("could not confirm the cancellation of our orders within %ss", self.spec.cleanup_timeout)
+            elif left:
+                ids = [o.client_order_id for o in left]
+                self.log.error("%d orders still open after cancel-all: %s", len(ids), ids)
+
+    # ---- one step: inputs → desired book → plan ---------------------------------------------------------------
+
+    def _step(self, now: float) -> Plan:
+        self.inbox.clear_wake()
+        self._drain_events()
+        depth, self.inbox.depth = self.inbox.depth, None
+        if depth is not None:
+            self.last_depth = depth
+            self.strategy.on_depth(depth, self.ctx)
+        tick, self.inbox.tick = self.inbox.tick, None
+        if tick is not None and self._accept(tick, now):
+            self.strategy.on_tick(tick, self.ctx)
+            self._check_kill_switch()
+        self._check_stale(now)
+        desired = [] if self.stale else self.strategy.desired_orders(self.ctx)
+        if desired is None:
+            return Plan()
+        return self.reconciler.plan(self._on_grid(desired), self.tracker.quoting())
+
+    def _accept(self, tick: PriceTick, now: float) -> bool:
+        last = self.last_tick
+        reason = ""
+        if not tick.price > 0:
+            reason = f"non-positive price {tick.price}"
+        elif last is not None and tick.timestamp < last.timestamp:
+            reason = "older than the last good tick"
+        elif last is not None and abs(tick.price - last.price) > last.price * self.spec.max_tick_jump:
+            self._jump_candidates += 1
+            if self._jump_candidates < self.spec.confirm_ticks:
+                reason = f"jump from {last.price} to {tick.price}"
+            else:
+                self.log.warning("index moved from %s to %s; accepted after %d ticks agreed",
+                                 last.price, tick.price, self._jump_candidates)
+        if reason:
+            self.counters["ticks_rejected"] += 1
+            self.log.debug("rejected tick: %s", reason)
+            return False
+        self._jump_candidates = 0
+        self.counters["ticks"] += 1
+        self.last_tick = tick
+        self.last_tick_at = now
+        return True
+
+    def _check_stale(self, now: float) -> None:
+        stale = self.last_tick_at is not None and now - self.last_tick_at > self.spec.stale_after
+        if stale != self.stale:
+            self.stale = stale
+            if stale:
+                self.log.warning("index price stale for more than %ss: pulling quotes", self.spec.stale_after)
+            else:
+                self.log.info("index price fresh again: quoting")
+
+    def _on_grid(self, desired: Iterable[Quote]) -> list[Quote]:
+        """Put every quote on the grid (never more aggressively) and drop those below the minimum quantity."""
+        market = self.market
+        out = []
+        for q in desired:
+            price, qty = q.price, q.quantity
+            if not market.is_on_grid(price) or qty != qty.quantize(market.quantity_step):
+                price, qty = market.round_price(price, q.side), market.round_quantity(qty)
+                q = attrs.evolve(q, price=price, quantity=qty)
+            if qty > 0 and qty >= market.min_quantity and price > 0:
+                out.append(q)
+        return out
+
+    def _drain_events(self) -> None:
+        events = self.inbox.events
+        while events:
+            self._apply(events.popleft())
+
+    def _apply(self, event: OrderEvent) -> None:
+        if event.client_order_id not in self.tracker:
+            self.log.debug("event for an order we do not track: %s %s", event.kind, event.client_order_id)
+            return
+        order = self.tracker.apply(event, trio.current_time())
+        if event.kind is OrderEventKind.REJECTED:
+            self.counters["rejected"] += 1
+            self.log.warning("order %s rejected: %s", order.client_order_id, event.reason)
+        if self.hook is not None:
+            self.hook.order_event(market=self.market, event=event, order=order)
+        fill = event.fill
+        if fill is not None:
+            self.position = self.position.after(fill.side, fill.price, fill.quantity, fill.fee)
+            if self.hook is not None:
+                self.hook.order_filled(market=self.market, fill=fill, position=self.position)
+        self.strategy.on_order_event(event, order, self.ctx)
+        if fill is not None:
+            self._check_kill_switch()
+
+    def _check_kill_switch(self) -> None:
+        max_loss = self.spec.risk.max_loss
+        if max_loss is None or self.position.fills == 0:
+            return
+        mark = self.last_tick.price if self.last_tick is not None else None
+        pnl = self.position.pnl(mark)
+        if pnl < -max_loss:
+            raise MarketHalted(f"kill switch: PnL {pnl} is below -max_loss ({max_loss}); market halted")
+
+    # ---- sending ----------------------------------------------------------------------------------------------
+
+    async def _execute(self, plan: Plan) -> None:
+        ctx = self.ctx
+        immediate, ctx.submitted = ctx.submitted, []
+        extra_cancels, ctx.cancel_requests = ctx.cancel_requests, []
+        now = trio.current_time()
+        cancel_ids = [o.client_order_id for o in plan.cancels]
+        for coid in extra_cancels:
+            order = self.tracker.get(coid)
+            if order is not None and order.status.is_live and not order.cancel_requested and coid not in cancel_ids:
+                cancel_ids.append(coid)
+        if cancel_ids:
+            for coid in cancel_ids:
+                self.tracker.mark_cancel_requested(coid, now)
+            self.counters["cancelled"] += len(cancel_ids)
+            await self.sink.cancel(self.market.symbol, cancel_ids)
+            self._drain_events()  # an in-process sink confirms at once; its room is free for the places below
+        if not plan.places and not immediate:
+            return
+        live = list(self.tracker.live())
+        batch: list[OrderRequest] = []
+        ref = self.last_tick.price if self.last_tick is not None and not self.stale else None
+        for coid, quote, from_plan in self._requests(plan.places, immediate):
+            request = OrderRequest(
+                client_order_id=coid,
+                symbol=self.market.symbol,
+                side=quote.side,
+                type=quote.type,
+                quantity=quote.quantity,
+                price=None if quote.type is OrderType.MARKET else quote.price,
+                market_type=self.market.market_type,
+                tag=quote.tag,
+            )
+            if from_plan and self_trade_reason(request, live) is not None:
+                # Our own opposite order is still being cancelled: place this one on a later step.
+                self.counters["deferred"] += 1
+                continue
+            reason = self.gate.check(request, RiskContext(ref, live, self.position))
+            if reason is not None:
+                self._vetoed(request, reason, now)
+                continue
+            live.append(self.tracker.add(request, now))
+            self.tracker.mark_sent(coid, now)
+            batch.append(request)
+        if batch:
+            self.counters["placed"] += len(batch)
+            await self.sink.place(batch)
+
+    def _requests(
+        self, places: Sequence[Quote], immediate: Sequence[tuple[str, Quote]]
+    ) -> Iterable[tuple[str, Quote, bool]]:
+        for coid, quote in immediate:
+            yield coid, quote, False
+        for quote in places:
+            yield self.next_client_order_id(), quote, True
+
+    def _vetoed(self, request: OrderRequest, reason: str, now: float) -> None:
+        self.counters["vetoed"] += 1
+        self.last_veto = reason
+        # One log line per distinct reason a minute: a strategy asking for the same refused order every second
+        # must not flood the log.
+        key = reason.split(" at ")[0][:60]
+        if now - self._veto_logged.get(key, -1e18) >= 60.0:
+            self._veto_logged[key] = now
+            self.log.warning("risk gate refused %s %s %s @ %s: %s", request.side, request.quantity,
+                             request.type, request.price, reason)
+
+    # ---- status -----------------------------------------------------------------------------------------------
+
+    def status(self, state: MarketState, *, error: str = "", restarts: int = 0) -> MarketStatus:
+        quoting = self.tracker.quoting()
+        bids = sum(1 for o in quoting if o.side is Side.BUY)
+        mark = self.last_tick.price if self.last_tick is not None else None
+        c = self.counters
+        return MarketStatus(
+            market=str(self.spec.key),
+            symbol=self.market.symbol,
+            market_type=int(self.market.market_type),
+            strategy=self.spec.strategy,
+            state=state,
+            error=error,
+            restarts=restarts,
+            index_price=mark,
+            stale=self.stale,
+            bids=bids,
+            asks=len(quoting) - bids,
+            active_orders=self.tracker.live_count(),
+            ticks=c["ticks"],
+            ticks_rejected=c["ticks_rejected"],
+            orders_placed=c["placed"],
+            orders_cancelled=c["cancelled"],
+            orders_rejected=c["rejected"],
+            orders_vetoed=c["vetoed"],
+            orders_deferred=c["deferred"],
+            fills=self.position.fills,
+            volume=self.position.volume,
+            position=self.position.base,
+            pnl=self.position.pnl(mark),
+            last_veto=self.last_veto,
+            strategy_status=dict(self.strategy.status()),
+        )
+
+
+class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the market, the seed's "[879_1]" style: ``[BTC/USDT:spot] ...``."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs.setdefault("extra", {}).update(self.extra or {})
+        return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(digits[r])
+    return "".join(reversed(out)) or "0"

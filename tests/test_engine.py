@@ -1,0 +1,420 @@
+"""The engine end to end in one process: markets on a scripted feed and the paper sink, on trio's MockClock."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import trio
+
+from mmframe import Market, OrderRequest, OrderType, Side, hookimpl
+from mmframe.default_plugins.paper import PaperSink
+from mmframe.engine.manager import StrategyManager
+from mmframe.engine.market import MarketState, RestartPolicy
+from mmframe.engine.reconcile import Tolerance
+from mmframe.engine.risk import RiskLimits
+from mmframe.models import MarketKey
+from mmframe.plugins import make_plugin_manager
+
+from .engine_helpers import EnginePlugin, RecordingFeed, settle, spec
+
+
+class Engine:
+    def __init__(self, manager: StrategyManager, sink: PaperSink) -> None:
+        self.manager = manager
+        self.sink = sink
+
+    @property
+    def feed(self) -> RecordingFeed:
+        return RecordingFeed.instances[-1]
+
+    def book_orders(self, symbol: str = "AAA/USDT") -> list[Any]:
+        return self.sink.book(symbol).open_orders()
+
+    def prices(self, symbol: str = "AAA/USDT") -> tuple[list[Decimal], list[Decimal]]:
+        orders = self.book_orders(symbol)
+        bids = sorted((o.price for o in orders if o.side is Side.BUY), reverse=True)
+        asks = sorted(o.price for o in orders if o.side is Side.SELL)
+        return bids, asks
+
+    def status(self, symbol: str = "AAA/USDT") -> Any:
+        return self.manager.status(MarketKey(symbol))[0]
+
+
+async def start_engine(nursery: trio.Nursery, *plugins: object, sink: PaperSink | None = None) -> Engine:
+    RecordingFeed.instances.clear()
+    pm = make_plugin_manager(load_entrypoints=False, plugins=(EnginePlugin(), *plugins))
+    sink = sink or PaperSink()
+    manager = StrategyManager(sink, pm, instance_id="t")
+    await nursery.start(manager.run)
+    return Engine(manager, sink)
+
+
+async def test_market_quotes_the_ladder_and_follows_the_index(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    status = await engine.manager.start_market(spec())
+    assert status.state is MarketState.RUNNING
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert engine.prices() == ([Decimal("99.00"), Decimal("98.00")], [Decimal("101.00"), Decimal("102.00")])
+    engine.feed.push_price("AAAUSDT", "110")
+    await settle()
+    assert engine.prices() == ([Decimal("109.00"), Decimal("108.00")], [Decimal("111.00"), Decimal("112.00")])
+    assert engine.status().bids == 2 and engine.status().asks == 2
+
+
+async def test_unchanged_target_sends_nothing(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec())
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    placed, cancelled = engine.status().orders_placed, engine.status().orders_cancelled
+    for _ in range(5):
+        engine.feed.push_price("AAAUSDT", "100")
+        await trio.sleep(1.5)  # several refresh intervals, in virtual time
+    assert (engine.status().orders_placed, engine.status().orders_cancelled) == (placed, cancelled) == (4, 0)
+
+
+async def test_tolerance_keeps_orders_that_moved_a_little(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(tolerance=Tolerance(price_ticks=5)))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    engine.feed.push_price("AAAUSDT", "100.03")  # 3 ticks: within tolerance, nothing moves
+    await settle()
+    assert engine.status().orders_placed == 4 and engine.status().orders_cancelled == 0
+    engine.feed.push_price("AAAUSDT", "100.10")  # 10 ticks: requote
+    await settle()
+    assert engine.status().orders_cancelled == 4
+    assert engine.prices() == ([Decimal("99.10"), Decimal("98.10")], [Decimal("101.10"), Decimal("102.10")])
+
+
+async def test_one_failing_market_does_not_disturb_another(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    stopped: list[tuple[str, BaseException | None]] = []
+
+    class Observer:
+        @hookimpl
+        def market_stopped(self, market: Market, error: BaseException | None) -> None:
+            stopped.append((market.symbol, error))
+
+    engine = await start_engine(nursery, Observer())
+    await engine.manager.start_market(spec("AAA/USDT", strategy_config={"fail_at": "200"}))
+    await engine.manager.start_market(spec("BBB/USDT"))
+    engine.feed.push_price("AAAUSDT", "100")
+    engine.feed.push_price("BBBUSDT", "50")
+    await settle()
+    assert len(engine.book_orders("AAA/USDT")) == 4 and len(engine.book_orders("BBB/USDT")) == 4
+
+    engine.feed.push_price("AAAUSDT", "199.99")  # rejected as a jump, then...
+    for _ in range(5):
+        engine.feed.push_price("AAAUSDT", "200")  # ...confirmed: the strategy raises
+        await settle()
+    failed = engine.status("AAA/USDT")
+    assert failed.state is MarketState.FAILED
+    assert "RuntimeError: boom at 200" in failed.error
+    assert engine.book_orders("AAA/USDT") == []  # its orders were cancelled on the way out
+    assert stopped and stopped[0][0] == "AAA/USDT" and isinstance(stopped[0][1], RuntimeError)
+
+    engine.feed.push_price("BBBUSDT", "51")
+    await settle()
+    assert engine.status("BBB/USDT").state is MarketState.RUNNING
+    assert engine.prices("BBB/USDT") == ([Decimal("50.00"), Decimal("49.00")], [Decimal("52.00"), Decimal("53.00")])
+
+
+async def test_restart_policy_restarts_a_failed_market(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(
+        spec(strategy_config={"fail_at": "100"}, restart=RestartPolicy(max_restarts=2, backoff=1.0))
+    )
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert engine.status().state is MarketState.FAILED
+    await trio.sleep(1.5)
+    assert engine.status().state is MarketState.RUNNING and engine.status().restarts == 1
+    engine.feed.push_price("AAAUSDT", "100")  # fails again, restarted again after 2 s
+    await trio.sleep(2.5)
+    engine.feed.push_price("AAAUSDT", "100")
+    await trio.sleep(10)
+    final = engine.status()
+    assert final.state is MarketState.FAILED and final.restarts == 2
+    assert engine.book_orders() == []
+
+
+async def test_stop_cancels_orders_and_reload_applies_new_config(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    key = MarketKey("AAA/USDT")
+    await engine.manager.start_market(spec())
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    status = await engine.manager.stop_market(key)
+    assert status.state is MarketState.STOPPED and engine.book_orders() == []
+    assert engine.feed.listener_count("AAAUSDT") == 0
+    status = await engine.manager.reload_market(key, spec(strategy_config={"levels": 1, "step": "2"}))
+    assert status.state is MarketState.RUNNING
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert engine.prices() == ([Decimal("98.00")], [Decimal("102.00")])
+
+
+async def test_a_bad_config_fails_only_that_market_with_the_key_named(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start_engine(nursery)
+    status = await engine.manager.start_market(spec(strategy_config={"levles": 3}))
+    assert status.state is MarketState.FAILED and "levles" in status.error
+    status = await engine.manager.start_market(spec("BBB/USDT", strategy_config={"levels": "many"}))
+    assert status.state is MarketState.FAILED and "config.levels" in status.error
+    unknown = await engine.manager.start_market(spec("CCC/USDT", strategy="nope"))
+    assert unknown.state is MarketState.FAILED and "no strategy named 'nope'" in unknown.error
+    ok = await engine.manager.start_market(spec("DDD/USDT"))
+    assert ok.state is MarketState.RUNNING
+
+
+async def test_stale_index_pulls_quotes_until_fresh(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(stale_after=5.0))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert len(engine.book_orders()) == 4
+    await trio.sleep(7)
+    assert engine.status().stale and engine.book_orders() == []
+    engine.feed.push_price("AAAUSDT", "100.5")
+    await settle()
+    assert not engine.status().stale and len(engine.book_orders()) == 4
+
+
+async def test_bad_ticks_are_rejected_and_counted(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(confirm_ticks=3))
+    engine.feed.push_price("AAAUSDT", "100", timestamp=1000.0)
+    await settle()
+    engine.feed.push_price("AAAUSDT", "101", timestamp=999.0)  # older than the last good tick
+    await settle()
+    engine.feed.push_price("AAAUSDT", "150", timestamp=1001.0)  # a 50 % jump
+    await settle()
+    assert engine.status().ticks_rejected == 2 and engine.status().index_price == Decimal("100")
+    engine.feed.push_price("AAAUSDT", "150", timestamp=1002.0)
+    await settle()
+    engine.feed.push_price("AAAUSDT", "150", timestamp=1003.0)  # the third agreeing tick is accepted
+    await settle()
+    assert engine.status().index_price == Decimal("150")
+    assert engine.prices()[0][0] == Decimal("149.00")
+
+
+async def test_orders_left_by_an_earlier_run_are_cancelled_on_start(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    prefix = engine.manager.client_prefix(spec())
+    await engine.sink.place(
+        [OrderRequest(f"{prefix}old1", "AAA/USDT", Side.BUY, OrderType.LIMIT, quantity="1", price="90")]
+    )
+    await engine.sink.place(
+        [OrderRequest("someone-else-1", "AAA/USDT", Side.BUY, OrderType.LIMIT, quantity="1", price="90")]
+    )
+    assert len(engine.book_orders()) == 2
+    await engine.manager.start_market(spec())
+    remaining = [o.client_order_id for o in engine.book_orders()]
+    assert remaining == ["someone-else-1"]  # ours went; another client's stayed
+
+
+async def test_pre_trade_hook_can_veto(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    seen: list[OrderRequest] = []
+
+    class NoSells:
+        @hookimpl
+        def pre_trade_check(self, market: Market, request: OrderRequest, context: Any) -> str | None:
+            seen.append(request)
+            assert context.reference_price == Decimal("100")
+            return "no selling today" if request.side is Side.SELL else None
+
+    engine = await start_engine(nursery, NoSells())
+    await engine.manager.start_market(spec())
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert engine.prices() == ([Decimal("99.00"), Decimal("98.00")], [])
+    status = engine.status()
+    assert status.orders_vetoed >= 2 and status.last_veto == "no selling today"
+    assert {r.side for r in seen} == {Side.BUY, Side.SELL}
+
+
+async def test_builtin_risk_limits(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(
+        spec(strategy_config={"levels": 3, "quantity": "2"}, risk=RiskLimits(max_order_quantity="1.5"))
+    )
+    await engine.manager.start_market(
+        spec("BBB/USDT", strategy_config={"levels": 3}, risk=RiskLimits(max_active_orders=4))
+    )
+    await engine.manager.start_market(
+        spec("CCC/USDT", strategy_config={"levels": 3, "step": "10"}, risk=RiskLimits(price_band="0.15"))
+    )
+    for symbol in ("AAAUSDT", "BBBUSDT", "CCCUSDT"):
+        engine.feed.push_price(symbol, "100")
+    await settle()
+    assert engine.book_orders("AAA/USDT") == [] and "max_order_quantity" in engine.status("AAA/USDT").last_veto
+    assert len(engine.book_orders("BBB/USDT")) == 4 and "max_active_orders" in engine.status("BBB/USDT").last_veto
+    assert engine.prices("CCC/USDT") == ([Decimal("90.00")], [Decimal("110.00")])
+    assert "price band" in engine.status("CCC/USDT").last_veto
+
+
+async def test_fills_update_position_and_reach_observers(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    events: list[Any] = []
+    fills: list[Any] = []
+
+    class Observer:
+        @hookimpl
+        def order_event(self, market: Market, event: Any, order: Any) -> None:
+            events.append((event.kind, order.status))
+
+        @hookimpl
+        def order_filled(self, market: Market, fill: Any, position: Any) -> None:
+            fills.append((fill, position))
+
+    engine = await start_engine(nursery, Observer())
+    await engine.manager.start_market(spec(strategy_config={"levels": 1}))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    # Another participant sells 0.4 into our bid at 99.
+    engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("0.4"))
+    await settle()
+    assert fills and fills[0][0].price == Decimal("99.00") and fills[0][0].quantity == Decimal("0.4")
+    assert fills[0][1].base == Decimal("0.4")
+    status = engine.status()
+    assert status.position == Decimal("0.4") and status.fills == 1
+    assert status.pnl == Decimal("0.4")  # bought 0.4 at 99, marked at 100
+    assert ("accepted", "open") in [(k.value, s.value) for k, s in events]
+    assert ("partially_filled", "partially_filled") in [(k.value, s.value) for k, s in events]
+
+
+async def test_kill_switch_halts_the_market(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(
+        spec(strategy_config={"levels": 1}, risk=RiskLimits(max_loss="5", price_band="0.5"))
+    )
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("1"))
+    await settle()
+    assert engine.status().state is MarketState.RUNNING
+    engine.feed.push_price("AAAUSDT", "92")  # long 1 bought at 99, marked at 92: -7 < -5
+    await settle()
+    status = engine.status()
+    assert status.state is MarketState.HALTED and "kill switch" in status.error
+    assert engine.book_orders() == []
+
+
+async def test_immediate_ioc_passes_self_trade_prevention(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    """A strategy's immediate order that would cross our own resting order is refused by the risk gate."""
+    from .engine_helpers import Ladder
+
+    class Sweeper(Ladder):
+        name = "test_sweeper"
+        ticks = 0
+
+        def on_tick(self, tick: Any, ctx: Any) -> None:
+            self.ticks += 1
+            if self.ticks == 2:
+                from mmframe import Quote
+
+                ctx.submit(Quote(Side.BUY, Decimal("101.00"), Decimal("1"), OrderType.IOC))  # our own ask is 101.00
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register: Any) -> None:
+            register(Sweeper)
+
+    engine = await start_engine(nursery, Plugin())
+    await engine.manager.start_market(spec(strategy="test_sweeper", strategy_config={"levels": 1, "step": "1"}))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    status = engine.status()
+    assert "self-trade prevention" in status.last_veto and status.orders_vetoed == 1
+    assert status.fills == 0
+
+
+async def test_engine_close_cancels_everything(autojump_clock: Any) -> None:
+    async with trio.open_nursery() as nursery:
+        engine = await start_engine(nursery)
+        await engine.manager.start_market(spec())
+        await engine.manager.start_market(spec("BBB/USDT"))
+        engine.feed.push_price("AAAUSDT", "100")
+        engine.feed.push_price("BBBUSDT", "100")
+        await settle()
+        assert len(engine.book_orders()) == 4
+        await engine.manager.aclose()
+    assert engine.book_orders() == [] and engine.book_orders("BBB/USDT") == []
+    assert {s.state for s in engine.manager.status()} == {MarketState.STOPPED}
+
+
+async def test_cancellation_from_outside_still_cancels_orders(autojump_clock: Any) -> None:
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            engine = await start_engine(nursery)
+            await engine.manager.start_market(spec())
+            engine.feed.push_price("AAAUSDT", "100")
+            await settle()
+            assert len(engine.book_orders()) == 4
+            scope.cancel()
+    assert engine.book_orders() == []
+
+
+@pytest.mark.parametrize("instance_id", ["", "has-dash", "x" * 13])
+def test_instance_id_is_validated(instance_id: str) -> None:
+    from mmframe import ConfigError
+
+    with pytest.raises(ConfigError, match="instance_id"):
+        StrategyManager(PaperSink(), make_plugin_manager(load_entrypoints=False), instance_id=instance_id)
+
+
+async def test_lifecycle_hooks_are_called_in_order(autojump_clock: Any) -> None:
+    calls: list[str] = []
+
+    class Lifecycle:
+        @hookimpl
+        def engine_started(self, manager: StrategyManager) -> None:
+            calls.append(f"engine_started {sorted(str(k) for k in manager.markets)}")
+
+        @hookimpl
+        def market_started(self, market: Market, strategy: str) -> None:
+            calls.append(f"market_started {market.symbol} {strategy}")
+
+        @hookimpl
+        def engine_stopping(self, manager: StrategyManager) -> None:
+            calls.append("engine_stopping")
+
+        @hookimpl
+        def market_stopped(self, market: Market, error: BaseException | None) -> None:
+            calls.append(f"market_stopped {market.symbol} {error}")
+
+    RecordingFeed.instances.clear()
+    pm = make_plugin_manager(load_entrypoints=False, plugins=(EnginePlugin(), Lifecycle()))
+    manager = StrategyManager(PaperSink(), pm, instance_id="t")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run, [spec()])
+        await manager.aclose()
+    assert calls == [
+        "market_started AAA/USDT test_ladder",
+        "engine_started ['AAA/USDT:spot']",
+        "engine_stopping",
+        "market_stopped AAA/USDT None",
+    ]
+
+
+async def test_a_raising_lifecycle_hook_is_logged_and_the_engine_goes_on(
+    nursery: trio.Nursery, autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        @hookimpl
+        def market_stopped(self, market: Market, error: BaseException | None) -> None:
+            raise ValueError("observer bug")
+
+    engine = await start_engine(nursery, Broken())
+    await engine.manager.start_market(spec())
+    await engine.manager.start_market(spec("BBB/USDT"))
+    await engine.manager.stop_market(MarketKey("AAA/USDT"))
+    assert "a market_stopped hook implementation raised" in caplog.text
+    engine.feed.push_price("BBBUSDT", "100")
+    await settle()
+    assert engine.status("BBB/USDT").state is MarketState.RUNNING and len(engine.book_orders("BBB/USDT")) == 4
