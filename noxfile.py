@@ -1,0 +1,31 @@
+"""Sessions: ``nox -s tests`` (the suite, core and every plugin), ``nox -s lint`` (ruff)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(str(p) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*/pyproject.toml"))
+
+
+def _distributions() -> list[str]:
+    return [str(Path(p).parent) for p in PLUGINS + EXAMPLES]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Install the core with its test extras and every plugin and example, then run pytest."""
+    session.install("-e", ".[test]", *[arg for d in _distributions() for arg in ("-e", d)])
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
