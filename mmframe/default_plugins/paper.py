@@ -53,6 +53,7 @@ logger = logging.getLogger("mmframe.paper")
 
 OrderListener = Callable[[OrderEvent], None]
 
+_REMEMBER_IDS = 200_000  # client order ids remembered for the cross-symbol check
 _MAX_DECIMALS = 8  # simulated taker quantities never have more decimal places than this
 _FRACTION_STEPS = 10_000  # the resolution of a simulated taker's random size fraction
 
@@ -113,6 +114,8 @@ class PaperSink:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else PaperSink.Config()
         self._books: dict[str, OrderBook] = {}
+        # Which symbol each client order id was first used on (an id is never reused across symbols), bounded.
+        self._id_symbol: dict[str, str] = {}
         self._listeners: dict[str, list[_Listener]] = {}  # by symbol
         self._rng = random.Random(self.config.seed)
         self._taker_ids = itertools.count(1)
@@ -276,17 +279,19 @@ class PaperSink:
 
     def _place(self, request: OrderRequest) -> None:
         symbol = request.symbol
-        for other in self._books.values():
-            if other.symbol != symbol and request.client_order_id in other:
-                self._emit(
-                    OrderEvent(
-                        kind=OrderEventKind.REJECTED,
-                        client_order_id=request.client_order_id,
-                        symbol=symbol,
-                        reason=f"client order id already used on {other.symbol}",
-                    )
+        first_symbol = self._id_symbol.setdefault(request.client_order_id, symbol)
+        if first_symbol != symbol:
+            self._emit(
+                OrderEvent(
+                    kind=OrderEventKind.REJECTED,
+                    client_order_id=request.client_order_id,
+                    symbol=symbol,
+                    reason=f"client order id already used on {first_symbol}",
                 )
-                return
+            )
+            return
+        if len(self._id_symbol) > _REMEMBER_IDS:
+            del self._id_symbol[next(iter(self._id_symbol))]  # forget the oldest (dicts keep insertion order)
         result = self.book(symbol).submit(
             client_order_id=request.client_order_id,
             owner=self.config.owner,
