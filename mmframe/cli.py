@@ -11,17 +11,24 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import click
 import trio
 
 from . import __version__, _convert
 from .config import structure_config
+from .default_plugins.paper import PaperSink
 from .engine.manager import StrategyManager
-from .engine.market import MarketSpec, MarketStatus
-from .errors import MMFrameError
+from .engine.market import MarketStatus
+from .errors import ConfigError, MMFrameError
 from .plugins import get_plugin_manager, get_sinks, list_plugins
+from .service import Service
+from .settings import Settings, load_settings
+from .store import Store, StoreError
 
 log = logging.getLogger("mmframe")
+
+DEMO_TOKEN = "demo"  # --demo on loopback only, when no MMFRAME_API_TOKEN is set: the README's curl lines use it
 
 
 @click.group()
@@ -30,63 +37,168 @@ def cli() -> None:
     """mmframe: market making on your exchange's own matching engine."""
 
 
+def _settings_options(func: Any) -> Any:
+    """The flags every command that touches the database or the service shares."""
+    options = [
+        click.option("--db", "db", default=None, metavar="URL",
+                     help="Database URL (mysql+pymysql://user:pass@host:3306/db or sqlite:///path); "
+                     "default: the DB_* keys, else an SQLite file."),
+        click.option("--sqlite", "sqlite", default=None, metavar="PATH",
+                     help="The SQLite file used when no database is configured [default: mmframe.sqlite]."),
+        click.option("--env-file", default=".env", show_default=True, type=click.Path(dir_okay=False),
+                     help="A .env file of the seed's keys (read if it exists; environment variables win)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(flags: dict[str, Any], env_file: str) -> Settings:
+    try:
+        return load_settings(flags, env_file=env_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _open_store(settings: Settings) -> Store:
+    try:
+        store = Store(settings.database_url)
+        created = store.init()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    if created:
+        log.info("Created tables in %s: %s", store.url_for_display, ", ".join(created))
+    return store
+
+
 @cli.command()
-@click.option("--demo", is_flag=True, help="Quote the demo markets (BTC/USDT, ETH/USDT) on sim feed and paper sink.")
-@click.option("--instance-id", default="mmf", show_default=True, envvar="MMFRAME_INSTANCE_ID",
-              help="Prefix of every client order id; give each process on one engine its own.")
+@click.option("--demo", is_flag=True, help="Quote the demo markets (BTC/USDT, ETH/USDT) on an SQLite store, the sim "
+              "feed and the paper sink with simulated takers.")
+@_settings_options
+@click.option("--http", "http", default=None, metavar="URL", help="Match engine endpoint (MATCH_ENGINE_ENDPOINT).")
+@click.option("--api-port", default=None, metavar="[HOST:]PORT", help="Control API port (API_PORT) [default: 8081].")
+@click.option("--api-host", default=None, help="Control API address [default: 127.0.0.1].")
+@click.option("--log", "log_file", default=None, metavar="FILE", help="Also write the log to FILE (LOG_FILE).")
+@click.option("--instance-id", default=None, help="Prefix of every client order id (MMFRAME_INSTANCE_ID) "
+              "[default: mmf]; give each process on one engine its own.")
+@click.option("--sink", default=None, help="The order sink (MMFRAME_SINK) [default: match-engine when an endpoint "
+              "is set, else paper].")
+@click.option("--feed", default=None, help="The feed for markets whose options name none (MMFRAME_FEED) "
+              "[default: redis].")
 @click.option("--status-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between two status lines per market.")
-@click.option("--seed", type=int, default=None, help="Seed the demo's simulated prices and takers.")
+@click.option("--seed", type=int, default=None, help="Seed the paper sink's simulated takers.")
 @click.option("--duration", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds, as on SIGINT (for demos and smoke tests).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--log", "log_file", envvar="LOG_FILE", default=None, help="Also write the log to this file.")
-def serve(demo: bool, instance_id: str, status_interval: float, seed: int | None, duration: float | None,
-          log_level: str, log_file: str | None) -> None:
-    """Run the market maker until SIGINT or SIGTERM, then cancel every order and exit."""
-    setup_logging(log_level, log_file)
-    if not demo:
-        raise click.UsageError("nothing to run: pass --demo to quote the demo markets on the sim feed and paper sink")
-    from .demo import demo_sink_config, demo_specs
-
+def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: str | None, api_port: str | None,
+          api_host: str | None, log_file: str | None, instance_id: str | None, sink: str | None, feed: str | None,
+          status_interval: float, seed: int | None, duration: float | None, log_level: str) -> None:
+    """Run the market maker: markets from the database, the control API, until SIGINT or SIGTERM."""
+    flags = {"db": db, "sqlite": sqlite, "http": http, "api_port": api_port, "api_host": api_host,
+             "log": log_file, "instance_id": instance_id, "sink": sink, "feed": feed}
+    settings = _load(flags, env_file)
+    if demo and db is None:
+        settings = attrs.evolve(settings, db_url=None)  # the demo never writes into a configured production DB
+    if demo and not settings.api_token and settings.api_is_loopback:
+        settings = attrs.evolve(settings, api_token=DEMO_TOKEN)
+    setup_logging(log_level, settings.log_file)
+    log.info("Market Maker Service starting (mmframe %s): %s", __version__, settings.describe())
+    if settings.api_token == DEMO_TOKEN:
+        log.warning("demo: POST endpoints take the documented demo token (set MMFRAME_API_TOKEN to choose one)")
+    store = _open_store(settings)
+    if demo:
+        store.seed_demo()
     pm = get_plugin_manager()
-    sinks = get_sinks(pm)
     try:
-        sink_cls = sinks.get_or_raise("paper")
-        sink = sink_cls(structure_config(demo_sink_config(seed), sink_cls.Config))
-        manager = StrategyManager(sink, pm, instance_id=instance_id)
-        manager.strategies.get_or_raise(demo_specs()[0].strategy)
+        order_sink = _make_sink(settings, pm, demo=demo, seed=seed)
+        service = Service(settings, store, pm, order_sink)
     except MMFrameError as exc:
-        raise click.ClickException(
-            f"{exc}\nThe demo quotes with the example strategy: pip install ./examples/mmframe-fixed-spread"
-        ) from None
-    specs = demo_specs(seed)
-    log.info("Market Maker Service starting (mmframe %s, instance %s)", __version__, instance_id)
-    trio.run(run_service, manager, specs, status_interval, duration)
-    left = {spec.market.symbol: len(sink.book(spec.market.symbol).open_orders()) for spec in specs}
-    log.info("Stopped. Open orders left on the paper book: %s", ", ".join(f"{k} {v}" for k, v in left.items()))
-    if any(left.values()):
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
+    try:
+        trio.run(run_service, service, status_interval, duration)
+    except Exception as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, MMFrameError | OSError):  # configuration, database, a port in use: say it plainly
+            raise click.ClickException(str(leaf)) from None
+        raise
+    finally:
+        store.close()
+    if isinstance(order_sink, PaperSink):
+        left = {r.symbol: len(order_sink.book(r.symbol).open_orders()) for r in service.records.values()}
+        log.info("Stopped. Open orders left on the paper book: %s",
+                 ", ".join(f"{k} {v}" for k, v in sorted(left.items())) or "none")
+        if any(left.values()):
+            sys.exit(1)
 
 
-async def run_service(
-    manager: StrategyManager, specs: Sequence[MarketSpec], status_interval: float, duration: float | None
-) -> None:
-    """Run *manager* with *specs* until a signal (or *duration*), then stop it gracefully within 5 s."""
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> Any:
+    from .demo import demo_sink_config
+
+    cls = get_sinks(pm).get_or_raise(settings.sink_name)
+    if settings.sink_name == "paper":
+        config: dict[str, Any] = demo_sink_config(seed) if demo else {}
+    else:
+        config = {"endpoint": settings.match_engine_endpoint} if settings.match_engine_endpoint else {}
+    return cls(structure_config(config, cls.Config))
+
+
+async def run_service(service: Service, status_interval: float, duration: float | None) -> None:
+    """Run *service* until a signal (or *duration*), then stop it gracefully within 5 s."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(manager.run, specs)
-            log.info("Loaded %d markets: %s", len(specs), ", ".join(str(s.key) for s in specs))
-            nursery.start_soon(_status_lines, manager, status_interval)
+            await nursery.start(service.run)
+            nursery.start_soon(_status_lines, service.manager, status_interval)
             with trio.move_on_after(duration if duration is not None else float("inf")):
                 async for signum in signals:
                     log.info("received %s: cancelling our orders and stopping", signal.Signals(signum).name)
                     break
             nursery.start_soon(_force_on_second_signal, signals, nursery)
             with trio.move_on_after(4.5):
-                await manager.aclose()
+                await service.aclose()
             nursery.cancel_scope.cancel()
+
+
+@cli.group()
+def db() -> None:
+    """The configuration store: create tables, write the demo markets."""
+
+
+def _store_command(db: str | None, sqlite: str | None, env_file: str, action: Any) -> tuple[str, Any]:
+    """Open the configured store, run *action* on it, close it; a database error is one plain line."""
+    settings = _load({"db": db, "sqlite": sqlite}, env_file)
+    store = None
+    try:
+        store = Store(settings.database_url)
+        return store.url_for_display, action(store)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if store is not None:
+            store.close()
+
+
+@db.command("init")
+@_settings_options
+def db_init(db: str | None, sqlite: str | None, env_file: str) -> None:
+    """Create every missing table (the seed's and mmframe's); never alters an existing one."""
+    where, created = _store_command(db, sqlite, env_file, lambda store: store.init())
+    click.echo(f"{where}: created {', '.join(created) if created else 'nothing (all tables exist)'}")
+
+
+@db.command("seed-demo")
+@_settings_options
+def db_seed_demo(db: str | None, sqlite: str | None, env_file: str) -> None:
+    """Write the demo markets (BTC/USDT and ETH/USDT on the sim feed); running it twice changes nothing."""
+    where, _ = _store_command(db, sqlite, env_file, lambda store: (store.init(), store.seed_demo()))
+    click.echo(f"{where}: demo markets written")
 
 
 async def _force_on_second_signal(signals: Any, nursery: trio.Nursery) -> None:
@@ -106,8 +218,9 @@ async def _status_lines(manager: StrategyManager, interval: float) -> None:
 def format_status(s: MarketStatus) -> str:
     """One human line per market: state, ladder, fills, inventory and PnL."""
     base, _, quote = s.symbol.partition("/")
+    name = s.market if s.symbol in s.market else f"{s.market} {s.symbol}"
     parts = [
-        f"[{s.market}] {s.state}",
+        f"[{name}] {s.state}",
         f"index {s.index_price if s.index_price is not None else '-'}{' (stale)' if s.stale else ''}",
         f"bids {s.bids} asks {s.asks}",
         f"placed {s.orders_placed} cancelled {s.orders_cancelled}",

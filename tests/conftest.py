@@ -21,3 +21,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             missing.append(f"{name} at {host}:{port} ({exc})")
     if missing:
         pytest.exit("MMFRAME_REQUIRE_SERVICES=1 but unreachable: " + "; ".join(missing), returncode=3)
+
+
+def _mariadb_reachable() -> bool:
+    try:
+        socket.create_connection(SERVICES["MariaDB"], timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> object:
+    """A fresh, empty database: an SQLite file, and a new MariaDB database dropped afterwards."""
+    import secrets
+    from pathlib import Path
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{Path(str(tmp_path)) / 'mmframe.sqlite'}"
+        return
+    if not _mariadb_reachable():
+        if os.environ.get("MMFRAME_REQUIRE_SERVICES") == "1":
+            pytest.fail("MariaDB is required (MMFRAME_REQUIRE_SERVICES=1) but unreachable at 127.0.0.1:3306")
+        pytest.skip("MariaDB is not reachable at 127.0.0.1:3306")
+    import pymysql
+
+    name = f"mmframe_test_{secrets.token_hex(6)}"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()

@@ -160,6 +160,11 @@ class StrategyManager:
         handles = [self._require(key)] if key is not None else list(self._handles.values())
         return [self._status(h) for h in handles]
 
+    def runner(self, key: MarketKey) -> MarketRunner | None:
+        """The market's current runner (for its figures), or ``None`` before it was built."""
+        handle = self._handles.get(key)
+        return handle.runner if handle is not None else None
+
     @property
     def markets(self) -> dict[MarketKey, MarketSpec]:
         return {key: h.spec for key, h in self._handles.items()}
@@ -175,7 +180,7 @@ class StrategyManager:
             return handle.runner.status(handle.state, error=handle.error, restarts=handle.restarts)
         spec = handle.spec
         return MarketStatus(
-            market=str(spec.key),
+            market=spec.label,
             symbol=spec.market.symbol,
             market_type=int(spec.market.market_type),
             strategy=spec.strategy,
@@ -208,7 +213,7 @@ class StrategyManager:
                     if error is None or handle.restarts >= spec.restart.max_restarts:
                         return
                     handle.restarts += 1
-                    log.warning("[%s] restarting in %.1fs (restart %d of %d)", spec.key, backoff, handle.restarts,
+                    log.warning("[%s] restarting in %.1fs (restart %d of %d)", spec.label, backoff, handle.restarts,
                                 spec.restart.max_restarts)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, spec.restart.max_backoff)
@@ -226,7 +231,7 @@ class StrategyManager:
             runner = await self._build(spec)
         except Exception as exc:  # configuration, unknown plugin, a feed that cannot start: not restarted
             handle.state, handle.error = MarketState.FAILED, _describe(exc)
-            log.error("[%s] failed to load: %s", spec.key, handle.error)
+            log.error("[%s] failed to load: %s", spec.label, handle.error)
             return None
         if handle.runner is not None:
             handle.position = handle.runner.position
@@ -237,12 +242,12 @@ class StrategyManager:
             await runner.run(task_status=_Started(handle, report))
         except MarketHalted as exc:
             handle.state, handle.error = MarketState.HALTED, str(exc)
-            log.error("[%s] %s", spec.key, exc)
+            log.error("[%s] %s", spec.label, exc)
             error = exc
             return None
         except Exception as exc:
             handle.state, handle.error = MarketState.FAILED, _describe(exc)
-            log.exception("[%s] market failed: %s", spec.key, handle.error)
+            log.exception("[%s] market failed: %s", spec.label, handle.error)
             error = exc
             return exc
         finally:
@@ -257,7 +262,7 @@ class StrategyManager:
         runner = MarketRunner(
             spec, strategy, feed, self.sink, client_prefix=self.client_prefix(spec), hook=self.pm.hook
         )
-        log.info("Strategy [%s] initialized successfully (%s)", spec.key, spec.strategy)
+        log.info("Strategy [%s] initialized successfully (%s, %s)", spec.label, spec.strategy, spec.key)
         return runner
 
     # ---- feeds ------------------------------------------------------------------------------------------------
@@ -306,7 +311,7 @@ class _Started:
 
     def started(self, value: Any = None) -> None:
         self._handle.state = MarketState.RUNNING
-        log.info("[%s] quoting", self._handle.spec.key)
+        log.info("[%s] quoting", self._handle.spec.label)
         self._report()
 
 

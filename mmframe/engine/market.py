@@ -13,6 +13,7 @@ checks that none is left.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import logging
 import re
@@ -93,6 +94,7 @@ class MarketSpec:
     :param stale_after: seconds without a good index tick after which the market pulls its quotes.
     :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
         once ``confirm_ticks`` consecutive ticks agree on the new level).
+    :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
     """
 
     market: Market
@@ -109,6 +111,12 @@ class MarketSpec:
     confirm_ticks: int = 5
     restart: RestartPolicy = RestartPolicy()
     cleanup_timeout: float = 3.0
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        """How logs and statuses name the market: ``name`` (the seed's ``879_1``) or ``BTC/USDT:spot``."""
+        return self.name or str(self.key)
 
     @property
     def key(self) -> Any:
@@ -147,17 +155,20 @@ class MarketStatus:
     position: Decimal = Decimal(0)
     pnl: Decimal = Decimal(0)
     last_veto: str = ""
+    uptime_seconds: float = 0.0
+    index_age: float | None = None
     strategy_status: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class _Inbox:
     """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated)."""
 
-    __slots__ = ("_wake", "conflated", "depth", "events", "tick")
+    __slots__ = ("_wake", "conflated", "depth", "events", "tick", "tick_at")
 
     def __init__(self) -> None:
         self.events: deque[OrderEvent] = deque()
         self.tick: PriceTick | None = None
+        self.tick_at = 0.0  # perf_counter() when the latest tick arrived: where quote latency starts
         self.depth: DepthSnapshot | None = None
         self.conflated = 0
         self._wake = trio.Event()
@@ -170,6 +181,8 @@ class _Inbox:
         if isinstance(item, PriceTick):
             if self.tick is not None:
                 self.conflated += 1
+            else:
+                self.tick_at = time.perf_counter()
             self.tick = item
         elif isinstance(item, DepthSnapshot):
             self.depth = item
@@ -260,7 +273,7 @@ class MarketRunner:
         self.last_tick_at: float | None = None
         self.last_depth: DepthSnapshot | None = None
         self.stale = False
-        self.log = _MarketLog(log, {"market": str(spec.key)})
+        self.log = _MarketLog(log, {"market": spec.label})
         self._seq = int(time.time() * 1_000_000)
         self._jump_candidates = 0
         self.counters: dict[str, int] = dict.fromkeys(
@@ -268,6 +281,9 @@ class MarketRunner:
         )
         self.last_veto = ""
         self._veto_logged: dict[str, float] = {}
+        self.quote_latency = LatencyHistogram()
+        self.started_at = time.monotonic()
+        self._latency_from: float | None = None
 
     # ---- identity ---------------------------------------------------------------------------------------------
 
@@ -300,6 +316,9 @@ class MarketRunner:
                 if now >= next_refresh:
                     next_refresh = now + self.spec.refresh_interval
                 await self._execute(self._step(now))
+                if self._latency_from is not None:
+                    self.quote_latency.observe(time.perf_counter() - self._latency_from)
+                    self._latency_from = None
         finally:
             if feed_sub is not None:
                 feed_sub.close()
@@ -338,6 +357,7 @@ class MarketRunner:
             self.strategy.on_depth(depth, self.ctx)
         tick, self.inbox.tick = self.inbox.tick, None
         if tick is not None and self._accept(tick, now):
+            self._latency_from = self.inbox.tick_at
             self.strategy.on_tick(tick, self.ctx)
             self._check_kill_switch()
         self._check_stale(now)
@@ -501,7 +521,7 @@ class MarketRunner:
         mark = self.last_tick.price if self.last_tick is not None else None
         c = self.counters
         return MarketStatus(
-            market=str(self.spec.key),
+            market=self.spec.label,
             symbol=self.market.symbol,
             market_type=int(self.market.market_type),
             strategy=self.spec.strategy,
@@ -525,8 +545,36 @@ class MarketRunner:
             position=self.position.base,
             pnl=self.position.pnl(mark),
             last_veto=self.last_veto,
+            uptime_seconds=time.monotonic() - self.started_at,
+            index_age=None if self.last_tick_at is None else trio.current_time() - self.last_tick_at,
             strategy_status=dict(self.strategy.status()),
         )
+
+
+class LatencyHistogram:
+    """Quote latency (tick arrival → orders handed to the sink), in seconds, in fixed Prometheus-style buckets."""
+
+    BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(upper bound, observations ≤ it)`` pairs ending with ``+Inf``, as Prometheus exposes them."""
+        out, running = [], 0
+        for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
 
 
 class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]

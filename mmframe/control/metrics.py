@@ -1,0 +1,116 @@
+"""Prometheus metrics, read from the markets' statuses at scrape time (nothing is counted twice on the hot path).
+
+Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type``):
+
+- ``strategy_orders_total`` (the seed's name): orders handed to the sink
+- ``strategy_active_orders`` (the seed's name): live orders (pending, resting or being cancelled)
+- ``mmframe_orders_cancelled_total``, ``mmframe_orders_rejected_total`` (by the sink),
+  ``mmframe_orders_vetoed_total`` (by the risk gate)
+- ``mmframe_fills_total``, ``mmframe_volume_total`` (base asset)
+- ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
+- ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
+- ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``
+- ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
+- ``mmframe_markets`` and ``mmframe_up`` for the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..engine.market import MarketState
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+__all__ = ["METRIC_NAMES", "make_registry", "render_metrics"]
+
+LABELS = ["market", "symbol", "market_type"]
+STATES = [str(s) for s in MarketState]
+
+COUNTERS = {
+    # name (without _total): (help, status attribute)
+    "strategy_orders": ("Orders handed to the sink", "orders_placed"),
+    "mmframe_orders_cancelled": ("Cancels sent", "orders_cancelled"),
+    "mmframe_orders_rejected": ("Orders the sink rejected", "orders_rejected"),
+    "mmframe_orders_vetoed": ("Orders the risk gate refused", "orders_vetoed"),
+    "mmframe_fills": ("Fills of our orders", "fills"),
+    "mmframe_volume": ("Filled quantity, base asset", "volume"),
+    "mmframe_ticks": ("Index ticks accepted", "ticks"),
+    "mmframe_ticks_rejected": ("Index ticks rejected as bad", "ticks_rejected"),
+}
+GAUGES = {
+    "strategy_active_orders": ("Live orders", "active_orders"),
+    "mmframe_inventory": ("Net position, base asset", "position"),
+    "mmframe_pnl": ("Profit and loss marked at the index, quote asset", "pnl"),
+}
+METRIC_NAMES = (
+    [f"{name}_total" for name in COUNTERS]
+    + list(GAUGES)
+    + [
+        "mmframe_quote_latency_seconds",
+        "mmframe_feed_staleness_seconds",
+        "mmframe_market_state",
+        "mmframe_markets",
+        "mmframe_up",
+    ]
+)
+
+
+class _Collector:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self.service
+        counters = {name: CounterMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in COUNTERS.items()}
+        gauges = {name: GaugeMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in GAUGES.items()}
+        latency = HistogramMetricFamily(
+            "mmframe_quote_latency_seconds", "Index tick arrival to orders handed to the sink", labels=LABELS
+        )
+        staleness = GaugeMetricFamily("mmframe_feed_staleness_seconds", "Seconds since the last good index tick",
+                                      labels=LABELS)
+        state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
+                                  labels=[*LABELS, "state"])
+        for record in service.records.values():
+            labels = [record.id, record.symbol, str(record.row.market_type)]
+            current = service.state_of(record)
+            for name in STATES:
+                state.add_metric([*labels, name], 1.0 if name == current else 0.0)
+            status = service.status_of(record)
+            if status is None:
+                continue
+            for name, (_, attr) in COUNTERS.items():
+                counters[name].add_metric(labels, float(getattr(status, attr)))
+            for name, (_, attr) in GAUGES.items():
+                gauges[name].add_metric(labels, float(getattr(status, attr)))
+            if status.index_age is not None:
+                staleness.add_metric(labels, status.index_age)
+            runner = service.manager.runner(record.spec.key) if record.spec is not None else None
+            if runner is not None:
+                hist = runner.quote_latency
+                latency.add_metric(labels, buckets=hist.cumulative(), sum_value=hist.sum)
+        yield from counters.values()
+        yield from gauges.values()
+        yield latency
+        yield staleness
+        yield state
+        yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
+        yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
+
+
+def make_registry(service: Service) -> CollectorRegistry:
+    """A registry of its own for *service* (never the process-global one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(service))  # type: ignore[arg-type]
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The Prometheus text exposition of *registry* and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

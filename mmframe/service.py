@@ -1,0 +1,427 @@
+"""The service behind ``mmframe serve``: markets loaded from the store, the engine, the audit trail, the control API.
+
+Start-up follows the seed: load every ``strategy_currency`` row with its strategy's config (overrides applied),
+turn each into a :class:`~mmframe.engine.market.MarketSpec`, start the ``market_status = 1`` ones and leave the
+others stopped until a start command. A row that cannot be loaded (broken JSON, an unknown strategy, a config
+key the strategy refuses) fails alone, with a message naming what is wrong; the other markets start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pluggy
+import trio
+
+from .config import structure_config
+from .engine.manager import StrategyManager
+from .engine.market import MarketSpec, MarketState, MarketStatus, RestartPolicy
+from .engine.reconcile import Tolerance
+from .engine.risk import RiskLimits
+from .errors import ConfigError, MMFrameError
+from .hookspecs import hookimpl
+from .models import Fill, Market, MarketKey, MarketType, Order, OrderEvent
+from .plugins import get_strategies
+from .protocols import OrderSink, Position
+from .settings import Settings
+from .store import FillRecord, MarketRow, OrderEventRecord, Store
+
+__all__ = ["MarketOptions", "MarketRecord", "Service", "UnknownMarket", "split_symbol"]
+
+log = logging.getLogger("mmframe.service")
+
+QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
+
+
+class UnknownMarket(MMFrameError, LookupError):
+    """No configured market matches the symbol and market type asked for."""
+
+
+def split_symbol(index_symbol: str) -> str:
+    """``BTCUSDT`` → ``BTC/USDT`` (by the known quote assets); a symbol with a separator is normalised to ``/``."""
+    text = index_symbol.strip().upper()
+    for sep in ("/", "-", "_"):
+        if sep in text:
+            base, _, quote = text.partition(sep)
+            return f"{base}/{quote}"
+    for quote in QUOTE_ASSETS:
+        if text.endswith(quote) and len(text) > len(quote):
+            return f"{text[: -len(quote)]}/{quote}"
+    return text
+
+
+def compact_symbol(symbol: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", symbol.upper())
+
+
+@attrs.frozen
+class MarketOptions:
+    """The engine's options for one market (``mmframe_market.options``); every key optional.
+
+    :param feed: the feed plugin (default: the service's ``feed`` setting).
+    :param feed_config: that feed's configuration.
+    :param index_symbol: the symbol the feed knows the index by (default: ``strategy_currency.index_symbol``).
+    """
+
+    feed: str | None = None
+    feed_config: dict[str, Any] = attrs.field(factory=dict)
+    index_symbol: str | None = None
+    risk: RiskLimits = RiskLimits()
+    tolerance: Tolerance = Tolerance()
+    refresh_interval: float = 1.0
+    stale_after: float = 10.0
+    max_tick_jump: Decimal = Decimal("0.1")
+    confirm_ticks: int = 5
+    restart: RestartPolicy = RestartPolicy()
+
+
+@attrs.define
+class MarketRecord:
+    """A configured market: its row, the spec built from it (or why none could be built)."""
+
+    row: MarketRow
+    spec: MarketSpec | None = None
+    error: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def symbol(self) -> str:
+        return self.spec.market.symbol if self.spec is not None else split_symbol(self.row.index_symbol)
+
+
+def market_from_row(row: MarketRow) -> Market:
+    """The market's description: its ``mmframe_market`` row, else the strategy config's ``tick_size``,
+    ``quote_precision`` (prices) and ``base_precision`` (quantities)."""
+    market_type = MarketType(row.market_type)
+    desc = row.description
+    try:
+        if desc is not None:
+            return desc.market(market_type)
+        config = row.effective_config
+        missing = [k for k in ("tick_size", "quote_precision", "base_precision") if k not in config]
+        if missing:
+            raise LookupError(", ".join(missing))
+        qp = int(config["base_precision"])
+        return Market(
+            split_symbol(row.index_symbol),
+            tick_size=config["tick_size"],
+            price_precision=int(config["quote_precision"]),
+            quantity_precision=qp,
+            min_quantity=Decimal(1).scaleb(-qp),
+            market_type=market_type,
+        )
+    except LookupError as exc:
+        raise ConfigError(f"no mmframe_market row describes this market and its config lacks {exc.args[0]}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"market description: {exc}") from None
+
+
+def spec_from_row(row: MarketRow, settings: Settings) -> MarketSpec:
+    if row.error:
+        raise ConfigError(row.error)
+    if row.strategy_name is None:
+        raise ConfigError(f"strategy_currency.default_strategy {row.strategy_id} names no strategy_strategy row")
+    market = market_from_row(row)
+    options_data = row.description.options if row.description is not None else {}
+    options = structure_config(options_data or {}, MarketOptions)
+    return MarketSpec(
+        market=market,
+        strategy=row.strategy_name,
+        strategy_config=row.effective_config,
+        feed=options.feed or settings.feed,
+        feed_config=options.feed_config,
+        index_symbol=options.index_symbol or row.index_symbol,
+        risk=options.risk,
+        tolerance=options.tolerance,
+        refresh_interval=options.refresh_interval,
+        stale_after=options.stale_after,
+        max_tick_jump=options.max_tick_jump,
+        confirm_ticks=options.confirm_ticks,
+        restart=options.restart,
+        name=row.id,
+    )
+
+
+class AuditTrail:
+    """An observer plugin that queues every order event and fill; :meth:`run` writes them to the store in
+    batches from a worker thread, so a market never waits for the database."""
+
+    BATCH = 500
+    MAX_PENDING = 200_000
+
+    def __init__(self, store: Store, market_ids: Mapping[MarketKey, str]) -> None:
+        self.store = store
+        self.market_ids = market_ids
+        self.events: list[OrderEventRecord] = []
+        self.fills: list[FillRecord] = []
+        self.dropped = 0
+        self.written = 0
+        self._wake = trio.Event()
+
+    def _market_id(self, market: Market) -> str:
+        return self.market_ids.get(market.key, str(market.key))
+
+    @hookimpl
+    def order_event(self, market: Market, event: OrderEvent, order: Order) -> None:
+        record = OrderEventRecord.from_event(
+            event, order, market_id=self._market_id(market), market_type=int(market.market_type)
+        )
+        self.events.append(record)
+        self._added()
+
+    @hookimpl
+    def order_filled(self, market: Market, fill: Fill, position: Position) -> None:
+        record = FillRecord.from_fill(fill, market_id=self._market_id(market), market_type=int(market.market_type))
+        self.fills.append(record)
+        self._added()
+
+    def _added(self) -> None:
+        pending = len(self.events) + len(self.fills)
+        if pending > self.MAX_PENDING:  # the database has been away for a long time: keep the newest
+            self.dropped += 1
+            (self.events if self.events else self.fills).pop(0)
+        if pending >= self.BATCH:
+            self._wake.set()
+
+    async def run(
+        self, *, interval: float = 0.5, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        try:
+            while True:
+                with trio.move_on_after(interval):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self.flush()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.flush()
+
+    async def flush(self) -> None:
+        if not self.events and not self.fills:
+            return
+        events, fills = self.events, self.fills
+        self.events, self.fills = [], []
+        try:
+            await trio.to_thread.run_sync(self.store.record, events, fills)
+            self.written += len(events) + len(fills)
+        except Exception as exc:
+            log.error("could not write %d audit records (will retry): %s", len(events) + len(fills), exc)
+            self.events[:0], self.fills[:0] = events, fills
+
+
+class Service:
+    """Markets from the store, run by one :class:`StrategyManager`, controlled through :mod:`mmframe.control`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pm: pluggy.PluginManager,
+        sink: OrderSink,
+        *,
+        api: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pm = pm
+        self.sink = sink
+        self.manager = StrategyManager(sink, pm, instance_id=settings.instance_id)
+        self.records: dict[str, MarketRecord] = {}
+        self.market_ids: dict[MarketKey, str] = {}
+        self.audit = AuditTrail(store, self.market_ids)
+        self.started_at = time.monotonic()
+        self.api = api
+        self.binds: list[str] = []
+        self._nursery: trio.Nursery | None = None
+
+    # ---- running ----------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.api and not self.settings.api_is_loopback and not self.settings.api_token:
+            raise ConfigError(
+                f"refusing to serve the control API on {self.settings.api_host} without MMFRAME_API_TOKEN: "
+                "set a token or bind to 127.0.0.1"
+            )
+        rows = await trio.to_thread.run_sync(self.store.load_markets)
+        log.info("Loaded %d currencies from database", len(rows))
+        for row in rows:
+            if row.id in self.records:  # a second strategy_currency row for one market: the first one stands
+                log.error("Strategy [%s] failed to load: %s", row.id, row.error or "defined twice")
+                continue
+            self._add_record(row)
+        autostart = [r.spec for r in self.records.values() if r.spec is not None and r.row.market_status == 1]
+        self.pm.register(self.audit, name="mmframe.audit")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.audit.run)
+                await nursery.start(self.manager.run, autostart)
+                for record in self.records.values():
+                    if record.spec is not None and record.spec.key in self.manager.markets:
+                        status = self.manager.status(record.spec.key)[0]
+                        if status.state is not MarketState.RUNNING:
+                            log.error("Strategy [%s] did not start: %s", record.id, status.error)
+                if self.api:
+                    from .control.app import serve_api
+
+                    self.binds = await nursery.start(serve_api, self)
+                task_status.started(self)
+        finally:
+            self.pm.unregister(self.audit)
+
+    def _add_record(self, row: MarketRow) -> MarketRecord:
+        record = MarketRecord(row)
+        try:
+            spec = spec_from_row(row, self.settings)
+            self._check_strategy_config(spec)
+            record.spec = spec
+        except (ValueError, TypeError) as exc:  # ConfigError, and a value an attrs validator refused
+            record.error = str(exc)
+            log.error("Strategy [%s] failed to load: %s", row.id, exc)
+        self.records[row.id] = record
+        if record.spec is not None:
+            self.market_ids[record.spec.key] = row.id
+        return record
+
+    def _check_strategy_config(self, spec: MarketSpec) -> None:
+        """Refuse a config the strategy would refuse, before anything starts: the key is named."""
+        strategies = get_strategies(self.pm)
+        try:
+            cls = strategies.get_or_raise(spec.strategy)
+        except MMFrameError as exc:
+            raise ConfigError(str(exc)) from None
+        structure_config(spec.strategy_config, cls.Config)
+
+    async def aclose(self) -> None:
+        """Stop every market (cancelling its orders), flush the audit trail, stop the API."""
+        await self.manager.aclose()
+        await self.audit.flush()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # ---- lookups ----------------------------------------------------------------------------------------------
+
+    def find(self, symbol: str, market_type: int = 1) -> MarketRecord:
+        """The market for ``BTC/USDT`` or ``BTCUSDT`` (or its id ``879_1``) and a market type."""
+        wanted = compact_symbol(symbol)
+        for record in self.records.values():
+            if record.row.market_type != market_type:
+                continue
+            if wanted in (compact_symbol(record.symbol), compact_symbol(record.row.index_symbol)):
+                return record
+        if symbol in self.records and self.records[symbol].row.market_type == market_type:
+            return self.records[symbol]
+        known = ", ".join(f"{r.symbol} ({r.row.market_type})" for r in self.records.values()) or "none"
+        raise UnknownMarket(f"no market {symbol} with market_type {market_type} (configured: {known})")
+
+    def status_of(self, record: MarketRecord) -> MarketStatus | None:
+        if record.spec is None or record.spec.key not in self.manager.markets:
+            return None
+        return self.manager.status(record.spec.key)[0]
+
+    def state_of(self, record: MarketRecord) -> str:
+        if record.spec is None:
+            return "failed"
+        status = self.status_of(record)
+        return str(status.state) if status is not None else "stopped"
+
+    # ---- commands ---------------------------------------------------------------------------------------------
+
+    async def start(self, record: MarketRecord) -> MarketStatus:
+        if record.spec is None:
+            raise ConfigError(record.error)
+        status = self.status_of(record)
+        if status is not None and status.state in (MarketState.RUNNING, MarketState.STARTING):
+            return status
+        return await self.manager.start_market(record.spec)
+
+    async def stop(self, record: MarketRecord) -> MarketStatus | None:
+        if record.spec is None or record.spec.key not in self.manager.markets:
+            return None
+        return await self.manager.stop_market(record.spec.key)
+
+    async def reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
+        """Stop the market, read its configuration again from the store, start it."""
+        await self.stop(record)
+        row = await trio.to_thread.run_sync(self.store.load_market, record.row.currency_id, record.row.market_type)
+        if row is None:
+            raise UnknownMarket(f"market {record.id} is no longer in the database")
+        fresh = self._add_record(row)
+        return fresh, await self.start(fresh)
+
+    async def update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate *changes* merged over the market's config against its strategy, persist them as the market's
+        override, and return the new effective config. It applies on the next reload."""
+        current = record.row
+        row = await trio.to_thread.run_sync(self.store.load_market, current.currency_id, current.market_type)
+        if row is None:
+            raise UnknownMarket(f"market {record.id} is no longer in the database")
+        if row.strategy_name is None:
+            raise ConfigError(row.error or record.error or "the market has no strategy")
+        overrides = {**row.overrides, **changes}  # over what the database holds now, not what we loaded
+        effective = {**row.strategy_config, **overrides}
+        cls = get_strategies(self.pm).get_or_raise(row.strategy_name)
+        structure_config(effective, cls.Config)
+        await trio.to_thread.run_sync(self.store.save_override, row.currency_id, row.market_type, overrides)
+        return effective
+
+    async def kill(self) -> dict[str, Any]:
+        """The kill switch: stop every market (each cancels its orders), then cancel anything left with our
+        instance prefix on every configured symbol."""
+        stopped = []
+        async with trio.open_nursery() as nursery:
+            for record in self.records.values():
+                status = self.status_of(record)
+                if status is not None and status.state in (MarketState.RUNNING, MarketState.STARTING):
+                    stopped.append(record.id)
+                    nursery.start_soon(self.stop, record)
+        cancelled = 0
+        prefix = f"{self.settings.instance_id}-"
+        for symbol in sorted({r.symbol for r in self.records.values()}):
+            cancelled += await self.sink.cancel_all(symbol, prefix)
+        log.warning("kill switch: stopped %s, %d orders cancelled after the stops", stopped or "nothing", cancelled)
+        return {"stopped": stopped, "cancelled_after_stop": cancelled}
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+def metrics_of(status: MarketStatus | None) -> dict[str, Any]:
+    """The seed's per-strategy metrics (plus mmframe's), decimals as strings."""
+    if status is None:
+        return {
+            "total_orders": 0,
+            "success_orders": 0,
+            "failed_orders": 0,
+            "total_trades": 0,
+            "total_volume": "0",
+            "active_orders": 0,
+            "uptime_seconds": 0,
+        }
+    return {
+        "total_orders": status.orders_placed + status.orders_vetoed,
+        "success_orders": status.orders_placed - status.orders_rejected,
+        "failed_orders": status.orders_rejected + status.orders_vetoed,
+        "total_trades": status.fills,
+        "total_volume": str(status.volume),
+        "active_orders": status.active_orders,
+        "uptime_seconds": math.floor(status.uptime_seconds),
+        "orders_cancelled": status.orders_cancelled,
+        "orders_vetoed": status.orders_vetoed,
+        "bids": status.bids,
+        "asks": status.asks,
+        "position": str(status.position),
+        "pnl": str(status.pnl),
+        "stale": status.stale,
+    }

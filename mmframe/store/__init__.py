@@ -1,0 +1,25 @@
+"""mmframe's configuration and audit store (seed 000): the seed's ``strategy_strategy`` / ``strategy_currency``
+tables exactly as the seed defines them, plus mmframe's own ``mmframe_*`` tables, on SQLite or MySQL/MariaDB.
+
+Synchronous: call it from trio through ``trio.to_thread.run_sync``.
+"""
+
+from .store import FillRecord as FillRecord
+from .store import MarketDescription as MarketDescription
+from .store import MarketRow as MarketRow
+from .store import OrderEventRecord as OrderEventRecord
+from .store import Store as Store
+from .store import StoreError as StoreError
+from .store import market_id as market_id
+from .tables import metadata as metadata
+
+__all__ = [
+    "FillRecord",
+    "MarketDescription",
+    "MarketRow",
+    "OrderEventRecord",
+    "Store",
+    "StoreError",
+    "market_id",
+    "metadata",
+]
