@@ -112,7 +112,9 @@ def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
 
 
 def test_dotenv_parsing() -> None:
-    values = parse_dotenv("# c\n\nexport A=1\nB = \"two words\"\nC=x # trailing\nD='#not a comment'\n")
-    assert values == {"A": "1", "B": "two words", "C": "x", "D": "#not a comment"}
+    values = parse_dotenv(
+        "# c\n\nexport A=1\nB = \"two words\"\nC=x # trailing\nD='#not a comment'\nE='x #1'  # a comment\n"
+    )
+    assert values == {"A": "1", "B": "two words", "C": "x", "D": "#not a comment", "E": "x #1"}
     with pytest.raises(ConfigError, match="line 1"):
         parse_dotenv("not a pair")
