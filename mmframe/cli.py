@@ -261,6 +261,8 @@ def setup_logging(level: str, log_file: str | None = None) -> None:
         handlers=handlers,
         force=True,
     )
+    if level.upper() != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is debugging, not operations
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

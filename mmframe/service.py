@@ -80,6 +80,7 @@ class MarketOptions:
     max_tick_jump: Decimal = Decimal("0.1")
     confirm_ticks: int = 5
     restart: RestartPolicy = RestartPolicy()
+    leftovers: str = "cancel"
 
 
 @attrs.define
@@ -148,6 +149,7 @@ def spec_from_row(row: MarketRow, settings: Settings) -> MarketSpec:
         max_tick_jump=options.max_tick_jump,
         confirm_ticks=options.confirm_ticks,
         restart=options.restart,
+        leftovers=options.leftovers,
         name=row.id,
     )
 

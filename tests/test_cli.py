@@ -57,7 +57,7 @@ def _read_until(stream: IO[str], lines: list[str], done: object, seconds: float)
 def _readme_curls() -> list[str]:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    return [line for block in blocks for line in block.splitlines() if line.startswith("curl ")]
+    return [line for block in blocks for line in block.splitlines() if line.startswith("curl ") and ":8081" in line]
 
 
 @needs_example

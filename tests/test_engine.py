@@ -418,3 +418,44 @@ async def test_a_raising_lifecycle_hook_is_logged_and_the_engine_goes_on(
     engine.feed.push_price("BBBUSDT", "100")
     await settle()
     assert engine.status("BBB/USDT").state is MarketState.RUNNING and len(engine.book_orders("BBB/USDT")) == 4
+
+
+async def test_leftovers_can_be_adopted_instead_of_cancelled(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    prefix = engine.manager.client_prefix(spec())
+    await engine.sink.place(
+        [
+            OrderRequest(f"{prefix}old-bid", "AAA/USDT", Side.BUY, OrderType.LIMIT, quantity="1", price="99"),
+            OrderRequest(f"{prefix}old-far", "AAA/USDT", Side.SELL, OrderType.LIMIT, quantity="1", price="150"),
+        ]
+    )
+    await engine.manager.start_market(spec(leftovers="adopt", strategy_config={"levels": 1}))
+    assert {o.client_order_id for o in engine.book_orders()} == {f"{prefix}old-bid", f"{prefix}old-far"}
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    # The adopted bid at 99 is exactly the desired bid: kept. The far ask is not wanted: cancelled and replaced.
+    ids = {o.client_order_id for o in engine.book_orders()}
+    assert f"{prefix}old-bid" in ids and f"{prefix}old-far" not in ids and len(ids) == 2
+    assert engine.status().orders_placed == 1
+
+
+async def test_a_degraded_sink_holds_orders_and_the_market_catches_up(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    class FlakySink(PaperSink):
+        degraded = False
+
+    sink = FlakySink()
+    engine = await start_engine(nursery, sink=sink)
+    await engine.manager.start_market(spec())
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    sink.degraded = True
+    engine.feed.push_price("AAAUSDT", "110")
+    await settle()
+    assert engine.status().state is MarketState.DEGRADED
+    assert engine.prices()[0][0] == Decimal("99.00")  # nothing was sent while degraded
+    sink.degraded = False
+    await trio.sleep(1.5)  # the next refresh
+    assert engine.status().state is MarketState.RUNNING
+    assert engine.prices() == ([Decimal("109.00"), Decimal("108.00")], [Decimal("111.00"), Decimal("112.00")])

@@ -475,7 +475,7 @@ def test_simulated_taker_quantity_is_never_zero_and_never_too_precise() -> None:
     sink = PaperSink(PaperSink.Config(seed=3, taker_size_fraction=0.01))
     for level, exponent in [(D("0.001"), -3), (D("1E+2"), 0), (D("0.123456789012"), -8), (D("7"), 0)]:
         for _ in range(50):
-            quantity = sink._taker_quantity(level)
+            quantity = sink._takers.quantity(level)
             assert 0 < quantity <= level
             assert quantity.as_tuple().exponent >= min(exponent, 0)
             assert quantity == quantity.quantize(D(1).scaleb(exponent))

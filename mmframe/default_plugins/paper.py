@@ -22,9 +22,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import random
 from collections.abc import Callable, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import attrs
@@ -32,6 +31,7 @@ import trio
 
 from ..book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
 from ..hookspecs import hookimpl
+from ..listeners import OrderEventListeners
 from ..models import (
     DepthSnapshot,
     Fill,
@@ -43,9 +43,9 @@ from ..models import (
     OrderStatus,
     OrderType,
     Side,
-    to_decimal,
 )
 from ..protocols import Subscription
+from ..takers import TakerFlow
 
 __all__ = ["PaperSink", "register_sinks"]
 
@@ -54,8 +54,6 @@ logger = logging.getLogger("mmframe.paper")
 OrderListener = Callable[[OrderEvent], None]
 
 _REMEMBER_IDS = 200_000  # client order ids remembered for the cross-symbol check
-_MAX_DECIMALS = 8  # simulated taker quantities never have more decimal places than this
-_FRACTION_STEPS = 10_000  # the resolution of a simulated taker's random size fraction
 
 
 def _non_negative_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -77,14 +75,6 @@ def _other_than_owner(instance: Any, attribute: attrs.Attribute[Any], value: str
     _non_empty(instance, attribute, value)
     if value == instance.owner:
         raise ValueError(f"{attribute.name} must differ from owner ({value!r}): we never trade with ourselves")
-
-
-@attrs.define(eq=False)
-class _Listener:
-    symbol: str
-    prefix: str
-    callback: OrderListener
-    subscription: Subscription | None = None
 
 
 class PaperSink:
@@ -116,8 +106,8 @@ class PaperSink:
         self._books: dict[str, OrderBook] = {}
         # Which symbol each client order id was first used on (an id is never reused across symbols), bounded.
         self._id_symbol: dict[str, str] = {}
-        self._listeners: dict[str, list[_Listener]] = {}  # by symbol
-        self._rng = random.Random(self.config.seed)
+        self._listeners = OrderEventListeners(logger)
+        self._takers = TakerFlow(self.config.taker_flow_rate, self.config.taker_size_fraction, self.config.seed)
         self._taker_ids = itertools.count(1)
 
     # ---------------------------------------------------------------------------------------------------------
@@ -128,32 +118,13 @@ class PaperSink:
         """Ready at once; then runs the simulated taker flow (if configured) until cancelled."""
         task_status.started()
         if self.config.taker_flow_rate > 0:
-            await self._taker_flow(self.config.taker_flow_rate)
+            await self._takers.run(self._books.values, self.simulate_taker)
         else:
             await trio.sleep_forever()
 
-    async def _taker_flow(self, rate: float) -> None:
-        while True:
-            # Each symbol with resting orders gets its own Poisson flow at ``rate``: their superposition is one
-            # Poisson flow at ``rate * n`` whose arrivals pick a symbol uniformly. With none, wait as if n = 1.
-            active = [book for book in self._books.values() if len(book)]
-            await trio.sleep(self._rng.expovariate(rate * max(len(active), 1)))
-            active = [book for book in self._books.values() if len(book)]
-            if active:
-                self.simulate_taker(self._rng.choice(active).symbol)
-
     def subscribe(self, symbol: str, prefix: str, listener: OrderListener) -> Subscription:
         """Deliver the events of *symbol*'s orders whose client id starts with *prefix* to *listener*."""
-        entry = _Listener(symbol, prefix, listener)
-        listeners = self._listeners.setdefault(symbol, [])
-
-        def remove() -> None:
-            if entry in listeners:
-                listeners.remove(entry)
-
-        entry.subscription = Subscription(remove)
-        listeners.append(entry)
-        return entry.subscription
+        return self._listeners.subscribe(symbol, prefix, listener)
 
     async def place(self, requests: Sequence[OrderRequest]) -> None:
         await trio.lowlevel.checkpoint()
@@ -245,37 +216,15 @@ class PaperSink:
         price, for a random part (up to ``taker_size_fraction``) of the best level's quantity.
         """
         book = self._books.get(symbol)
-        if book is None:
+        order = self._takers.order_for(book) if book is not None else None
+        if order is None:
             return None
-        bids, asks = book.depth(1)
-        sides = [side for side, levels in ((Side.SELL, bids), (Side.BUY, asks)) if levels]
-        if not sides:
-            return None
-        side = self._rng.choice(sides)
-        best_price, level_quantity = (bids if side is Side.SELL else asks)[0]
-        quantity = self._taker_quantity(level_quantity)
-        order_type = self._rng.choice((OrderType.MARKET, OrderType.IOC))
-        return self.submit_external(
-            symbol,
-            side=side,
-            type=order_type,
-            quantity=quantity,
-            price=best_price if order_type is OrderType.IOC else None,
-        )
+        return self.submit_external(symbol, side=order.side, type=order.type, quantity=order.quantity,
+                                    price=order.price)
 
     # ---------------------------------------------------------------------------------------------------------
     # Internals
     # ---------------------------------------------------------------------------------------------------------
-
-    def _taker_quantity(self, level_quantity: Decimal) -> Decimal:
-        """A random part (up to ``taker_size_fraction``) of *level_quantity*, rounded down to its precision (at
-        most 8 decimals), and at least one unit of that precision."""
-        exponent = level_quantity.as_tuple().exponent
-        assert isinstance(exponent, int)
-        step = Decimal(1).scaleb(min(max(exponent, -_MAX_DECIMALS), 0))
-        fraction = to_decimal(self.config.taker_size_fraction) * self._rng.randint(1, _FRACTION_STEPS) / _FRACTION_STEPS
-        quantity = (level_quantity * fraction).quantize(step, rounding=ROUND_FLOOR)
-        return min(max(quantity, step), level_quantity)
 
     def _place(self, request: OrderRequest) -> None:
         symbol = request.symbol
@@ -370,27 +319,7 @@ class PaperSink:
         )
 
     def _emit(self, event: OrderEvent) -> None:
-        listeners = self._listeners.get(event.symbol)
-        if not listeners:
-            return
-        for entry in list(listeners):
-            if not event.client_order_id.startswith(entry.prefix):
-                continue
-            if entry.subscription is not None and entry.subscription.closed:
-                continue  # closed by an earlier listener of this event
-            try:
-                entry.callback(event)
-            except Exception:
-                logger.exception(
-                    "order listener %r (symbol %s, prefix %r) raised on %s of %s; dropping its subscription",
-                    entry.callback,
-                    entry.symbol,
-                    entry.prefix,
-                    event.kind,
-                    event.client_order_id,
-                )
-                if entry.subscription is not None:
-                    entry.subscription.close()
+        self._listeners.emit(event)
 
 
 def _to_order(symbol: str, state: OrderState) -> Order:

@@ -61,6 +61,7 @@ class MarketState(enum.StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     HALTED = "halted"
+    DEGRADED = "degraded"  # running, but the sink cannot take orders now: the market waits and then catches up
 
 
 def _positive_float(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -95,6 +96,8 @@ class MarketSpec:
     :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
         once ``confirm_ticks`` consecutive ticks agree on the new level).
     :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
+    :param leftovers: what to do at start with open orders an earlier run left (found by client-id prefix):
+        ``cancel`` them (the default), or ``adopt`` them (the reconciler then keeps those that match the desired book).
     """
 
     market: Market
@@ -112,6 +115,7 @@ class MarketSpec:
     restart: RestartPolicy = RestartPolicy()
     cleanup_timeout: float = 3.0
     name: str = ""
+    leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
 
     @property
     def label(self) -> str:
@@ -273,6 +277,7 @@ class MarketRunner:
         self.last_tick_at: float | None = None
         self.last_depth: DepthSnapshot | None = None
         self.stale = False
+        self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
         self._seq = int(time.time() * 1_000_000)
         self._jump_candidates = 0
@@ -299,10 +304,8 @@ class MarketRunner:
         sink_sub = self.sink.subscribe(symbol, prefix, self.inbox.push_event)
         feed_sub = None
         try:
-            leftovers = await self.sink.open_orders(symbol, prefix)
-            if leftovers:
-                cancelled = await self.sink.cancel_all(symbol, prefix)
-                self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
+            await self._wait_for_sink()
+            await self._handle_leftovers()
             feed_sub = self.feed.subscribe(self.spec.feed_symbol, self.inbox.push_data)
             self.strategy.on_start(self.ctx)
             if self.hook is not None:
@@ -315,7 +318,10 @@ class MarketRunner:
                 now = trio.current_time()
                 if now >= next_refresh:
                     next_refresh = now + self.spec.refresh_interval
-                await self._execute(self._step(now))
+                plan = self._step(now)
+                if self._sink_degraded():
+                    continue  # the sink cannot take orders: decide again once it can (within a refresh interval)
+                await self._execute(plan)
                 if self._latency_from is not None:
                     self.quote_latency.observe(time.perf_counter() - self._latency_from)
                     self._latency_from = None
@@ -326,6 +332,36 @@ class MarketRunner:
                 self.strategy.on_stop(self.ctx)
             finally:
                 await self._cleanup(sink_sub)
+
+    def _sink_degraded(self) -> bool:
+        degraded = bool(getattr(self.sink, "degraded", False))
+        if degraded != self.degraded:
+            self.degraded = degraded
+            if degraded:
+                self.log.warning("the order sink is degraded: holding orders until it recovers")
+            else:
+                self.log.info("the order sink recovered: quoting")
+        return degraded
+
+    async def _wait_for_sink(self) -> None:
+        # ``degraded`` is a plain property of the sink, not an event: poll it at the market's own pace.
+        while self._sink_degraded():  # noqa: ASYNC110
+            await trio.sleep(self.spec.refresh_interval)
+
+    async def _handle_leftovers(self) -> None:
+        """Orders an earlier run of this market left on the book: cancel them, or adopt them, by the spec."""
+        symbol, prefix = self.market.symbol, self.client_prefix
+        leftovers = await self.sink.open_orders(symbol, prefix)
+        if not leftovers:
+            return
+        if self.spec.leftovers == "adopt":
+            now = trio.current_time()
+            for order in leftovers:
+                self.tracker.adopt(order, now)
+            self.log.warning("adopted %d orders left by an earlier run (prefix %s)", len(leftovers), prefix)
+        else:
+            cancelled = await self.sink.cancel_all(symbol, prefix)
+            self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
 
     async def _cleanup(self, sink_sub: Any) -> None:
         """Cancel every order with our prefix and check none is left; shielded and bounded in time."""
@@ -361,6 +397,8 @@ class MarketRunner:
             self.strategy.on_tick(tick, self.ctx)
             self._check_kill_switch()
         self._check_stale(now)
+        if self.last_tick is None:
+            return Plan()  # no index yet: nothing to decide (and adopted orders wait for the first price)
         desired = [] if self.stale else self.strategy.desired_orders(self.ctx)
         if desired is None:
             return Plan()
@@ -400,12 +438,18 @@ class MarketRunner:
                 self.log.info("index price fresh again: quoting")
 
     def _on_grid(self, desired: Iterable[Quote]) -> list[Quote]:
-        """Put every quote on the grid (never more aggressively) and drop those below the minimum quantity."""
+        """Put every quote on the grid (never more aggressively), written at the market's precision (``99`` is sent
+        as ``99.00``), and drop those below the minimum quantity."""
         market = self.market
+        price_exp, qty_exp = -market.price_precision, -market.quantity_precision
         out = []
         for q in desired:
             price, qty = q.price, q.quantity
-            if not market.is_on_grid(price) or qty != qty.quantize(market.quantity_step):
+            if (
+                price.as_tuple().exponent != price_exp
+                or qty.as_tuple().exponent != qty_exp
+                or not market.is_on_grid(price)
+            ):
                 price, qty = market.round_price(price, q.side), market.round_quantity(qty)
                 q = attrs.evolve(q, price=price, quantity=qty)
             if qty > 0 and qty >= market.min_quantity and price > 0:
@@ -516,6 +560,8 @@ class MarketRunner:
     # ---- status -----------------------------------------------------------------------------------------------
 
     def status(self, state: MarketState, *, error: str = "", restarts: int = 0) -> MarketStatus:
+        if state is MarketState.RUNNING and self.degraded:
+            state = MarketState.DEGRADED
         quoting = self.tracker.quoting()
         bids = sum(1 for o in quoting if o.side is Side.BUY)
         mark = self.last_tick.price if self.last_tick is not None else None

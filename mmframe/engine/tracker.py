@@ -74,6 +74,14 @@ class OrderTracker:
         self._live[request.client_order_id] = order
         return order
 
+    def adopt(self, order: Order, now: float) -> Order:
+        """Track an order found resting on the book (left by an earlier run): it keeps its status and fills."""
+        if order.client_order_id in self._orders:
+            raise InvalidTransition(f"client order id {order.client_order_id!r} is already tracked")
+        if not order.status.is_live or order.status is S.PENDING:
+            raise InvalidTransition(f"only a resting order can be adopted, {order.client_order_id} is {order.status}")
+        return self._store(attrs.evolve(order, created_at=now, updated_at=now, cancel_requested=False))
+
     def transition(self, client_order_id: str, status: OrderStatus, now: float, *, reason: str = "") -> Order:
         """Move an order to *status*, refusing what the state machine does not allow."""
         order = self._require(client_order_id)

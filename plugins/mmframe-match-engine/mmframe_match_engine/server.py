@@ -1,0 +1,825 @@
+"""The reference match engine: every endpoint of ``docs/match-engine-api.md`` on hypercorn's trio worker.
+
+:class:`Engine` holds the state (one :class:`mmframe.book.OrderBook` per symbol, the event sequence, the replay
+buffer, the stream subscribers) and does the work; :func:`create_app` puts the HTTP API in front of it and
+:func:`serve_engine` serves it. The state lives in the :class:`Engine`, not in the server: stopping
+:func:`serve_engine` and starting it again with the same engine (on the same port) simulates an outage of the
+network path while the engine keeps its books.
+
+For tests and operations the engine has plain attributes that change how the API answers (see :class:`Engine`):
+a rate limit, forced 503s and 429s, a delay between executing and answering, and a record of every request.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mmframe.book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
+from mmframe.models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
+from mmframe.takers import TakerFlow
+
+from .wire import (
+    CLIENT_ORDER_ID_PATTERN,
+    MAX_BATCH_ORDERS,
+    WireError,
+    WireOrder,
+    decimal_to_wire,
+    error_body,
+    event_to_wire,
+    json_loads,
+    request_from_wire,
+    symbol_from_wire,
+)
+
+__all__ = ["CancelResult", "Engine", "PlaceResult", "StreamSubscription", "create_app", "serve_engine"]
+
+log = logging.getLogger("mmframe.match_engine")
+
+SIM_ACCOUNT = "sim"
+MAX_BODY_BYTES = 1 << 20  # 1 MiB
+MAX_IDS = 1000  # client order ids per cancel or query request
+MAX_DEPTH_LIMIT = 1000
+_REQUEST_LOG_CAP = 100_000  # Engine.requests keeps at most this many (the oldest half is dropped beyond)
+
+
+@attrs.frozen
+class PlaceResult:
+    """The result for one order of a batch: ``accepted``, ``rejected`` or ``duplicate``."""
+
+    client_order_id: str
+    result: str
+    reason: str
+    order: WireOrder | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "result": self.result,
+            "reason": self.reason,
+            "order": None if self.order is None else self.order.to_wire(),
+        }
+
+
+@attrs.frozen
+class CancelResult:
+    """The result for one id of a cancel: ``cancelled``, ``not_open`` or ``unknown``."""
+
+    client_order_id: str
+    result: str
+    order: WireOrder | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "result": self.result,
+            "order": None if self.order is None else self.order.to_wire(),
+        }
+
+
+@attrs.frozen
+class StreamSubscription:
+    """One stream client: its ``hello`` line, the lines to replay, then live lines from ``receive``.
+
+    ``receive`` ends (``EndOfChannel``) when the engine dropped the subscriber for falling too far behind.
+    """
+
+    hello: dict[str, Any]
+    replay: list[dict[str, Any]]
+    receive: trio.MemoryReceiveChannel[dict[str, Any]]
+    send: trio.MemorySendChannel[dict[str, Any]] = attrs.field(repr=False)
+
+
+def _wire_order(symbol: str, state: OrderState) -> WireOrder:
+    return WireOrder(
+        client_order_id=state.client_order_id,
+        account=state.owner,
+        order_id=state.order_id,
+        symbol=symbol,
+        side=state.side,
+        type=state.type,
+        price=state.price,
+        quantity=state.quantity,
+        filled_quantity=state.filled_quantity,
+        filled_notional=state.filled_notional,
+        status=state.status,
+        reason=state.reason,
+    )
+
+
+def _finite_non_negative(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return value
+
+
+class Engine:
+    """The reference match engine's state and operations (no HTTP here; see :func:`create_app`).
+
+    State: ``epoch`` (a random hex id of this engine run), ``books`` (one :class:`OrderBook` per symbol, made on
+    first use), ``seq`` (the last event sequence number, shared by all symbols), ``replay`` (the last
+    ``replay_size`` stream lines as ``(seq, line)``), and the stream subscribers.
+
+    Test and operations hooks, plain attributes to set at any time:
+
+    - ``rate_limit``: requests per second over a sliding 1 s window on ``/api/`` paths; beyond it the answer is
+      429 ``rate_limited`` with ``Retry-After: 1``. 0 (the default) turns it off.
+    - ``fail_next``: the next N *mutating* requests (``orders/batch``, ``orders/cancel``, ``orders/cancel-all``)
+      answer ``fail_status`` (503 ``unavailable`` by default) without executing anything.
+    - ``force_429_next``: the next N mutating requests answer 429 with ``Retry-After: <retry_after>`` (seconds;
+      a fraction such as ``0.2`` is written as is) without executing anything. Checked before ``fail_next``.
+    - ``delay_after_execute``: seconds to sleep after executing a mutating request and before answering it: the
+      request has taken effect even if the client gave up waiting.
+    - ``heartbeat_interval``: seconds between stream heartbeats (the contract wants at most 1).
+    - ``requests``: ``(trio.current_time(), path)`` of every HTTP request received, oldest first (capped: beyond
+      100,000 the oldest half is dropped).
+    """
+
+    def __init__(
+        self,
+        *,
+        taker_flow_rate: float = 0.0,
+        taker_size_fraction: float = 0.3,
+        seed: int | None = None,
+        rate_limit: float = 0.0,
+        replay_size: int = 100_000,
+        subscriber_buffer: int = 10_000,
+        remember_finished: int = 100_000,
+        remember_ids: int = 200_000,
+        heartbeat_interval: float = 0.5,
+    ) -> None:
+        self.taker_flow_rate = _finite_non_negative("taker_flow_rate", taker_flow_rate)
+        self.rate_limit = _finite_non_negative("rate_limit", rate_limit)
+        if replay_size < 1 or subscriber_buffer < 1 or remember_ids < 1:
+            raise ValueError("replay_size, subscriber_buffer and remember_ids must be at least 1")
+        if not 0 < heartbeat_interval <= 1:
+            raise ValueError(f"heartbeat_interval must be in (0, 1] seconds, got {heartbeat_interval!r}")
+        self.epoch = secrets.token_hex(8)
+        self.books: dict[str, OrderBook] = {}
+        self.seq = 0
+        self.replay: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=replay_size)
+        self.subscriber_buffer = subscriber_buffer
+        self.remember_finished = remember_finished
+        self.remember_ids = remember_ids
+        self.heartbeat_interval = heartbeat_interval
+        # test / ops hooks
+        self.fail_next = 0
+        self.fail_status = 503
+        self.force_429_next = 0
+        self.retry_after = 1.0
+        self.delay_after_execute = 0.0
+        self.requests: list[tuple[float, str]] = []
+        # internals
+        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+        self._id_symbol: dict[str, str] = {}  # client order id -> the symbol it was first used on (bounded)
+        self._window: collections.deque[float] = collections.deque()  # admitted request times (rate limit)
+        self._takers = TakerFlow(taker_flow_rate, taker_size_fraction, seed)
+        self._sim_ids = itertools.count(1)
+        self._running = False
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Orders
+    # ---------------------------------------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> OrderBook:
+        """*symbol*'s book, made on first use."""
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = OrderBook(symbol, remember_finished=self.remember_finished)
+        return book
+
+    def place(self, batch: Sequence[tuple[OrderRequest, str]]) -> list[PlaceResult]:
+        """Place ``(request, account)`` pairs in order; one result each. Publishes their events."""
+        return [self._place_one(request, account) for request, account in batch]
+
+    def _place_one(self, request: OrderRequest, account: str) -> PlaceResult:
+        coid = request.client_order_id
+        symbol = request.symbol
+        first_symbol = self._id_symbol.get(coid)
+        if first_symbol is not None and first_symbol != symbol:
+            # Client order ids are unique per engine, not per symbol.
+            other = self.books.get(first_symbol)
+            existing = other.get(coid) if other is not None else None
+            if existing is not None:
+                return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(first_symbol, existing))
+            reason = f"client order id already used on {first_symbol}"
+            return PlaceResult(coid, "rejected", reason, self._unbooked(request, account, reason))
+        result = self.book(symbol).submit(
+            client_order_id=coid,
+            owner=account,
+            side=request.side,
+            type=request.type,
+            price=request.price,
+            quantity=request.quantity,
+        )
+        if result.duplicate:
+            return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(symbol, result.order))
+        if first_symbol is None:
+            self._id_symbol[coid] = symbol
+            if len(self._id_symbol) > self.remember_ids:
+                del self._id_symbol[next(iter(self._id_symbol))]  # the oldest (dicts keep insertion order)
+        if result.rejected:
+            return PlaceResult(coid, "rejected", result.reason, _wire_order(symbol, result.order))
+        self._publish_submit(symbol, result)
+        return PlaceResult(coid, "accepted", "", _wire_order(symbol, result.order))
+
+    @staticmethod
+    def _unbooked(request: OrderRequest, account: str, reason: str) -> WireOrder:
+        return WireOrder(
+            client_order_id=request.client_order_id,
+            account=account,
+            order_id="",
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            price=request.price,
+            quantity=request.quantity,
+            filled_quantity=Decimal(0),
+            filled_notional=Decimal(0),
+            status=OrderStatus.REJECTED,
+            reason=reason,
+        )
+
+    def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> list[CancelResult]:
+        """Cancel by client id: ``cancelled`` (with a ``cancelled`` event), ``not_open`` or ``unknown``."""
+        book = self.books.get(symbol)
+        out = []
+        for coid in client_order_ids:
+            state = book.cancel(coid) if book is not None else None
+            if state is not None:
+                self._publish_cancelled(symbol, state)
+                out.append(CancelResult(coid, "cancelled", _wire_order(symbol, state)))
+                continue
+            known = book.get(coid) if book is not None else None
+            if known is not None:
+                out.append(CancelResult(coid, "not_open", _wire_order(symbol, known)))
+            else:
+                out.append(CancelResult(coid, "unknown", None))
+        return out
+
+    def cancel_all(self, symbol: str, prefix: str = "") -> list[str]:
+        """Cancel every open order of *symbol* whose client id starts with *prefix*; their ids."""
+        book = self.books.get(symbol)
+        if book is None:
+            return []
+        cancelled = book.cancel_all(prefix=prefix)
+        for state in cancelled:
+            self._publish_cancelled(symbol, state)
+        return [state.client_order_id for state in cancelled]
+
+    def open_orders(self, symbol: str, prefix: str = "") -> list[WireOrder]:
+        """*symbol*'s open orders whose client id starts with *prefix*, in arrival order."""
+        book = self.books.get(symbol)
+        if book is None:
+            return []
+        return [_wire_order(symbol, state) for state in book.open_orders(prefix)]
+
+    def query(self, symbol: str, client_order_ids: Sequence[str]) -> list[WireOrder | None]:
+        """The current state of each id on *symbol* (finished orders too), ``None`` for an unknown one."""
+        book = self.books.get(symbol)
+        out: list[WireOrder | None] = []
+        for coid in client_order_ids:
+            state = book.get(coid) if book is not None else None
+            out.append(None if state is None else _wire_order(symbol, state))
+        return out
+
+    def depth(self, symbol: str, limit: int = 20) -> dict[str, Any]:
+        """The contract's depth object (an unknown symbol has an empty book; none is made for it)."""
+        book = self.books.get(symbol)
+        if book is None:
+            return {"symbol": symbol, "sequence": 0, "bids": [], "asks": []}
+        bids, asks = book.depth(limit)
+        return {
+            "symbol": symbol,
+            "sequence": book.sequence,
+            "bids": [[decimal_to_wire(p), decimal_to_wire(q)] for p, q in bids],
+            "asks": [[decimal_to_wire(p), decimal_to_wire(q)] for p, q in asks],
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "epoch": self.epoch, "sequence": self.seq}
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Events
+    # ---------------------------------------------------------------------------------------------------------
+
+    def subscribe(self, since: int | None = None, epoch: str | None = None) -> StreamSubscription:
+        """A new stream subscriber. With *since*, the events after it are replayed (``resumed: true``) unless the
+        engine cannot: *epoch* given and not ours, *since* ahead of ``seq``, or older than the replay buffer."""
+        replay: list[dict[str, Any]] = []
+        resumed = False
+        if since is not None and (epoch is None or epoch == self.epoch) and 0 <= since <= self.seq:
+            oldest = self.replay[0][0] if self.replay else self.seq + 1
+            if since + 1 >= oldest or since == self.seq:
+                resumed = True
+                replay = [line for seq, line in self.replay if seq > since]
+        send, receive = trio.open_memory_channel[dict[str, Any]](self.subscriber_buffer)
+        self._subscribers.add(send)
+        hello = {"type": "hello", "epoch": self.epoch, "sequence": self.seq, "resumed": resumed}
+        return StreamSubscription(hello=hello, replay=replay, receive=receive, send=send)
+
+    def unsubscribe(self, subscription: StreamSubscription) -> None:
+        self._subscribers.discard(subscription.send)
+        subscription.send.close()
+        subscription.receive.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _publish(
+        self,
+        kind: OrderEventKind,
+        symbol: str,
+        client_order_id: str,
+        order_id: str,
+        side: Side,
+        status: OrderStatus,
+        filled_quantity: Decimal,
+        *,
+        reason: str = "",
+        fill: Fill | None = None,
+        timestamp: float,
+    ) -> None:
+        event = OrderEvent(
+            kind=kind,
+            client_order_id=client_order_id,
+            symbol=symbol,
+            filled_quantity=filled_quantity,
+            order_id=order_id,
+            fill=fill,
+            reason=reason,
+            timestamp=timestamp,
+        )
+        self.seq += 1
+        line = {"type": "order", "seq": self.seq, "epoch": self.epoch, "event": event_to_wire(event, side, status)}
+        self.replay.append((self.seq, line))
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(line)
+            except trio.WouldBlock:
+                # Never block the engine for a slow reader: drop it; it reconnects with ``since``.
+                log.warning("stream subscriber fell %d events behind; disconnecting it", self.subscriber_buffer)
+                self._subscribers.discard(send)
+                send.close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(send)
+
+    def _publish_submit(self, symbol: str, result: SubmitResult) -> None:
+        """accepted, then per trade the incoming order's taker fill and the maker's fill, then expired."""
+        state = result.order
+        now = time.time()
+        self._publish(
+            OrderEventKind.ACCEPTED,
+            symbol,
+            state.client_order_id,
+            state.order_id,
+            state.side,
+            OrderStatus.OPEN,
+            Decimal(0),
+            timestamp=now,
+        )
+        for trade in result.trades:
+            taker_done = trade.taker.filled_quantity == state.quantity
+            self._publish_fill(symbol, trade, trade.taker, Liquidity.TAKER, taker_done, now)
+            self._publish_fill(symbol, trade, trade.maker, Liquidity.MAKER, trade.maker_filled, now)
+        if result.expired_quantity > 0:
+            self._publish(
+                OrderEventKind.EXPIRED,
+                symbol,
+                state.client_order_id,
+                state.order_id,
+                state.side,
+                OrderStatus.EXPIRED,
+                state.filled_quantity,
+                reason=state.reason,
+                timestamp=now,
+            )
+
+    def _publish_fill(
+        self, symbol: str, trade: Trade, party: TradeParty, liquidity: Liquidity, complete: bool, now: float
+    ) -> None:
+        kind = OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED
+        fill = Fill(
+            trade_id=trade.trade_id,
+            client_order_id=party.client_order_id,
+            symbol=symbol,
+            side=party.side,
+            price=trade.price,
+            quantity=trade.quantity,
+            liquidity=liquidity,
+            timestamp=now,
+        )
+        self._publish(
+            kind,
+            symbol,
+            party.client_order_id,
+            party.order_id,
+            party.side,
+            OrderStatus(str(kind)),
+            party.filled_quantity,
+            fill=fill,
+            timestamp=now,
+        )
+
+    def _publish_cancelled(self, symbol: str, state: OrderState) -> None:
+        self._publish(
+            OrderEventKind.CANCELLED,
+            symbol,
+            state.client_order_id,
+            state.order_id,
+            state.side,
+            OrderStatus.CANCELLED,
+            state.filled_quantity,
+            reason=state.reason,
+            timestamp=time.time(),
+        )
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Rate limit and simulated participants
+    # ---------------------------------------------------------------------------------------------------------
+
+    def admit(self) -> bool:
+        """Count one request against ``rate_limit``; False if it is over the limit (and not counted)."""
+        if self.rate_limit <= 0:
+            return True
+        now = trio.current_time()
+        window = self._window
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.rate_limit:
+            return False
+        window.append(now)
+        return True
+
+    def record_request(self, path: str) -> None:
+        self.requests.append((trio.current_time(), path))
+        if len(self.requests) > _REQUEST_LOG_CAP:
+            del self.requests[: _REQUEST_LOG_CAP // 2]
+
+    async def run(self) -> None:
+        """The engine's background work until cancelled: the simulated taker flow, if ``taker_flow_rate > 0``.
+
+        Runs once per engine: a second concurrent call just waits.
+        """
+        if self._running or self.taker_flow_rate <= 0:
+            await trio.sleep_forever()
+        self._running = True
+        try:
+            await self._takers.run(self.books.values, self.simulate_taker)
+        finally:
+            self._running = False
+
+    def simulate_taker(self, symbol: str) -> PlaceResult | None:
+        """Send one simulated taker order (account ``sim``, client id ``sim-<n>``) against *symbol*'s best level
+        now: a market order or an IOC at the best price, of a random side with resting orders, for a random part
+        (up to ``taker_size_fraction``) of the level. ``None`` if the book is empty."""
+        book = self.books.get(symbol)
+        order = self._takers.order_for(book) if book is not None else None
+        if order is None:
+            return None
+        coid = f"{SIM_ACCOUNT}-{next(self._sim_ids)}"
+        while coid in self._id_symbol or coid in book:
+            coid = f"{SIM_ACCOUNT}-{next(self._sim_ids)}"
+        request = OrderRequest(
+            client_order_id=coid,
+            symbol=symbol,
+            side=order.side,
+            type=order.type,
+            quantity=order.quantity,
+            price=order.price,
+        )
+        return self._place_one(request, SIM_ACCOUNT)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer in the contract's format."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object, at most ``MAX_BODY_BYTES``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise ApiError(413, "too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if not body:
+        raise WireError("the body must be a JSON object")
+    data = json_loads(bytes(body))
+    if not isinstance(data, dict):
+        raise WireError("the body must be a JSON object")
+    return data
+
+
+def _symbol_of(value: object, field: str = "symbol") -> str:
+    return symbol_from_wire(value, field)
+
+
+def _prefix_of(value: object, field: str = "prefix") -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 64:
+        raise WireError(f"{field}: must be a string of at most 64 characters")
+    return value
+
+
+def _ids_of(data: dict[str, Any]) -> list[str]:
+    ids = data.get("client_order_ids")
+    if not isinstance(ids, list):
+        raise WireError("client_order_ids: must be a list of client order ids")
+    if len(ids) > MAX_IDS:
+        raise ApiError(413, "too_large", f"client_order_ids: at most {MAX_IDS} ids per request, got {len(ids)}")
+    for i, coid in enumerate(ids):
+        if not isinstance(coid, str) or not CLIENT_ORDER_ID_PATTERN.fullmatch(coid):
+            raise WireError(
+                f"client_order_ids[{i}]: must be 1 to 64 characters of [A-Za-z0-9._:-], "
+                f"got {json.dumps(coid, default=str)}"
+            )
+    return ids
+
+
+async def _before_mutating(engine: Engine) -> None:
+    if engine.force_429_next > 0:
+        engine.force_429_next -= 1
+        raise ApiError(429, "rate_limited", "rate limited (forced)", {"Retry-After": _seconds(engine.retry_after)})
+    if engine.fail_next > 0:
+        engine.fail_next -= 1
+        status = engine.fail_status
+        code = "internal" if status == 500 else "unavailable"
+        raise ApiError(status, code, "the engine is unavailable (forced); nothing was executed")
+
+
+async def _after_mutating(engine: Engine) -> None:
+    if engine.delay_after_execute > 0:
+        await trio.sleep(engine.delay_after_execute)
+
+
+async def place_batch(request: Request) -> Response:
+    engine = _engine(request)
+    await _before_mutating(engine)
+    data = await _read_json(request)
+    orders = data.get("orders")
+    if not isinstance(orders, list):
+        raise WireError("orders: must be a list of orders")
+    if len(orders) > MAX_BATCH_ORDERS:
+        raise ApiError(413, "too_large", f"orders: at most {MAX_BATCH_ORDERS} orders per batch, got {len(orders)}")
+    batch = [request_from_wire(order, f"orders[{i}]") for i, order in enumerate(orders)]  # all or nothing
+    results = engine.place(batch)
+    await _after_mutating(engine)
+    return JSONResponse({"results": [r.to_wire() for r in results]})
+
+
+async def cancel(request: Request) -> Response:
+    engine = _engine(request)
+    await _before_mutating(engine)
+    data = await _read_json(request)
+    symbol = _symbol_of(data.get("symbol"))
+    ids = _ids_of(data)
+    results = engine.cancel(symbol, ids)
+    await _after_mutating(engine)
+    return JSONResponse({"results": [r.to_wire() for r in results]})
+
+
+async def cancel_all(request: Request) -> Response:
+    engine = _engine(request)
+    await _before_mutating(engine)
+    data = await _read_json(request)
+    symbol = _symbol_of(data.get("symbol"))
+    cancelled = engine.cancel_all(symbol, _prefix_of(data.get("prefix")))
+    await _after_mutating(engine)
+    return JSONResponse({"cancelled": cancelled})
+
+
+async def open_orders(request: Request) -> Response:
+    params = request.query_params
+    symbol = _symbol_of(params.get("symbol"))
+    orders = _engine(request).open_orders(symbol, _prefix_of(params.get("prefix")))
+    return JSONResponse({"orders": [o.to_wire() for o in orders]})
+
+
+async def query(request: Request) -> Response:
+    data = await _read_json(request)
+    symbol = _symbol_of(data.get("symbol"))
+    orders = _engine(request).query(symbol, _ids_of(data))
+    return JSONResponse({"orders": [None if o is None else o.to_wire() for o in orders]})
+
+
+def _int_param(request: Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise WireError(f"{name}: must be a whole number ≥ {low}, got {json.dumps(raw)}")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        raise WireError(f"{name}: must be from {low} to {high}, got {value}")
+    return value
+
+
+async def depth(request: Request) -> Response:
+    symbol = _symbol_of(request.query_params.get("symbol"))
+    limit = _int_param(request, "limit", 20, 0, MAX_DEPTH_LIMIT)
+    assert limit is not None
+    return JSONResponse(_engine(request).depth(symbol, limit))
+
+
+async def stream(request: Request) -> Response:
+    engine = _engine(request)
+    since = _int_param(request, "since", None, 0)
+    epoch = request.query_params.get("epoch") or None
+    return StreamingResponse(
+        _stream_lines(engine, since, epoch),
+        media_type="application/x-ndjson",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def _dump(line: dict[str, Any]) -> bytes:
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+
+
+async def _stream_lines(engine: Engine, since: int | None, epoch: str | None) -> AsyncIterator[bytes]:
+    """hello, the replay, then live events and a heartbeat every ``heartbeat_interval``. Ends when the engine
+    drops the subscriber (too slow); cancelled when the client disconnects or the server stops.
+
+    No ``yield`` happens inside a cancel scope (a trio rule for async generators)."""
+    subscription = engine.subscribe(since, epoch)
+    try:
+        last_seq: int = subscription.hello["sequence"]
+        yield _dump(subscription.hello)
+        replay = subscription.replay
+        for start in range(0, len(replay), 1000):
+            yield b"".join(_dump(line) for line in replay[start : start + 1000])
+        next_beat = trio.current_time() + engine.heartbeat_interval
+        ended = False
+        while not ended:
+            lines: list[dict[str, Any]] = []
+            with trio.move_on_at(next_beat):
+                try:
+                    lines.append(await subscription.receive.receive())
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    ended = True
+            while lines and len(lines) < 1000:
+                try:
+                    lines.append(subscription.receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    ended = True
+                    break
+            if lines:
+                last_seq = lines[-1]["seq"]
+                yield b"".join(_dump(line) for line in lines)
+            if not ended and trio.current_time() >= next_beat:
+                yield _dump({"type": "heartbeat", "sequence": last_seq})
+                next_beat = trio.current_time() + engine.heartbeat_interval
+    finally:
+        engine.unsubscribe(subscription)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse(_engine(request).health())
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _wire_error(request: Request, exc: Exception) -> Response:
+    return _error(400, "bad_request", str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {}) or None
+    if exc.status_code == 404:
+        return _error(404, "not_found", f"no endpoint {request.url.path}", headers)
+    if exc.status_code == 405:
+        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}", headers)
+    code = "bad_request" if exc.status_code < 500 else "internal"
+    return _error(exc.status_code, code, str(exc.detail), headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("match engine: %s %s failed", request.method, request.url.path)
+    return _error(500, "internal", "internal error (logged)")
+
+
+class _Gate:
+    """Records every request and applies ``rate_limit`` to ``/api/`` paths, before routing."""
+
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            self.engine.record_request(path)
+            if path.startswith("/api/") and not self.engine.admit():
+                limit = self.engine.rate_limit
+                response = _error(429, "rate_limited", f"more than {limit:g} requests per second", {"Retry-After": "1"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(engine: Engine) -> Starlette:
+    """The match-engine API of ``docs/match-engine-api.md`` over *engine*."""
+    routes = [
+        Route("/api/v1/orders/batch", place_batch, methods=["POST"]),
+        Route("/api/v1/orders/cancel", cancel, methods=["POST"]),
+        Route("/api/v1/orders/cancel-all", cancel_all, methods=["POST"]),
+        Route("/api/v1/orders/open", open_orders, methods=["GET"]),
+        Route("/api/v1/orders/query", query, methods=["POST"]),
+        Route("/api/v1/depth", depth, methods=["GET"]),
+        Route("/api/v1/stream", stream, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ApiError: _api_error,
+        WireError: _wire_error,
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_Gate, engine=engine)],
+        exception_handlers=handlers,
+    )
+    app.state.engine = engine
+    return app
+
+
+async def serve_engine(
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve *engine* over HTTP and run its background work until cancelled; reports the bound URLs (port 0
+    picks a free port). Cancelling it closes the listening socket, so a new server may bind the same port at
+    once (hypercorn sets ``SO_REUSEADDR``)."""
+    config = HypercornConfig()
+    bind_host = f"[{host}]" if ":" in host else host
+    config.bind = [f"{bind_host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("mmframe.match_engine.http")  # type: ignore[assignment]
+    config.graceful_timeout = 1.0
+    app = create_app(engine)
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(serve, app, config)
+        for bind in binds:
+            log.info("Match engine listening on %s", bind)
+        nursery.start_soon(engine.run)
+        task_status.started(binds)

@@ -1,0 +1,646 @@
+"""The ``match-engine`` order sink: mmframe's orders to a match engine over HTTP (``docs/match-engine-api.md``).
+
+What it guarantees:
+
+- **No doubled order.** A batch whose answer never came (a timeout, a dropped connection) is sent again with the
+  same client order ids; the engine answers ``duplicate`` for those it already has.
+- **No lost order.** An order whose fate is unknown stays *pending* for the engine (it counts as live, so nothing
+  is placed twice) until the sink has found out, by asking the engine, whether it exists.
+- **No stale view.** Order events come from the engine's event stream; after a gap (a reconnect the engine cannot
+  replay, or a restart of the engine) the sink asks the engine how each of its open orders stands and turns the
+  difference into events.
+- **No storm.** Requests pass a token bucket; 429 answers are honoured (``Retry-After``); transport errors and 5xx
+  are retried with exponential backoff and jitter; 4xx are never retried. After ``breaker_threshold`` consecutive
+  failures the circuit opens: the sink fails fast, reports ``degraded`` (markets hold their orders), probes the
+  engine's ``/health`` with growing pauses, and closes the circuit when it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+import trio
+
+from mmframe import MMFrameError, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side, Subscription
+from mmframe.listeners import OrderEventListeners
+from mmframe.models import DepthSnapshot, Fill, Liquidity, Order
+
+from .wire import WireError, WireOrder, event_from_wire, request_to_wire
+
+__all__ = ["EngineRejected", "MatchEngineSink", "SinkUnavailable"]
+
+log = logging.getLogger("mmframe.match_engine")
+
+
+class SinkUnavailable(MMFrameError):
+    """The match engine cannot be reached now (the circuit is open, or every retry failed)."""
+
+
+class EngineRejected(MMFrameError):
+    """The match engine refused a request (a 4xx answer): retrying it would not help."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+def _endpoint(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{attribute.name} must be an http(s) URL like http://127.0.0.1:8080, got {value!r}")
+
+
+@attrs.define
+class _Mirror:
+    """What the sink knows of one of its orders: enough to tell a new event from a repeated one."""
+
+    symbol: str
+    side: Side
+    status: OrderStatus | None = None  # None: sent, not yet confirmed by the engine
+    filled: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.stamp = trio.current_time()
+
+    async def acquire(self) -> None:
+        while True:
+            now = trio.current_time()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                await trio.lowlevel.checkpoint()
+                return
+            await trio.sleep((1 - self.tokens) / self.rate)
+
+
+class MatchEngineSink:
+    """An :class:`~mmframe.OrderSink` speaking ``docs/match-engine-api.md`` over one pooled ``httpx.AsyncClient``."""
+
+    name: ClassVar[str] = "match-engine"
+
+    @attrs.frozen
+    class Config:
+        """The ``match-engine`` sink's options.
+
+        :param endpoint: the engine's base URL (``MATCH_ENGINE_ENDPOINT``, ``--http``).
+        :param account: the account every order is placed for (the engine's self-trade prevention key).
+        :param timeout: seconds to wait for one answer.
+        :param max_batch: orders per batch request (the contract allows 100).
+        :param linger: seconds a batch waits for more orders before it is sent.
+        :param max_in_flight: batch requests under way at once.
+        :param max_retries: attempts after the first before a request is given up.
+        :param backoff: the first retry's pause, doubled each time (with jitter) up to ``max_backoff``.
+        :param rate_limit: requests per second (token bucket); ``burst``: how many may go at once.
+        :param breaker_threshold: consecutive failed attempts that open the circuit.
+        :param breaker_cooldown: the first pause before probing an open circuit (doubles up to ``max_backoff``).
+        :param stream_stall: seconds without a line (events or heartbeats) after which the stream is reconnected.
+        :param max_connections: the HTTP connection pool's size.
+        """
+
+        endpoint: str = attrs.field(validator=_endpoint)
+        account: str = "mmframe"
+        timeout: float = attrs.field(default=2.0, validator=_positive)
+        max_batch: int = attrs.field(default=100, validator=attrs.validators.and_(attrs.validators.ge(1),
+                                                                                 attrs.validators.le(100)))
+        linger: float = attrs.field(default=0.002, validator=attrs.validators.ge(0))
+        max_in_flight: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+        max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+        backoff: float = attrs.field(default=0.05, validator=_positive)
+        max_backoff: float = attrs.field(default=2.0, validator=_positive)
+        rate_limit: float = attrs.field(default=100.0, validator=_positive)
+        burst: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+        breaker_threshold: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+        breaker_cooldown: float = attrs.field(default=0.5, validator=_positive)
+        stream_stall: float = attrs.field(default=5.0, validator=_positive)
+        max_connections: int = attrs.field(default=20, validator=attrs.validators.ge(2))
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._listeners = OrderEventListeners(log)
+        self._client: httpx.AsyncClient | None = None
+        self._mirror: dict[str, _Mirror] = {}
+        self._queue: list[OrderRequest] = []
+        self._queue_wake = trio.Event()
+        self._unverified: dict[str, _Mirror] = {}  # orders whose batch was given up: do they exist?
+        self._cancel_wanted: dict[str, str] = {}  # client id -> symbol: cancels still to be confirmed
+        self._bucket: _TokenBucket | None = None
+        self._failures = 0
+        self._open_until: float | None = None  # the circuit is open while this is set
+        self._closed_event = trio.Event()
+        self._closed_event.set()
+        self._stream_up = False
+        self._resync_needed = trio.Event()
+        self.statistics: dict[str, int] = dict.fromkeys(
+            ("requests", "retries", "rate_limited", "failures", "batches", "duplicates", "resyncs", "breaker_opened"),
+            0,
+        )
+
+    # ---- health -----------------------------------------------------------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        """True while the engine cannot take orders: the circuit is open, or the event stream is down."""
+        return self._open_until is not None or not self._stream_up
+
+    @property
+    def circuit_open(self) -> bool:
+        return self._open_until is not None
+
+    # ---- running ----------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        limits = httpx.Limits(max_connections=self.config.max_connections,
+                              max_keepalive_connections=self.config.max_connections)
+        async with httpx.AsyncClient(base_url=self.config.endpoint, timeout=self.config.timeout,
+                                     limits=limits) as client:
+            self._client = client
+            self._bucket = _TokenBucket(self.config.rate_limit, self.config.burst)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._batcher)
+                    nursery.start_soon(self._stream_loop)
+                    nursery.start_soon(self._repair_loop)
+                    log.info("match-engine sink: %s (account %s)", self.config.endpoint, self.config.account)
+                    task_status.started()
+            finally:
+                self._client = None
+                self._stream_up = False
+
+    # ---- the OrderSink interface ------------------------------------------------------------------------------
+
+    def subscribe(self, symbol: str, prefix: str, listener: Callable[[OrderEvent], None]) -> Subscription:
+        return self._listeners.subscribe(symbol, prefix, listener)
+
+    async def place(self, requests: Sequence[OrderRequest]) -> None:
+        """Queue *requests* for the next batch. With the circuit open they are rejected at once (they never left)."""
+        await trio.lowlevel.checkpoint()
+        for request in requests:
+            if request.client_order_id in self._mirror:
+                continue  # the same order twice: the engine would say duplicate; say nothing
+            if self.circuit_open:
+                self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol,
+                                      reason="match engine unavailable (circuit open)"))
+                continue
+            self._mirror[request.client_order_id] = _Mirror(request.symbol, request.side)
+            self._queue.append(request)
+        if self._queue:
+            self._queue_wake.set()
+
+    async def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> None:
+        """Cancel orders; one still queued is taken out of the queue. A cancel that cannot be sent now is kept
+        and sent when the engine is back: this never raises for a transport problem."""
+        queued = {r.client_order_id for r in self._queue}
+        unqueue = [coid for coid in client_order_ids if coid in queued]
+        if unqueue:
+            self._queue = [r for r in self._queue if r.client_order_id not in unqueue]
+            for coid in unqueue:
+                self._mirror.pop(coid, None)
+                self._emit(OrderEvent(OrderEventKind.REJECTED, coid, symbol, reason="cancelled before it was sent"))
+        to_send = [coid for coid in client_order_ids if coid not in queued]
+        for coid in to_send:
+            self._cancel_wanted[coid] = symbol
+        if not to_send:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            data = await self._request("POST", "/api/v1/orders/cancel", {"symbol": symbol, "client_order_ids": to_send})
+        except (SinkUnavailable, EngineRejected) as exc:
+            log.warning("cancel of %d orders on %s not confirmed yet (%s); will retry", len(to_send), symbol, exc)
+            return
+        self._cancel_results(data)
+
+    async def cancel_all(self, symbol: str, prefix: str = "") -> int:
+        data = await self._request("POST", "/api/v1/orders/cancel-all", {"symbol": symbol, "prefix": prefix})
+        cancelled = _list(data, "cancelled")
+        for coid in cancelled:
+            self._cancel_wanted.pop(coid, None)
+        return len(cancelled)
+
+    async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
+        data = await self._request("GET", "/api/v1/orders/open", params={"symbol": symbol, "prefix": prefix})
+        return [WireOrder.from_wire(o, f"orders[{i}]").to_order() for i, o in enumerate(_list(data, "orders"))]
+
+    async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
+        data = await self._request("GET", "/api/v1/depth", params={"symbol": symbol, "limit": limit})
+        return DepthSnapshot(
+            exchange="match-engine",
+            symbol=symbol,
+            bids=data.get("bids", []),
+            asks=data.get("asks", []),
+            sequence=int(data.get("sequence", 0)),
+        )
+
+    # ---- requests: rate limit, retries, circuit breaker -------------------------------------------------------
+
+    async def _request(self, method: str, path: str, body: Any = None, *, params: Any = None) -> dict[str, Any]:
+        """One request with retries. Raises :class:`SinkUnavailable` or :class:`EngineRejected`."""
+        client, bucket = self._client, self._bucket
+        if client is None or bucket is None:
+            raise SinkUnavailable("the match-engine sink is not running")
+        delay = self.config.backoff
+        for attempt in range(self.config.max_retries + 1):
+            if self.circuit_open:
+                raise SinkUnavailable(f"match engine {self.config.endpoint} unavailable (circuit open)")
+            await bucket.acquire()
+            self.statistics["requests"] += 1
+            retry_after: float | None = None
+            try:
+                response = await client.request(method, path, json=body, params=params)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.status_code < 300:
+                    self._succeeded()
+                    return _json_object(response)
+                problem = f"HTTP {response.status_code}: {_error_message(response)}"
+                if response.status_code == 429:
+                    self.statistics["rate_limited"] += 1
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+                elif response.status_code < 500:
+                    self._succeeded()  # the engine is there; it refused this request
+                    raise EngineRejected(f"match engine refused {method} {path}: {problem}")
+            if retry_after is None:
+                self._failed(problem)
+            if attempt == self.config.max_retries:
+                raise SinkUnavailable(f"{method} {path} failed {attempt + 1} times, last: {problem}")
+            self.statistics["retries"] += 1
+            pause = retry_after if retry_after is not None else delay * (0.5 + random.random())
+            log.debug("%s %s: %s; retrying in %.2fs", method, path, problem, pause)
+            await trio.sleep(pause)
+            delay = min(delay * 2, self.config.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+
+    def _failed(self, problem: str) -> None:
+        self._failures += 1
+        self.statistics["failures"] += 1
+        if self._failures >= self.config.breaker_threshold and self._open_until is None:
+            self._open_until = trio.current_time() + self.config.breaker_cooldown
+            self._closed_event = trio.Event()
+            self.statistics["breaker_opened"] += 1
+            log.error("match engine %s failing (%s): circuit open, markets hold their orders",
+                      self.config.endpoint, problem)
+
+    async def _repair_loop(self) -> None:
+        """Probe an open circuit until the engine answers; then verify what was left uncertain, and retry
+        cancels that could not be confirmed."""
+        cooldown = self.config.breaker_cooldown
+        while True:
+            if self._open_until is not None:
+                await trio.sleep_until(self._open_until)
+                if await self._probe():
+                    self._open_until = None
+                    self._failures = 0
+                    cooldown = self.config.breaker_cooldown
+                    self._closed_event.set()
+                    log.warning("match engine %s answers again: circuit closed", self.config.endpoint)
+                else:
+                    cooldown = min(cooldown * 2, self.config.max_backoff)
+                    self._open_until = trio.current_time() + cooldown
+                    continue
+            if self._unverified or self._cancel_wanted:
+                try:
+                    await self._verify_unknown()
+                    await self._retry_cancels()
+                except (SinkUnavailable, EngineRejected, WireError) as exc:
+                    log.warning("could not settle uncertain orders yet: %s", exc)
+            with trio.move_on_after(self.config.breaker_cooldown):
+                await self._resync_needed.wait()
+            self._resync_needed = trio.Event()
+
+    async def _probe(self) -> bool:
+        assert self._client is not None
+        try:
+            response = await self._client.get("/health")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    # ---- batching ---------------------------------------------------------------------------------------------
+
+    async def _batcher(self) -> None:
+        limiter = trio.CapacityLimiter(self.config.max_in_flight)
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self._queue_wake.wait()
+                self._queue_wake = trio.Event()
+                if self.config.linger:
+                    await trio.sleep(self.config.linger)
+                while self._queue:
+                    batch, self._queue = self._queue[: self.config.max_batch], self._queue[self.config.max_batch :]
+                    token = object()
+                    await limiter.acquire_on_behalf_of(token)
+                    nursery.start_soon(self._send_batch, batch, limiter, token)
+
+    async def _send_batch(self, batch: list[OrderRequest], limiter: trio.CapacityLimiter, token: object) -> None:
+        try:
+            self.statistics["batches"] += 1
+            body = {"orders": [request_to_wire(r, self.config.account) for r in batch]}
+            try:
+                data = await self._request("POST", "/api/v1/orders/batch", body)
+            except EngineRejected as exc:  # the whole batch is malformed: nothing was placed
+                for request in batch:
+                    self._reject(request, str(exc))
+                return
+            except SinkUnavailable as exc:
+                # The batch may or may not have reached the engine: keep the orders pending until we know.
+                log.warning("batch of %d orders: outcome unknown (%s); will ask the engine", len(batch), exc)
+                for request in batch:
+                    mirror = self._mirror.get(request.client_order_id)
+                    if mirror is not None:
+                        self._unverified[request.client_order_id] = mirror
+                self._resync_needed.set()
+                return
+            self._batch_results(batch, data)
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    def _batch_results(self, batch: list[OrderRequest], data: dict[str, Any]) -> None:
+        results = _list(data, "results")
+        by_id = {r.get("client_order_id"): r for r in results if isinstance(r, dict)}
+        for request in batch:
+            result = by_id.get(request.client_order_id)
+            if result is None:
+                self._unverified[request.client_order_id] = self._mirror.get(
+                    request.client_order_id, _Mirror(request.symbol, request.side)
+                )
+                continue
+            kind = result.get("result")
+            if kind == "rejected":
+                self._reject(request, str(result.get("reason") or "rejected by the match engine"))
+            elif kind in ("accepted", "duplicate"):
+                if kind == "duplicate":
+                    self.statistics["duplicates"] += 1
+                # The engine has it. Its fills and its end come on the stream (or, after a gap, from a resync),
+                # so that every fill keeps the engine's own trade id; only the acknowledgement is taken here.
+                mirror = self._mirror.get(request.client_order_id)
+                self._unverified.pop(request.client_order_id, None)
+                if mirror is not None and mirror.status is None:
+                    order = result.get("order") or {}
+                    mirror.status = OrderStatus.OPEN
+                    self._emit(OrderEvent(OrderEventKind.ACCEPTED, request.client_order_id, request.symbol,
+                                          order_id=order.get("order_id") if isinstance(order, dict) else None))
+                    self._after_event(request.client_order_id, mirror)
+
+    def _reject(self, request: OrderRequest, reason: str) -> None:
+        self._mirror.pop(request.client_order_id, None)
+        self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol, reason=reason))
+
+    # ---- cancels ----------------------------------------------------------------------------------------------
+
+    def _cancel_results(self, data: dict[str, Any]) -> None:
+        for result in _list(data, "results"):
+            if not isinstance(result, dict):
+                continue
+            coid = str(result.get("client_order_id"))
+            outcome = result.get("result")
+            if outcome in ("cancelled", "not_open"):
+                self._cancel_wanted.pop(coid, None)  # the stream brings the order's end
+            elif outcome == "unknown":
+                mirror = self._mirror.get(coid)
+                if mirror is None or mirror.status is not None:
+                    self._cancel_wanted.pop(coid, None)  # nothing to cancel (and not ours in flight)
+                # else: the place is still in flight; the cancel is sent again once it is confirmed
+
+    async def _retry_cancels(self) -> None:
+        by_symbol: dict[str, list[str]] = {}
+        for coid, symbol in list(self._cancel_wanted.items()):
+            mirror = self._mirror.get(coid)
+            if mirror is not None and mirror.status is None:
+                continue  # still unconfirmed: cancel once the engine has it
+            by_symbol.setdefault(symbol, []).append(coid)
+        for symbol, ids in by_symbol.items():
+            data = await self._request("POST", "/api/v1/orders/cancel", {"symbol": symbol, "client_order_ids": ids})
+            self._cancel_results(data)
+
+    # ---- the event stream -------------------------------------------------------------------------------------
+
+    async def _stream_loop(self) -> None:
+        epoch: str | None = None
+        since: int | None = None
+        pause = self.config.backoff
+        while True:
+            await self._closed_event.wait()
+            assert self._client is not None
+            params: dict[str, Any] = {"since": since, "epoch": epoch} if since is not None and epoch else {}
+            timeout = httpx.Timeout(self.config.timeout, read=self.config.stream_stall)
+            try:
+                async with self._client.stream("GET", "/api/v1/stream", params=params, timeout=timeout) as response:
+                    if response.status_code != 200:
+                        raise SinkUnavailable(f"event stream: HTTP {response.status_code}")
+                    lines = response.aiter_lines()
+                    hello = _parse_line(await anext(lines))
+                    if hello.get("type") != "hello":
+                        raise WireError("event stream: the first line is not a hello")
+                    resumed = bool(hello.get("resumed")) and hello.get("epoch") == epoch and since is not None
+                    if hello.get("epoch") != epoch:
+                        since = None
+                    epoch = str(hello.get("epoch"))
+                    if not resumed:
+                        since = int(hello.get("sequence", 0))
+                    self._stream_up = True
+                    pause = self.config.backoff
+                    if not resumed:
+                        await self._resync()
+                    async for line in lines:
+                        if not line.strip():
+                            continue
+                        message = _parse_line(line)
+                        if message.get("type") == "order":
+                            since = int(message["seq"])
+                            event, side, status = event_from_wire(message.get("event"))
+                            self._stream_event(event, side, status)
+            except (httpx.HTTPError, SinkUnavailable, EngineRejected, WireError, StopAsyncIteration, ValueError,
+                    KeyError) as exc:
+                if self._stream_up:
+                    log.warning("event stream from %s lost: %s", self.config.endpoint, exc or type(exc).__name__)
+                self._failed(f"event stream: {exc or type(exc).__name__}")
+            finally:
+                self._stream_up = False
+            if self.circuit_open:
+                continue  # reconnect as soon as the probe closes the circuit
+            await trio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, self.config.max_backoff)
+
+    def _stream_event(self, event: OrderEvent, side: Side, status: OrderStatus) -> None:
+        mirror = self._mirror.get(event.client_order_id)
+        if mirror is None:
+            self._emit(event)  # not one this process placed (a leftover, another process): pass it on
+            return
+        fresh = self._apply(mirror, event.kind, event.filled_quantity, status,
+                            None if event.fill is None else event.fill.price * event.fill.quantity)
+        if fresh:
+            self._emit(event)
+        self._after_event(event.client_order_id, mirror)
+
+    def _apply(
+        self, mirror: _Mirror, kind: OrderEventKind, filled: Decimal, status: OrderStatus, notional: Decimal | None
+    ) -> bool:
+        """Update *mirror* with an event; False if it says nothing new (a replay or an earlier resync said it)."""
+        if mirror.status is not None and mirror.status.is_terminal:
+            return False
+        if kind is OrderEventKind.ACCEPTED:
+            if mirror.status is not None:
+                return False
+            mirror.status = OrderStatus.OPEN
+            return True
+        if kind in (OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED):
+            if filled <= mirror.filled:
+                return False
+            mirror.filled = filled
+            mirror.notional += notional or Decimal(0)
+            mirror.status = status
+            return True
+        mirror.status = status
+        return True
+
+    def _after_event(self, coid: str, mirror: _Mirror) -> None:
+        self._unverified.pop(coid, None)
+        if mirror.status is not None and mirror.status.is_terminal:
+            self._mirror.pop(coid, None)
+            self._cancel_wanted.pop(coid, None)
+        elif coid in self._cancel_wanted:
+            self._resync_needed.set()  # a cancel that arrived before the order did: send it again now
+
+    # ---- resynchronisation ------------------------------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        """After a gap in the stream: ask the engine how each of our unfinished orders stands."""
+        if not self._mirror:
+            return
+        self.statistics["resyncs"] += 1
+        await self._query_and_reconcile(list(self._mirror))
+
+    async def _verify_unknown(self) -> None:
+        if self._unverified:
+            await self._query_and_reconcile(list(self._unverified))
+
+    async def _query_and_reconcile(self, ids: Iterable[str]) -> None:
+        by_symbol: dict[str, list[str]] = {}
+        for coid in ids:
+            mirror = self._mirror.get(coid)
+            if mirror is not None:
+                by_symbol.setdefault(mirror.symbol, []).append(coid)
+        for symbol, coids in by_symbol.items():
+            for start in range(0, len(coids), 100):
+                chunk = coids[start : start + 100]
+                body = {"symbol": symbol, "client_order_ids": chunk}
+                data = await self._request("POST", "/api/v1/orders/query", body)
+                orders = _list(data, "orders")
+                for coid, raw in zip(chunk, orders, strict=False):
+                    if raw is None:
+                        self._unknown_to_engine(coid)
+                    else:
+                        self._reconcile_order(coid, WireOrder.from_wire(raw))
+
+    def _unknown_to_engine(self, coid: str) -> None:
+        mirror = self._mirror.get(coid)
+        if mirror is None:
+            return
+        if mirror.status is None:
+            if coid in self._queue_ids():
+                return  # still waiting for its batch
+            reason, kind = "never reached the match engine", OrderEventKind.REJECTED
+            mirror.status = OrderStatus.REJECTED
+        else:
+            reason, kind = "the match engine no longer knows this order", OrderEventKind.EXPIRED
+            mirror.status = OrderStatus.EXPIRED
+        self._emit(OrderEvent(kind, coid, mirror.symbol, filled_quantity=mirror.filled, reason=reason))
+        self._after_event(coid, mirror)
+
+    def _queue_ids(self) -> set[str]:
+        return {r.client_order_id for r in self._queue}
+
+    def _reconcile_order(self, coid: str, order: WireOrder) -> None:
+        """Bring our view of one order up to the engine's state, emitting the events we missed."""
+        mirror = self._mirror.get(coid)
+        if mirror is None:
+            return
+        if mirror.status is None and order.status is not OrderStatus.REJECTED:
+            self._apply(mirror, OrderEventKind.ACCEPTED, Decimal(0), OrderStatus.OPEN, None)
+            self._emit(OrderEvent(OrderEventKind.ACCEPTED, coid, order.symbol, order_id=order.order_id))
+        if order.filled_quantity > mirror.filled:
+            quantity = order.filled_quantity - mirror.filled
+            price = (order.filled_notional - mirror.notional) / quantity
+            complete = order.filled_quantity == order.quantity
+            kind = OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED
+            fill = Fill(f"resync-{coid}-{order.filled_quantity}", coid, order.symbol, order.side,
+                        price=price, quantity=quantity, liquidity=Liquidity.MAKER, timestamp=time.time())
+            self._apply(mirror, kind, order.filled_quantity, OrderStatus.FILLED if complete else
+                        OrderStatus.PARTIALLY_FILLED, order.filled_notional - mirror.notional)
+            self._emit(OrderEvent(kind, coid, order.symbol, filled_quantity=order.filled_quantity,
+                                  order_id=order.order_id, fill=fill))
+        if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED) and not (
+            mirror.status is not None and mirror.status.is_terminal
+        ):
+            kind = {OrderStatus.CANCELLED: OrderEventKind.CANCELLED, OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
+                    OrderStatus.REJECTED: OrderEventKind.REJECTED}[order.status]
+            mirror.status = order.status
+            self._emit(OrderEvent(kind, coid, order.symbol, filled_quantity=order.filled_quantity,
+                                  order_id=order.order_id, reason=order.reason))
+        self._after_event(coid, mirror)
+
+    def _emit(self, event: OrderEvent) -> None:
+        self._listeners.emit(event)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise WireError(f"the match engine answered {response.request.url.path} with invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise WireError(f"the match engine answered {response.request.url.path} with a non-object")
+    return data
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise WireError(f"the match engine's answer has no list {key!r}")
+    return value
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return f"{error.get('code')}: {error.get('message')}"
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(max(float(value), 0.0), 60.0) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _parse_line(line: str) -> dict[str, Any]:
+    import json
+
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise WireError("event stream: a line is not a JSON object")
+    return data
