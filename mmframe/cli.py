@@ -21,7 +21,7 @@ from .default_plugins.paper import PaperSink
 from .engine.manager import StrategyManager
 from .engine.market import MarketStatus
 from .errors import ConfigError, MMFrameError
-from .plugins import get_plugin_manager, get_sinks, list_plugins
+from .plugins import get_plugin_manager, get_sinks, get_strategies, list_plugins
 from .service import Service
 from .settings import Settings, load_settings
 from .store import Store, StoreError
@@ -111,6 +111,14 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
     if demo:
         store.seed_demo()
     pm = get_plugin_manager()
+    if demo:
+        from .demo import DEMO_STRATEGY
+
+        if DEMO_STRATEGY not in get_strategies(pm):
+            raise click.ClickException(
+                f"the demo quotes with the {DEMO_STRATEGY} strategy: "
+                "pip install ./plugins/mmframe-external-index-follow"
+            )
     try:
         order_sink = _make_sink(settings, pm, demo=demo, seed=seed)
         service = Service(settings, store, pm, order_sink)

@@ -1,5 +1,6 @@
-"""The demo: BTC/USDT and ETH/USDT quoted by the ``fixed_spread`` example strategy on the ``sim`` feed and the
-``paper`` sink, with simulated takers so that fills, inventory and PnL move.
+"""The demo: BTC/USDT and ETH/USDT quoted by the ``external_index_follow`` strategy with the seed's own
+configuration (ten levels, tick 0.1), on the ``sim`` feed and the ``paper`` sink, with simulated takers so that
+fills, inventory and PnL move.
 
 The markets are plain data (:data:`DEMO_MARKETS`) that ``Store.seed_demo`` (``mmframe db seed-demo``, and
 ``mmframe serve --demo``) writes into the configuration database.
@@ -7,7 +8,6 @@ The markets are plain data (:data:`DEMO_MARKETS`) that ``Store.seed_demo`` (``mm
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from .models import MarketType
@@ -15,6 +15,7 @@ from .models import MarketType
 __all__ = [
     "DEMO_MARKETS",
     "DEMO_STRATEGY",
+    "SEED_STRATEGY_CONFIG",
     "demo_feed_config",
     "demo_options",
     "demo_risk",
@@ -23,7 +24,7 @@ __all__ = [
     "demo_tolerance",
 ]
 
-DEMO_STRATEGY = "fixed_spread"
+DEMO_STRATEGY = "external_index_follow"
 
 #: The demo markets as plain, JSON-able data. ``currency_id`` is the ``strategy_currency.currency_id`` the demo
 #: uses when it is written into a database; ``price`` is the sim feed's starting index price, ``quantity`` the
@@ -34,40 +35,55 @@ DEMO_MARKETS: list[dict[str, Any]] = [
         "symbol": "BTC/USDT",
         "index_symbol": "BTCUSDT",
         "market_type": int(MarketType.SPOT),
-        "tick_size": "0.01",
-        "price_precision": 2,
-        "quantity_precision": 4,
-        "min_quantity": "0.0001",
+        "tick_size": "0.1",
+        "price_precision": 4,
+        "quantity_precision": 2,
+        "min_quantity": "0.01",
         "price": "60000",
-        "quantity": "0.01",
-        "max_order": "1",
+        "max_order": "20",
     },
     {
         "currency_id": 9002,
         "symbol": "ETH/USDT",
         "index_symbol": "ETHUSDT",
         "market_type": int(MarketType.SPOT),
-        "tick_size": "0.01",
-        "price_precision": 2,
-        "quantity_precision": 3,
-        "min_quantity": "0.001",
+        "tick_size": "0.1",
+        "price_precision": 4,
+        "quantity_precision": 2,
+        "min_quantity": "0.01",
         "price": "3000",
-        "quantity": "0.2",
         "max_order": "20",
     },
 ]
 
+#: The seed's ``strategy_strategy`` row for ``external_index_follow``, as its SQL inserts it.
+SEED_STRATEGY_CONFIG: dict[str, Any] = {
+    "price_change_amount": 1.0,
+    "tick_size": 0.1,
+    "base_quantity": 10,
+    "price_follow_percent": 100.0,
+    "base_precision": 2,
+    "quote_precision": 4,
+    "max_active_orders": 100,
+    "maintenance_interval": "1s",
+    "depth_levels": [
+        {"spread_percent": 0.0001, "quantity_ratio": 1.0},
+        {"spread_percent": 0.0002, "quantity_ratio": 0.95},
+        {"spread_percent": 0.0005, "quantity_ratio": 0.9},
+        {"spread_percent": 0.001, "quantity_ratio": 0.85},
+        {"spread_percent": 0.015, "quantity_ratio": 0.75},
+        {"spread_percent": 0.02, "quantity_ratio": 0.65},
+        {"spread_percent": 0.025, "quantity_ratio": 0.55},
+        {"spread_percent": 0.03, "quantity_ratio": 0.45},
+        {"spread_percent": 0.035, "quantity_ratio": 0.35},
+        {"spread_percent": 0.04, "quantity_ratio": 0.25},
+    ],
+}
+
 
 def demo_strategy_config(market: dict[str, Any]) -> dict[str, Any]:
-    """The ``fixed_spread`` strategy's config for one entry of :data:`DEMO_MARKETS` (JSON-able)."""
-    return {
-        "spread": "0.0008",
-        "levels": 5,
-        "level_step": "0.0004",
-        "quantity": market["quantity"],
-        "skew_per_unit": str(Decimal("0.0001") / Decimal(market["quantity"])),
-        "max_skew": "0.002",
-    }
+    """The demo strategy's config for one entry of :data:`DEMO_MARKETS`: the seed's, unchanged."""
+    return dict(SEED_STRATEGY_CONFIG)
 
 
 def demo_risk(market: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +93,7 @@ def demo_risk(market: dict[str, Any]) -> dict[str, Any]:
 
 def demo_tolerance() -> dict[str, Any]:
     """The demo markets' reconciler tolerance (:class:`~mmframe.engine.reconcile.Tolerance` keyword arguments)."""
-    return {"price_fraction": "0.0001", "quantity_fraction": "0.5"}
+    return {}
 
 
 def demo_feed_config(seed: int | None = None) -> dict[str, Any]:

@@ -253,6 +253,13 @@ class Quote:
     quantity: Decimal = _decimal_field()
     type: OrderType = OrderType.LIMIT
     tag: str = ""
+    size_variation: Decimal = _decimal_field(default=Decimal(0))
+    """Up to this fraction is taken off the quantity at random when the order is *placed* (the seed's size
+    variation); a resting order within that fraction of ``quantity`` still stands for this quote."""
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.size_variation < 1:
+            raise ValueError(f"size_variation must be in [0, 1), got {self.size_variation}")
 
 
 @attrs.frozen

@@ -141,6 +141,9 @@ class Strategy:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[Any]]
+    #: Seconds between two snapshots of the *local* book (the sink's depth, other participants' orders included)
+    #: handed to :meth:`on_local_depth`; ``None``: the strategy does not look at the local book.
+    local_depth_interval: float | None = None
 
     def __init__(self, config: Any, market: Market) -> None:
         self.config = config
@@ -154,6 +157,9 @@ class Strategy:
 
     def on_depth(self, depth: DepthSnapshot, ctx: StrategyContext) -> None:
         """Called with every external depth snapshot."""
+
+    def on_local_depth(self, depth: DepthSnapshot, ctx: StrategyContext) -> None:
+        """Called with a snapshot of our own exchange's book every ``local_depth_interval`` seconds."""
 
     def on_order_event(self, event: OrderEvent, order: Order, ctx: StrategyContext) -> None:
         """Called after the tracker applied *event*; *order* is the order's new state."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -459,3 +460,64 @@ async def test_a_degraded_sink_holds_orders_and_the_market_catches_up(
     await trio.sleep(1.5)  # the next refresh
     assert engine.status().state is MarketState.RUNNING
     assert engine.prices() == ([Decimal("109.00"), Decimal("108.00")], [Decimal("111.00"), Decimal("112.00")])
+
+
+async def test_size_variation_applies_on_placement_only(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    from mmframe import Quote
+
+    from .engine_helpers import Ladder
+
+    class Varied(Ladder):
+        name = "test_varied"
+
+        def desired_orders(self, ctx: Any) -> Any:
+            return [
+                attrs.evolve(q, quantity=Decimal("10"), size_variation=Decimal("0.2"))
+                for q in super().desired_orders(ctx)
+            ]
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register: Any) -> None:
+            register(Varied)
+
+    engine = await start_engine(nursery, Plugin())
+    await engine.manager.start_market(spec(strategy="test_varied", seed=3))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    quantities = [o.quantity for o in engine.book_orders()]
+    assert len(quantities) == 4 and all(Decimal("8") <= q <= Decimal("10") for q in quantities)
+    assert len(set(quantities)) > 1  # they were varied
+    for _ in range(3):
+        engine.feed.push_price("AAAUSDT", "100")
+        await trio.sleep(1.5)
+    assert engine.status().orders_placed == 4 and engine.status().orders_cancelled == 0  # never a reason to replace
+    assert Quote(Side.BUY, Decimal("1"), Decimal("1")).size_variation == 0
+
+
+async def test_local_depth_reaches_a_strategy_that_asks_for_it(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    from .engine_helpers import Ladder
+
+    seen: list[Any] = []
+
+    class Watcher(Ladder):
+        name = "test_watcher"
+        local_depth_interval = 0.5
+
+        def on_local_depth(self, depth: Any, ctx: Any) -> None:
+            seen.append(depth)
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register: Any) -> None:
+            register(Watcher)
+
+    engine = await start_engine(nursery, Plugin())
+    engine.sink.submit_external(
+        "AAA/USDT", side=Side.SELL, type=OrderType.LIMIT, quantity=Decimal("2"), price=Decimal("120")
+    )
+    await engine.manager.start_market(spec(strategy="test_watcher"))
+    engine.feed.push_price("AAAUSDT", "100")
+    await trio.sleep(2.2)
+    assert 3 <= len(seen) <= 6
+    assert seen[-1].asks[-1] == (Decimal("120"), Decimal("2")) and seen[-1].bids[0][0] == Decimal("99.00")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import enum
 import logging
+import random
 import re
 import time
 from collections import deque
@@ -96,6 +97,7 @@ class MarketSpec:
     :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
         once ``confirm_ticks`` consecutive ticks agree on the new level).
     :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
+    :param seed: seeds the market's random numbers (the size variation of placed orders).
     :param leftovers: what to do at start with open orders an earlier run left (found by client-id prefix):
         ``cancel`` them (the default), or ``adopt`` them (the reconciler then keeps those that match the desired book).
     """
@@ -116,6 +118,7 @@ class MarketSpec:
     cleanup_timeout: float = 3.0
     name: str = ""
     leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
+    seed: int | None = None
 
     @property
     def label(self) -> str:
@@ -287,6 +290,9 @@ class MarketRunner:
         self.last_veto = ""
         self._veto_logged: dict[str, float] = {}
         self.quote_latency = LatencyHistogram()
+        self.rng = random.Random(spec.seed)
+        self._local_depth: DepthSnapshot | None = None
+        self._next_local_depth = 0.0
         self.started_at = time.monotonic()
         self._latency_from: float | None = None
 
@@ -312,12 +318,16 @@ class MarketRunner:
                 self.hook.market_started(market=self.market, strategy=self.spec.strategy)
             task_status.started()
             next_refresh = trio.current_time()
+            depth_every = self.strategy.local_depth_interval
             while True:
-                with trio.move_on_at(next_refresh):
+                with trio.move_on_at(min(next_refresh, self._next_local_depth) if depth_every else next_refresh):
                     await self.inbox.wait()
                 now = trio.current_time()
                 if now >= next_refresh:
                     next_refresh = now + self.spec.refresh_interval
+                if depth_every and now >= self._next_local_depth:
+                    self._next_local_depth = now + depth_every
+                    await self._fetch_local_depth()
                 plan = self._step(now)
                 if self._sink_degraded():
                     continue  # the sink cannot take orders: decide again once it can (within a refresh interval)
@@ -332,6 +342,14 @@ class MarketRunner:
                 self.strategy.on_stop(self.ctx)
             finally:
                 await self._cleanup(sink_sub)
+
+    async def _fetch_local_depth(self) -> None:
+        if self._sink_degraded():
+            return
+        try:
+            self._local_depth = await self.sink.depth(self.market.symbol, 50)
+        except MMFrameError as exc:  # the sink could not answer now: the strategy sees the book next time
+            self.log.warning("could not read the local book: %s", exc)
 
     def _sink_degraded(self) -> bool:
         degraded = bool(getattr(self.sink, "degraded", False))
@@ -391,6 +409,9 @@ class MarketRunner:
         if depth is not None:
             self.last_depth = depth
             self.strategy.on_depth(depth, self.ctx)
+        local, self._local_depth = self._local_depth, None
+        if local is not None:
+            self.strategy.on_local_depth(local, self.ctx)
         tick, self.inbox.tick = self.inbox.tick, None
         if tick is not None and self._accept(tick, now):
             self._latency_from = self.inbox.tick_at
@@ -513,12 +534,17 @@ class MarketRunner:
         batch: list[OrderRequest] = []
         ref = self.last_tick.price if self.last_tick is not None and not self.stale else None
         for coid, quote, from_plan in self._requests(plan.places, immediate):
+            quantity = quote.quantity
+            if quote.size_variation:
+                cut = quote.size_variation * self.rng.randint(0, 10_000) / 10_000
+                varied = self.market.round_quantity(quantity * (1 - cut))
+                quantity = varied if varied > 0 and varied >= self.market.min_quantity else quantity
             request = OrderRequest(
                 client_order_id=coid,
                 symbol=self.market.symbol,
                 side=quote.side,
                 type=quote.type,
-                quantity=quote.quantity,
+                quantity=quantity,
                 price=None if quote.type is OrderType.MARKET else quote.price,
                 market_type=self.market.market_type,
                 tag=quote.tag,

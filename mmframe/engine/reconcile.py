@@ -41,9 +41,6 @@ class Tolerance:
     quantity_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_non_negative)
 
 
-_EXACT = Tolerance()
-
-
 @attrs.frozen
 class Plan:
     """What to send: ``cancels`` (live orders to cancel) and ``places`` (quotes to place); ``kept`` pairs each
@@ -87,7 +84,8 @@ class Reconciler:
         allowance = max(tol.price_ticks * self.market.tick_size, tol.price_fraction * quote.price)
         if abs(order.price - quote.price) > allowance:
             return False
-        return abs(order.remaining_quantity - quote.quantity) <= quote.quantity * tol.quantity_fraction
+        fraction = max(tol.quantity_fraction, quote.size_variation)
+        return abs(order.remaining_quantity - quote.quantity) <= quote.quantity * fraction
 
     def _side(
         self,
@@ -113,7 +111,7 @@ class Reconciler:
                 unmatched.append(quote)
         spare = [order for bucket in exact.values() for order in bucket]
         # Pass 2: within tolerance, closest price first.
-        if spare and unmatched and self.tolerance != _EXACT:
+        if spare and unmatched:
             still: list[Quote] = []
             for quote in unmatched:
                 best: Order | None = None

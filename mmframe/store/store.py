@@ -468,8 +468,9 @@ class Store:
     # -- the demo ---------------------------------------------------------------------------------------------
 
     def seed_demo(self) -> None:
-        """Write the demo markets (BTC/USDT as currency 9001, ETH/USDT as 9002, both spot, auto-started) with the
-        ``fixed_spread`` strategy, their descriptions and engine options.
+        """Write the demo markets (BTC/USDT as currency 9001, ETH/USDT as 9002, both spot, auto-started, next to
+        the seed's 879 and 880) with the ``external_index_follow`` strategy and the seed's config, their
+        descriptions and options.
 
         Idempotent, and it never overwrites: only what is missing is written. The strategy row holds the first
         demo market's config; a market whose config differs (order size, skew) gets the differing keys as its
@@ -487,7 +488,7 @@ class Store:
                 strategy = StrategyStrategyTable(
                     strategy_name=DEMO_STRATEGY,
                     config=_dumps(demo_strategy_config(DEMO_MARKETS[0])),
-                    desc="mmframe demo: fixed spread around the index",
+                    desc="mmframe demo: the seed's external index follow strategy",
                 )
                 session.add(strategy)
                 session.flush()
