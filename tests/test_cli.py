@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from mmframe.cli import cli
 
 ROOT = Path(__file__).parent.parent
-EXAMPLE_INSTALLED = any(ep.name == "fixed_spread" for ep in importlib.metadata.entry_points(group="mmframe"))
-needs_example = pytest.mark.skipif(not EXAMPLE_INSTALLED, reason="the demo strategy (example plugin) is not installed")
+DEMO_INSTALLED = any(ep.name == "external_index_follow" for ep in importlib.metadata.entry_points(group="mmframe"))
+needs_example = pytest.mark.skipif(not DEMO_INSTALLED, reason="the demo strategy's plugin is not installed")
 
 STATUS = re.compile(
     r"\[(?P<market>\d+_1) (?P<symbol>[A-Z]+/USDT)\] running \| .* \| "

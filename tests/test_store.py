@@ -239,7 +239,7 @@ def test_seed_demo_twice_writes_the_demo_markets_once(store: Store) -> None:
     for row, m in zip(rows, DEMO_MARKETS, strict=True):
         assert row.error == ""
         assert (row.index_source, row.market_status, row.market_type) == (0, 1, 1)
-        assert row.strategy_name == "fixed_spread"
+        assert row.strategy_name == "external_index_follow"
         assert row.effective_config == demo_strategy_config(m)
         assert row.description is not None
         assert row.description == MarketDescription(
@@ -252,11 +252,11 @@ def test_seed_demo_twice_writes_the_demo_markets_once(store: Store) -> None:
                 "feed": "sim",
                 "feed_config": demo_feed_config(),
                 "risk": {"max_order_quantity": m["max_order"], "price_band": "0.05"},
-                "tolerance": {"price_fraction": "0.0001", "quantity_fraction": "0.5"},
+                "tolerance": {},
             },
         )
         market = row.description.market(row.market_type)
-        assert market.symbol == m["symbol"] and str(market.tick_size) == "0.01"
+        assert market.symbol == m["symbol"] and str(market.tick_size) == "0.1"
     assert rows[0].strategy_id == rows[1].strategy_id
 
 

@@ -267,8 +267,8 @@ def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 @pytest.mark.skipif(
-    not any(ep.name == "fixed_spread" for ep in importlib.metadata.entry_points(group="mmframe")),
-    reason="the demo strategy (example plugin) is not installed",
+    not any(ep.name == "external_index_follow" for ep in importlib.metadata.entry_points(group="mmframe")),
+    reason="the demo strategy's plugin is not installed",
 )
 def test_kill_restart_leaves_no_orphans_and_sigterm_leaves_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MMFRAME_", "DB_", "API_PORT"))}
@@ -289,14 +289,14 @@ def test_kill_restart_leaves_no_orphans_and_sigterm_leaves_nothing(tmp_path: Pat
             return proc
 
         first = serve()
-        _wait_for(lambda: len(_open(url, "mmf-")) == 20, 40, "the first process's two 5+5 ladders")
+        _wait_for(lambda: len(_open(url, "mmf-")) == 40, 40, "the first process's two 10+10 ladders")
         first.kill()  # no graceful shutdown: its orders stay on the engine
         first.wait(10)
         orphans = set(_open(url, "mmf-"))
-        assert len(orphans) >= 10  # (a ladder may have been half requoted when the process died)
+        assert len(orphans) >= 20  # (a ladder may have been half requoted when the process died)
 
         second = serve()
-        _wait_for(lambda: len(_open(url, "mmf-")) == 20 and not orphans & set(_open(url, "mmf-")), 40,
+        _wait_for(lambda: len(_open(url, "mmf-")) == 40 and not orphans & set(_open(url, "mmf-")), 40,
                   "the second process cancelled every orphan and quotes its own ladder")
         second.send_signal(signal.SIGTERM)
         out, _ = second.communicate(timeout=15)
