@@ -7,14 +7,11 @@ The path is ``data/price_path.ndjson`` (see ``data/make_price_path.py``); the RE
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from .helpers import D, seed_config, settle, spec, start_engine
@@ -65,19 +62,3 @@ async def test_reconcile_sends_far_fewer_messages_than_replace_all(autojump_cloc
         assert status.bids == 10 and status.asks == 10 and status.orders_vetoed == 0
         assert status.orders_rejected == 0 and status.ticks == len(prices)
     assert reconcile.strategy_status["requotes"] < len(prices)
-
-
-@pytest.mark.skipif(os.environ.get("EIF_EFFICIENCY_TABLE") != "1", reason="slow: set EIF_EFFICIENCY_TABLE=1")
-@pytest.mark.parametrize("sigma_steps", [2, 10, 50, 200, 500])
-async def test_efficiency_table(sigma_steps: int, autojump_clock: Any) -> None:
-    """The README's table: the same replay on generated paths of growing volatility (not run by default)."""
-    module_spec = importlib.util.spec_from_file_location("make_price_path", DATA / "make_price_path.py")
-    assert module_spec is not None and module_spec.loader is not None
-    generator = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(generator)
-    prices = list(enumerate(generator.walk(sigma_steps, 1800)))
-    placed, cancelled, _ = await replay(prices, "reconcile")
-    all_placed, all_cancelled, _ = await replay(prices, "replace_all")
-    ours, seeds = (placed + cancelled) * 2, (all_placed + all_cancelled) * 2
-    print(f"\n| ${sigma_steps / 100:.2f} | {ours} | {seeds} | {seeds / ours:.2f} |")
-    assert ours <= seeds
