@@ -155,6 +155,7 @@ def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> 
         config: dict[str, Any] = demo_sink_config(seed) if demo else {}
     else:
         config = {"endpoint": settings.match_engine_endpoint} if settings.match_engine_endpoint else {}
+    config.update(settings.sink_config)  # MMFRAME_SINK_CONFIG: the sink's other options (account, rate_limit, ...)
     return cls(structure_config(config, cls.Config))
 
 

@@ -40,6 +40,9 @@ log = logging.getLogger("mmframe.service")
 QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
 
 
+ACTIVE = frozenset({MarketState.RUNNING, MarketState.STARTING, MarketState.DEGRADED})
+
+
 class UnknownMarket(MMFrameError, LookupError):
     """No configured market matches the symbol and market type asked for."""
 
@@ -80,7 +83,8 @@ class MarketOptions:
     max_tick_jump: Decimal = Decimal("0.1")
     confirm_ticks: int = 5
     restart: RestartPolicy = RestartPolicy()
-    leftovers: str = "cancel"
+    leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
+    seed: int | None = None
 
 
 @attrs.define
@@ -150,6 +154,7 @@ def spec_from_row(row: MarketRow, settings: Settings) -> MarketSpec:
         confirm_ticks=options.confirm_ticks,
         restart=options.restart,
         leftovers=options.leftovers,
+        seed=options.seed,
         name=row.id,
     )
 
@@ -344,7 +349,7 @@ class Service:
         if record.spec is None:
             raise ConfigError(record.error)
         status = self.status_of(record)
-        if status is not None and status.state in (MarketState.RUNNING, MarketState.STARTING):
+        if status is not None and status.state in ACTIVE:
             return status
         return await self.manager.start_market(record.spec)
 
@@ -385,15 +390,20 @@ class Service:
         async with trio.open_nursery() as nursery:
             for record in self.records.values():
                 status = self.status_of(record)
-                if status is not None and status.state in (MarketState.RUNNING, MarketState.STARTING):
+                if status is not None and status.state in ACTIVE:
                     stopped.append(record.id)
                     nursery.start_soon(self.stop, record)
         cancelled = 0
+        unconfirmed: dict[str, str] = {}
         prefix = f"{self.settings.instance_id}-"
         for symbol in sorted({r.symbol for r in self.records.values()}):
-            cancelled += await self.sink.cancel_all(symbol, prefix)
-        log.warning("kill switch: stopped %s, %d orders cancelled after the stops", stopped or "nothing", cancelled)
-        return {"stopped": stopped, "cancelled_after_stop": cancelled}
+            try:
+                cancelled += await self.sink.cancel_all(symbol, prefix)
+            except MMFrameError as exc:  # the sink cannot answer now: say so, and go on with the other symbols
+                unconfirmed[symbol] = str(exc)
+        log.warning("kill switch: stopped %s, %d orders cancelled after the stops%s", stopped or "nothing",
+                    cancelled, f"; NOT confirmed for {unconfirmed}" if unconfirmed else "")
+        return {"stopped": stopped, "cancelled_after_stop": cancelled, "unconfirmed": unconfirmed}
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at

@@ -9,6 +9,7 @@ file. Secrets (the DB password, Redis passwords, the API token) never appear in 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ class Settings:
     instance_id: str = "mmf"
     sink: str | None = None
     feed: str = "redis"
+    sink_config: dict[str, Any] = attrs.field(factory=dict, repr=False)
     max_body_bytes: int = 64 * 1024
 
     @property
@@ -224,4 +226,18 @@ def load_settings(
         instance_id=values.get("MMFRAME_INSTANCE_ID") or "mmf",
         sink=values.get("MMFRAME_SINK") or None,
         feed=values.get("MMFRAME_FEED") or "redis",
+        sink_config=_json_object(values, "MMFRAME_SINK_CONFIG"),
     )
+
+
+def _json_object(values: Mapping[str, str], key: str) -> dict[str, Any]:
+    raw = values.get(key)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key} must be a JSON object, got {type(data).__name__}")
+    return data

@@ -118,3 +118,11 @@ def test_dotenv_parsing() -> None:
     assert values == {"A": "1", "B": "two words", "C": "x", "D": "#not a comment", "E": "x #1"}
     with pytest.raises(ConfigError, match="line 1"):
         parse_dotenv("not a pair")
+
+
+def test_sink_config_is_a_json_object() -> None:
+    s = load_settings({}, environ={"MMFRAME_SINK_CONFIG": '{"account": "desk2", "rate_limit": 50}'}, env_file=None)
+    assert s.sink_config == {"account": "desk2", "rate_limit": 50}
+    for bad in ("[1]", "{nope"):
+        with pytest.raises(ConfigError, match="MMFRAME_SINK_CONFIG must be a JSON object"):
+            load_settings({}, environ={"MMFRAME_SINK_CONFIG": bad}, env_file=None)

@@ -134,12 +134,17 @@ async def health(request: Request) -> Response:
 async def api_health(request: Request) -> Response:
     service = _service(request)
     states = [service.state_of(r) for r in service.records.values()]
-    running = states.count("running")
+    running = states.count("running") + states.count("degraded")
     return JSONResponse(
         {
             "status": "healthy",
             "service": "market-maker",
-            "strategies": {"total": len(states), "running": running, "stopped": len(states) - running},
+            "strategies": {
+                "total": len(states),
+                "running": running,
+                "stopped": len(states) - running,
+                "degraded": states.count("degraded"),
+            },
             "uptime_seconds": int(service.uptime()),
         }
     )
@@ -159,7 +164,7 @@ async def strategies(request: Request) -> Response:
                 "index_symbol": record.row.index_symbol,
                 "market_type": record.row.market_type,
                 "strategy_name": record.row.strategy_name,
-                "is_running": service.state_of(record) == "running",
+                "is_running": service.state_of(record) in ("running", "degraded"),
                 "status": service.state_of(record),
                 "metrics": {"total_orders": metrics["total_orders"], "total_volume": metrics["total_volume"]},
                 "error": _error_of(record, status),
@@ -230,7 +235,7 @@ def _command(action: str, message: str) -> Callable[[Request], Awaitable[Respons
         else:
             record, status = await service.reload(record)
         state = str(status.state) if status is not None else "stopped"
-        if action != "stop" and state != "running":
+        if action != "stop" and state not in ("running", "degraded"):
             error = status.error if status is not None else record.error
             raise ApiError(422, f"strategy {record.id} did not start: {error}")
         log.info("control: %s %s -> %s", action, record.id, state)

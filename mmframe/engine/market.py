@@ -36,6 +36,7 @@ from ..models import (
     OrderEvent,
     OrderEventKind,
     OrderRequest,
+    OrderStatus,
     OrderType,
     PriceTick,
     Quote,
@@ -330,7 +331,12 @@ class MarketRunner:
                     await self._fetch_local_depth()
                 plan = self._step(now)
                 if self._sink_degraded():
-                    continue  # the sink cannot take orders: decide again once it can (within a refresh interval)
+                    # The sink cannot take orders: decide again once it can (within a refresh interval). An
+                    # immediate order (a sweep) was meant for this moment's book: it is dropped, not sent late.
+                    if self.ctx.submitted:
+                        self.log.warning("dropped %d immediate orders: the sink is degraded", len(self.ctx.submitted))
+                        self.ctx.submitted.clear()
+                    continue
                 await self._execute(plan)
                 if self._latency_from is not None:
                     self.quote_latency.observe(time.perf_counter() - self._latency_from)
@@ -387,8 +393,21 @@ class MarketRunner:
         left: list[Order] = []
         with trio.CancelScope(shield=True):
             with trio.move_on_after(self.spec.cleanup_timeout) as scope:
-                await self.sink.cancel_all(symbol, prefix)
-                left = await self.sink.open_orders(symbol, prefix)
+                try:
+                    # Repeat until the book holds none of ours and nothing we sent is still unconfirmed: a batch
+                    # already on its way when we cancelled may land after the cancel-all.
+                    while True:
+                        await self.sink.cancel_all(symbol, prefix)
+                        left = await self.sink.open_orders(symbol, prefix)
+                        self._drain_events()
+                        in_flight = [o for o in self.tracker.live() if o.status is OrderStatus.PENDING]
+                        if not left and not in_flight:
+                            break
+                        await trio.sleep(0.05)
+                except MMFrameError as exc:
+                    # The sink cannot answer (the engine is down): the orders stay there until this market's next
+                    # start finds them by prefix and cancels them.
+                    self.log.error("could not cancel our orders on the way out: %s", exc)
             try:
                 self._drain_events()
             except MMFrameError:
