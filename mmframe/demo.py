@@ -8,9 +8,12 @@ The markets are plain data (:data:`DEMO_MARKETS`) that ``Store.seed_demo`` (``mm
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from .models import MarketType
+from .store import seed_sql
 
 __all__ = [
     "DEMO_MARKETS",
@@ -56,29 +59,10 @@ DEMO_MARKETS: list[dict[str, Any]] = [
     },
 ]
 
-#: The seed's ``strategy_strategy`` row for ``external_index_follow``, as its SQL inserts it.
-SEED_STRATEGY_CONFIG: dict[str, Any] = {
-    "price_change_amount": 1.0,
-    "tick_size": 0.1,
-    "base_quantity": 10,
-    "price_follow_percent": 100.0,
-    "base_precision": 2,
-    "quote_precision": 4,
-    "max_active_orders": 100,
-    "maintenance_interval": "1s",
-    "depth_levels": [
-        {"spread_percent": 0.0001, "quantity_ratio": 1.0},
-        {"spread_percent": 0.0002, "quantity_ratio": 0.95},
-        {"spread_percent": 0.0005, "quantity_ratio": 0.9},
-        {"spread_percent": 0.001, "quantity_ratio": 0.85},
-        {"spread_percent": 0.015, "quantity_ratio": 0.75},
-        {"spread_percent": 0.02, "quantity_ratio": 0.65},
-        {"spread_percent": 0.025, "quantity_ratio": 0.55},
-        {"spread_percent": 0.03, "quantity_ratio": 0.45},
-        {"spread_percent": 0.035, "quantity_ratio": 0.35},
-        {"spread_percent": 0.04, "quantity_ratio": 0.25},
-    ],
-}
+#: The seed's ``strategy_strategy`` config for ``external_index_follow``, exactly as its SQL inserts it.
+SEED_STRATEGY_CONFIG: dict[str, Any] = json.loads(
+    re.search(r"'(\{.*?\})',", seed_sql(), re.S).group(1)  # type: ignore[union-attr]
+)
 
 
 def demo_strategy_config(market: dict[str, Any]) -> dict[str, Any]:

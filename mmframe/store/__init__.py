@@ -13,6 +13,14 @@ from .store import StoreError as StoreError
 from .store import market_id as market_id
 from .tables import metadata as metadata
 
+
+def seed_sql() -> str:
+    """The seed's SQL (seeds/000) verbatim: its two ``CREATE TABLE`` statements and its ``INSERT``s (the
+    ``external_index_follow`` strategy and the currencies 879 BTCUSDT and 880 ETHUSDT), as MySQL/MariaDB runs it."""
+    from importlib.resources import files
+
+    return (files(__package__) / "seed.sql").read_text(encoding="utf-8")
+
 __all__ = [
     "FillRecord",
     "MarketDescription",
@@ -22,4 +30,5 @@ __all__ = [
     "StoreError",
     "market_id",
     "metadata",
+    "seed_sql",
 ]
