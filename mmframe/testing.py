@@ -20,10 +20,11 @@ Nothing here is registered through the plugin hooks: a test registers these by h
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -32,7 +33,7 @@ from .engine.tracker import best_first as _best_first
 from .models import DepthSnapshot, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
 from .protocols import Position, Subscription
 
-__all__ = ["FakeContext", "ScriptedFeed", "make_market"]
+__all__ = ["FakeContext", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
 
 
 def make_market(
@@ -174,3 +175,50 @@ class ScriptedFeed:
         )
         self.push(tick)
         return tick
+
+
+# ---- the seed's SQL in a test database ----------------------------------------------------------------------
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a script on the ``;`` outside string literals; drop fragments that are only comments."""
+    statements, current, quoted = [], [], False
+    for ch in script:
+        if ch == "'":
+            quoted = not quoted
+        if ch == ";" and not quoted:
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    statements.append("".join(current))
+    out = []
+    for statement in statements:
+        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+        if code.strip():
+            out.append(statement.strip())
+    return out
+
+
+def mysql_to_sqlite(statement: str) -> str:
+    """Adapt one MySQL statement of the seed for SQLite. Only CREATE TABLE needs changes."""
+    if not statement.lstrip().upper().startswith("CREATE TABLE"):
+        return statement.replace("`", '"')
+    s = re.sub(r"\s+COMMENT\s+'(?:[^']|'')*'", "", statement)
+    s = re.sub(r"\)\s*ENGINE=[^\n]*$", ")", s.rstrip())
+    s = s.replace("`", '"')
+    s = re.sub(r'"id" int NOT NULL AUTO_INCREMENT', '"id" INTEGER PRIMARY KEY AUTOINCREMENT', s)
+    s = re.sub(r',\s*PRIMARY KEY \("id"\)', "", s)
+    s = re.sub(r"\bjson\b", "TEXT", s)
+    assert "AUTO_INCREMENT" not in s and "COMMENT" not in s, s
+    return s
+
+
+def run_sql(store: Any, script: str) -> None:
+    """Run a MySQL script (the seed's SQL, :func:`mmframe.store.seed_sql`) on a :class:`~mmframe.store.Store`:
+    verbatim on MySQL/MariaDB, mechanically adapted on SQLite."""
+    for statement in split_sql(script):
+        if store.dialect == "sqlite":
+            statement = mysql_to_sqlite(statement)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(statement)

@@ -6,57 +6,12 @@ import json
 import re
 
 from mmframe.store import Store, seed_sql
+from mmframe.testing import mysql_to_sqlite as mysql_to_sqlite
+from mmframe.testing import run_sql as run_sql
+from mmframe.testing import split_sql as split_sql
 
 # The seed's SQL (seeds/000), verbatim, as mmframe ships it.
 SEED_SQL = seed_sql()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Running raw SQL: the seed's MySQL text verbatim on MariaDB, mechanically adapted on SQLite.
-# --------------------------------------------------------------------------------------------------------------
-
-
-def split_sql(script: str) -> list[str]:
-    """Split a script on the ``;`` outside string literals; drop fragments that are only comments."""
-    statements, current, quoted = [], [], False
-    for ch in script:
-        if ch == "'":
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            statements.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    statements.append("".join(current))
-    out = []
-    for statement in statements:
-        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-        if code.strip():
-            out.append(statement.strip())
-    return out
-
-
-def mysql_to_sqlite(statement: str) -> str:
-    """Adapt one MySQL statement of the seed for SQLite. Only CREATE TABLE needs changes."""
-    if not statement.lstrip().upper().startswith("CREATE TABLE"):
-        return statement.replace("`", '"')
-    s = re.sub(r"\s+COMMENT\s+'(?:[^']|'')*'", "", statement)
-    s = re.sub(r"\)\s*ENGINE=[^\n]*$", ")", s.rstrip())
-    s = s.replace("`", '"')
-    s = re.sub(r'"id" int NOT NULL AUTO_INCREMENT', '"id" INTEGER PRIMARY KEY AUTOINCREMENT', s)
-    s = re.sub(r',\s*PRIMARY KEY \("id"\)', "", s)
-    s = re.sub(r"\bjson\b", "TEXT", s)
-    assert "AUTO_INCREMENT" not in s and "COMMENT" not in s, s
-    return s
-
-
-def run_sql(store: Store, script: str) -> None:
-    """Run a MySQL script on *store*: verbatim on MySQL/MariaDB, adapted on SQLite."""
-    for statement in split_sql(script):
-        if store.dialect == "sqlite":
-            statement = mysql_to_sqlite(statement)
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(statement)
 
 
 def apply_seed_sql(url: str) -> None:

@@ -467,3 +467,15 @@ def test_scripted_feed_can_be_registered_by_hand() -> None:
     assert feeds["sim"] is SimFeed
     # nothing in mmframe.testing registers itself
     assert "scripted" not in get_feeds(make_plugin_manager(load_entrypoints=False))
+
+
+def test_split_sql_keeps_semicolons_inside_strings_and_drops_comments() -> None:
+    from mmframe.store import seed_sql
+    from mmframe.testing import mysql_to_sqlite, split_sql
+
+    statements = split_sql("INSERT INTO t VALUES ('a;b'); -- only a comment\n;SELECT 1;")
+    assert statements == ["INSERT INTO t VALUES ('a;b')", "SELECT 1"]
+    seed = split_sql(seed_sql())
+    assert [s.split()[0] for s in seed] == ["CREATE", "CREATE", "INSERT", "INSERT"]
+    sqlite = mysql_to_sqlite(seed[0])
+    assert "AUTOINCREMENT" in sqlite and "COMMENT" not in sqlite and "`" not in sqlite

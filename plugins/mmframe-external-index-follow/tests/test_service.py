@@ -24,31 +24,12 @@ from mmframe.plugins import make_plugin_manager
 from mmframe.service import Service
 from mmframe.settings import Settings
 from mmframe.store import Store
+from mmframe.testing import split_sql
 
 from .helpers import SEED_SQL, IndexFeed, expected_ladder, plugins, seed_config, seed_levels
 
 MARIADB = ("127.0.0.1", 3306)
 TOKEN = "eif-test-token"
-
-
-def split_sql(script: str) -> list[str]:
-    """The script's statements: split on ``;`` outside string literals, comment-only fragments dropped."""
-    statements, current, quoted = [], [], False
-    for ch in script:
-        if ch == "'":
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            statements.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    statements.append("".join(current))
-    out = []
-    for statement in statements:
-        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-        if code.strip():
-            out.append(statement.strip())
-    return out
 
 
 @pytest.fixture

@@ -503,12 +503,12 @@ async def test_fail_next_answers_503_without_executing() -> None:
 
 async def test_delay_after_execute_executes_before_answering() -> None:
     async with served() as s:
-        s.engine.delay_after_execute = 0.5
+        s.engine.delay_after_execute = 3.0
         with pytest.raises(httpx.ReadTimeout):
-            await s.client.post("/api/v1/orders/batch", json={"orders": [order("a-1", "buy", "1", "1")]}, timeout=0.1)
+            await s.client.post("/api/v1/orders/batch", json={"orders": [order("a-1", "buy", "1", "1")]}, timeout=1.0)
         # the order is on the book although the client never got the answer
         query = await s.client.post("/api/v1/orders/query", json={"symbol": BTC, "client_order_ids": ["a-1"]})
-        assert query.json()["orders"][0]["status"] == "open"
+        assert query.json()["orders"][0] is not None and query.json()["orders"][0]["status"] == "open"
         s.engine.delay_after_execute = 0
         retry = await s.place(order("a-1", "buy", "1", "1"))
         assert retry.json()["results"][0]["result"] == "duplicate"
