@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import enum
 import itertools
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from decimal import Decimal
@@ -41,7 +42,7 @@ from typing import Any
 
 import attrs
 
-from .models import OrderStatus, OrderType, Side
+from .models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderStatus, OrderType, Side
 
 __all__ = [
     "SELF_TRADE_PREVENTION",
@@ -181,6 +182,23 @@ class Trade:
     maker_filled: bool
     """True when this trade completed the maker order (it left the book)."""
     sequence: int
+
+    def fill_event(self, party: TradeParty, *, complete: bool, timestamp: float | None = None) -> OrderEvent:
+        """The ``partially_filled`` (or, with *complete*, ``filled``) event of *party* — this trade's ``maker`` or
+        ``taker`` — carrying its :class:`~mmframe.models.Fill`. The paper sink and the reference engine both
+        report trades with it."""
+        now = time.time() if timestamp is None else timestamp
+        liquidity = Liquidity.MAKER if party is self.maker else Liquidity.TAKER
+        return OrderEvent(
+            kind=OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED,
+            client_order_id=party.client_order_id,
+            symbol=self.symbol,
+            filled_quantity=party.filled_quantity,
+            order_id=party.order_id,
+            fill=Fill(self.trade_id, party.client_order_id, self.symbol, party.side, price=self.price,
+                      quantity=self.quantity, liquidity=liquidity, timestamp=now),
+            timestamp=now,
+        )
 
 
 @attrs.frozen

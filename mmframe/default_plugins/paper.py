@@ -34,8 +34,6 @@ from ..hookspecs import hookimpl
 from ..listeners import OrderEventListeners
 from ..models import (
     DepthSnapshot,
-    Fill,
-    Liquidity,
     Order,
     OrderEvent,
     OrderEventKind,
@@ -206,7 +204,7 @@ class PaperSink:
             quantity=quantity,
         )
         for trade in result.trades:
-            self._emit_fill(symbol, trade, trade.maker, Liquidity.MAKER, complete=trade.maker_filled)
+            self._emit_fill(trade, trade.maker, complete=trade.maker_filled)
         return result
 
     def simulate_taker(self, symbol: str) -> SubmitResult | None:
@@ -268,8 +266,8 @@ class PaperSink:
         self._emit(OrderEvent(kind=OrderEventKind.ACCEPTED, client_order_id=coid, symbol=symbol, order_id=order_id))
         for trade in result.trades:
             complete = trade.taker.filled_quantity == request.quantity
-            self._emit_fill(symbol, trade, trade.taker, Liquidity.TAKER, complete=complete)
-            self._emit_fill(symbol, trade, trade.maker, Liquidity.MAKER, complete=trade.maker_filled)
+            self._emit_fill(trade, trade.taker, complete=complete)
+            self._emit_fill(trade, trade.maker, complete=trade.maker_filled)
         if result.expired_quantity > 0:
             self._emit(
                 OrderEvent(
@@ -282,29 +280,9 @@ class PaperSink:
                 )
             )
 
-    def _emit_fill(
-        self, symbol: str, trade: Trade, party: TradeParty, liquidity: Liquidity, *, complete: bool
-    ) -> None:
-        if party.owner != self.config.owner:
-            return  # another participant's order: nobody of ours to tell
-        self._emit(
-            OrderEvent(
-                kind=OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED,
-                client_order_id=party.client_order_id,
-                symbol=symbol,
-                filled_quantity=party.filled_quantity,
-                order_id=party.order_id,
-                fill=Fill(
-                    trade_id=trade.trade_id,
-                    client_order_id=party.client_order_id,
-                    symbol=symbol,
-                    side=party.side,
-                    price=trade.price,
-                    quantity=trade.quantity,
-                    liquidity=liquidity,
-                ),
-            )
-        )
+    def _emit_fill(self, trade: Trade, party: TradeParty, *, complete: bool) -> None:
+        if party.owner == self.config.owner:  # another participant's order has nobody of ours to tell
+            self._emit(trade.fill_event(party, complete=complete))
 
     def _emit_cancelled(self, symbol: str, state: OrderState) -> None:
         self._emit(

@@ -36,7 +36,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mmframe.book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
-from mmframe.models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
+from mmframe.models import OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
 from mmframe.takers import TakerFlow
 
 from .wire import (
@@ -359,7 +359,6 @@ class Engine:
         filled_quantity: Decimal,
         *,
         reason: str = "",
-        fill: Fill | None = None,
         timestamp: float,
     ) -> None:
         event = OrderEvent(
@@ -368,10 +367,12 @@ class Engine:
             symbol=symbol,
             filled_quantity=filled_quantity,
             order_id=order_id,
-            fill=fill,
             reason=reason,
             timestamp=timestamp,
         )
+        self._publish_event(event, side, status)
+
+    def _publish_event(self, event: OrderEvent, side: Side, status: OrderStatus) -> None:
         self.seq += 1
         line = {"type": "order", "seq": self.seq, "epoch": self.epoch, "event": event_to_wire(event, side, status)}
         self.replay.append((self.seq, line))
@@ -402,8 +403,8 @@ class Engine:
         )
         for trade in result.trades:
             taker_done = trade.taker.filled_quantity == state.quantity
-            self._publish_fill(symbol, trade, trade.taker, Liquidity.TAKER, taker_done, now)
-            self._publish_fill(symbol, trade, trade.maker, Liquidity.MAKER, trade.maker_filled, now)
+            self._publish_fill(trade, trade.taker, taker_done, now)
+            self._publish_fill(trade, trade.maker, trade.maker_filled, now)
         if result.expired_quantity > 0:
             self._publish(
                 OrderEventKind.EXPIRED,
@@ -417,31 +418,9 @@ class Engine:
                 timestamp=now,
             )
 
-    def _publish_fill(
-        self, symbol: str, trade: Trade, party: TradeParty, liquidity: Liquidity, complete: bool, now: float
-    ) -> None:
-        kind = OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED
-        fill = Fill(
-            trade_id=trade.trade_id,
-            client_order_id=party.client_order_id,
-            symbol=symbol,
-            side=party.side,
-            price=trade.price,
-            quantity=trade.quantity,
-            liquidity=liquidity,
-            timestamp=now,
-        )
-        self._publish(
-            kind,
-            symbol,
-            party.client_order_id,
-            party.order_id,
-            party.side,
-            OrderStatus(str(kind)),
-            party.filled_quantity,
-            fill=fill,
-            timestamp=now,
-        )
+    def _publish_fill(self, trade: Trade, party: TradeParty, complete: bool, now: float) -> None:
+        event = trade.fill_event(party, complete=complete, timestamp=now)
+        self._publish_event(event, party.side, OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED)
 
     def _publish_cancelled(self, symbol: str, state: OrderState) -> None:
         self._publish(
