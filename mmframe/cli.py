@@ -84,7 +84,7 @@ def _open_store(settings: Settings) -> Store:
 @click.option("--sink", default=None, help="The order sink (MMFRAME_SINK) [default: match-engine when an endpoint "
               "is set, else paper].")
 @click.option("--feed", default=None, help="The feed for markets whose options name none (MMFRAME_FEED) "
-              "[default: redis].")
+              "[default: redis when MARKET_REDIS_HOST is set, else the config's external_exchange].")
 @click.option("--status-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between two status lines per market.")
 @click.option("--seed", type=int, default=None, help="Seed the paper sink's simulated takers.")
@@ -243,6 +243,83 @@ def format_status(s: MarketStatus) -> str:
 
 
 _CENT = Decimal("0.0001")
+
+
+@cli.group()
+def feed() -> None:
+    """Market data: run a feed plugin and publish it to the Redis bus."""
+
+
+@feed.command("publish")
+@click.option("--exchange", required=True, help="The feed plugin to run (binance, okex, ...); also the {exchange} "
+              "part of the channels (an alias like okx publishes under the feed's name, okex).")
+@click.option("--symbols", required=True, help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")
+@click.option("--ws-url", default=None, help="The exchange's WebSocket endpoint (testnets, regional endpoints, "
+              "tests) [default: the exchange's public production endpoint].")
+@click.option("--config", "config_json", default=None, metavar="JSON",
+              help="More options for the feed, as a JSON object (see the plugin's README).")
+@click.option("--env-file", default=".env", show_default=True, type=click.Path(dir_okay=False),
+              help="A .env file with MARKET_REDIS_* (environment variables win).")
+@click.option("--report-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between status lines.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def feed_publish(exchange: str, symbols: str, ws_url: str | None, config_json: str | None, env_file: str,
+                 report_interval: float, log_level: str) -> None:
+    """Run an exchange feed and publish every update to the market Redis (MARKET_REDIS_*), in the seed's format:
+    price:update:{exchange}:{symbol} and depth:update:{exchange}:{symbol}. Reconnects to the exchange and to Redis
+    on its own; stops on Ctrl-C or SIGTERM."""
+    from .bus import BusPublisher, publish_feed
+    from .plugins import get_feeds
+    from .settings import RedisSettings
+
+    setup_logging(log_level)
+    settings = _load({}, env_file)
+    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not names:
+        raise click.UsageError("--symbols names no symbol")
+    config: dict[str, Any] = {}
+    if config_json:
+        try:
+            config = json.loads(config_json)
+        except ValueError as exc:
+            raise click.UsageError(f"--config is not JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise click.UsageError("--config must be a JSON object")
+    if ws_url is not None:
+        config["ws_url"] = ws_url
+    try:
+        cls = get_feeds(get_plugin_manager()).get_or_raise(exchange)
+        instance = cls(structure_config(config, cls.Config))
+    except MMFrameError as exc:
+        raise click.UsageError(str(exc)) from None
+    for name in names:
+        try:
+            instance.subscribe(name, lambda item: None).close()  # refuses a symbol it cannot follow, now
+        except ValueError as exc:
+            raise click.UsageError(f"--symbols: {exc}") from None
+    address = settings.market_redis or RedisSettings()
+    publisher = BusPublisher(address)
+    channel_exchange = getattr(cls, "name", exchange)
+    log.info("publishing %s from %s to %s as price:update:%s:{symbol}", ", ".join(names), exchange,
+             address.describe(), channel_exchange)
+
+    async def run() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    lambda task_status: publish_feed(instance, channel_exchange, names, publisher,
+                                                     report_every=report_interval, task_status=task_status)
+                )
+                async for signum in signals:
+                    log.info("received %s: stopping", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    stats = publisher.statistics()
+    log.info("published %d updates (%d conflated, %d reconnects to Redis)", stats.published, stats.conflated,
+             stats.reconnects)
 
 
 @cli.command("plugins")

@@ -363,7 +363,9 @@ def _finite_positive_price(instance: object, attribute: attrs.Attribute[Any], va
 
 @attrs.frozen
 class PriceTick:
-    """An index price from an exchange feed. ``timestamp`` is the exchange's time in epoch seconds.
+    """An index price from an exchange feed. ``timestamp`` (epoch seconds) is when the price was observed: the
+    receive time for a WebSocket feed, the publisher's time on the Redis bus. The engine rejects a tick whose
+    timestamp is already older than the market's ``stale_after``.
 
     Building one refuses a non-finite or non-positive price, so a bad tick never gets past the feed.
     """

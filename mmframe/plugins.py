@@ -35,7 +35,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "mmframe"
 ALLOW_LIST_ENV = "MMFRAME_LOAD_PLUGINS"
-DEFAULT_PLUGINS = ("mmframe.default_plugins.paper", "mmframe.default_plugins.sim")
+DEFAULT_PLUGINS = ("mmframe.default_plugins.paper", "mmframe.default_plugins.sim", "mmframe.bus.feed")
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from .engine.risk import RiskLimits
 from .errors import ConfigError, MMFrameError
 from .hookspecs import hookimpl
 from .models import Fill, Market, MarketKey, MarketType, Order, OrderEvent
-from .plugins import get_strategies
+from .plugins import get_feeds, get_strategies
 from .protocols import OrderSink, Position
 from .settings import Settings
 from .store import FillRecord, MarketRow, OrderEventRecord, Store
@@ -39,6 +39,8 @@ log = logging.getLogger("mmframe.service")
 
 QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
 
+
+KNOWN_FEED_PLUGINS = frozenset({"binance", "okex"})  # feeds shipped as plugins of their own
 
 ACTIVE = frozenset({MarketState.RUNNING, MarketState.STARTING, MarketState.DEGRADED})
 
@@ -131,7 +133,46 @@ def market_from_row(row: MarketRow) -> Market:
         raise ConfigError(f"market description: {exc}") from None
 
 
-def spec_from_row(row: MarketRow, settings: Settings) -> MarketSpec:
+DEFAULT_EXCHANGE = "binance"
+
+
+def choose_feed(
+    row: MarketRow, options: MarketOptions, settings: Settings, feeds: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any], str]:
+    """Which feed a market follows, with what options, under which index symbol.
+
+    In order: the market's own ``feed`` option; the service's ``--feed`` / ``MMFRAME_FEED``; the ``redis`` bus
+    when a market Redis is configured (``MARKET_REDIS_*``), on the channels of the strategy config's
+    ``external_exchange`` (``binance`` unless told); else that exchange's feed plugin, connected directly. The
+    index symbol is the market's ``index_symbol`` option, else the config's ``external_symbol``, else
+    ``strategy_currency.index_symbol``. The ``redis`` feed's connection defaults to ``MARKET_REDIS_*``.
+    """
+    config = row.effective_config
+    exchange = str(config.get("external_exchange") or DEFAULT_EXCHANGE).strip().lower()
+    if feeds is not None and exchange in feeds:
+        exchange = getattr(feeds[exchange], "name", exchange)  # an alias (okx) names the feed's channels (okex)
+    index_symbol = options.index_symbol or str(config.get("external_symbol") or "") or row.index_symbol
+    feed_config = dict(options.feed_config)
+    if options.feed:
+        feed = options.feed
+    elif settings.feed:
+        feed = settings.feed
+    elif settings.market_redis is not None:
+        feed = "redis"
+    else:
+        feed = exchange
+    if feed == "redis":
+        feed_config.setdefault("exchange", exchange)
+        address = settings.market_redis
+        if address is not None:
+            for key, value in (("host", address.host), ("port", address.port), ("db", address.db),
+                               ("password", address.password)):
+                if value is not None:
+                    feed_config.setdefault(key, value)
+    return feed, feed_config, index_symbol
+
+
+def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] | None = None) -> MarketSpec:
     if row.error:
         raise ConfigError(row.error)
     if row.strategy_name is None:
@@ -139,13 +180,14 @@ def spec_from_row(row: MarketRow, settings: Settings) -> MarketSpec:
     market = market_from_row(row)
     options_data = row.description.options if row.description is not None else {}
     options = structure_config(options_data or {}, MarketOptions)
+    feed, feed_config, index_symbol = choose_feed(row, options, settings, feeds)
     return MarketSpec(
         market=market,
         strategy=row.strategy_name,
         strategy_config=row.effective_config,
-        feed=options.feed or settings.feed,
-        feed_config=options.feed_config,
-        index_symbol=options.index_symbol or row.index_symbol,
+        feed=feed,
+        feed_config=feed_config,
+        index_symbol=index_symbol,
         risk=options.risk,
         tolerance=options.tolerance,
         refresh_interval=options.refresh_interval,
@@ -290,8 +332,9 @@ class Service:
     def _add_record(self, row: MarketRow) -> MarketRecord:
         record = MarketRecord(row)
         try:
-            spec = spec_from_row(row, self.settings)
+            spec = spec_from_row(row, self.settings, get_feeds(self.pm))
             self._check_strategy_config(spec)
+            self._check_feed(spec)
             record.spec = spec
         except (ValueError, TypeError) as exc:  # ConfigError, and a value an attrs validator refused
             record.error = str(exc)
@@ -300,6 +343,20 @@ class Service:
         if record.spec is not None:
             self.market_ids[record.spec.key] = row.id
         return record
+
+    def _check_feed(self, spec: MarketSpec) -> None:
+        """Refuse a feed that is not installed, or options it would refuse, before anything starts."""
+        feeds = get_feeds(self.pm)
+        if spec.feed not in feeds:
+            hint = f" (pip install mmframe-{spec.feed}, or set MARKET_REDIS_HOST to follow the Redis bus)"
+            raise ConfigError(
+                f"feed {spec.feed!r} is not installed{hint if spec.feed in KNOWN_FEED_PLUGINS else ''}; "
+                f"installed feeds: {', '.join(sorted(feeds))}"
+            )
+        try:
+            structure_config(spec.feed_config, feeds[spec.feed].Config)
+        except ConfigError as exc:
+            raise ConfigError(f"feed {spec.feed!r}: {exc}") from None
 
     def _check_strategy_config(self, spec: MarketSpec) -> None:
         """Refuse a config the strategy would refuse, before anything starts: the key is named."""

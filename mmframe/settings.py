@@ -56,7 +56,7 @@ class Settings:
     market_redis: RedisSettings | None = None
     instance_id: str = "mmf"
     sink: str | None = None
-    feed: str = "redis"
+    feed: str | None = None
     sink_config: dict[str, Any] = attrs.field(factory=dict, repr=False)
     max_body_bytes: int = 64 * 1024
 
@@ -225,7 +225,7 @@ def load_settings(
         market_redis=_redis(values, "MARKET_REDIS_"),
         instance_id=values.get("MMFRAME_INSTANCE_ID") or "mmf",
         sink=values.get("MMFRAME_SINK") or None,
-        feed=values.get("MMFRAME_FEED") or "redis",
+        feed=values.get("MMFRAME_FEED") or None,
         sink_config=_json_object(values, "MMFRAME_SINK_CONFIG"),
     )
 

@@ -15,12 +15,18 @@ strategy's :meth:`~mmframe.Strategy.desired_orders` can be tested without an eng
 :class:`~mmframe.models.PriceTick` or :class:`~mmframe.models.DepthSnapshot` synchronously to the listeners of its
 symbol, so a test decides exactly which tick arrives when.
 
+:class:`RedisServer` runs a private ``redis-server`` on a free loopback port, which a test can stop and start again
+(a Redis restart in the middle of a run) without disturbing any other Redis.
+
 Nothing here is registered through the plugin hooks: a test registers these by hand where it needs them.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -33,7 +39,7 @@ from .engine.tracker import best_first as _best_first
 from .models import DepthSnapshot, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
 from .protocols import Position, Subscription
 
-__all__ = ["FakeContext", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
+__all__ = ["FakeContext", "RedisServer", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
 
 
 def make_market(
@@ -222,3 +228,67 @@ def run_sql(store: Any, script: str) -> None:
             statement = mysql_to_sqlite(statement)
         with store.engine.begin() as conn:
             conn.exec_driver_sql(statement)
+
+
+# ---- a private Redis -------------------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own on 127.0.0.1 (no persistence), for restarts in the middle of a test.
+
+    ``with RedisServer() as redis: ...`` starts it on a free port (:attr:`port`); :meth:`stop` kills it and
+    :meth:`start` brings it back on the same port. Raises :class:`FileNotFoundError` when ``redis-server`` is not
+    installed.
+    """
+
+    def __init__(self, executable: str = "redis-server") -> None:
+        path = shutil.which(executable)
+        if path is None:
+            raise FileNotFoundError(f"{executable} is not installed")
+        self.executable = path
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and return once it accepts connections."""
+        if self.process is not None:
+            return
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Kill the server (as a crash would) and wait for it to be gone."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -56,3 +56,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: object) -> object:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
+
+
+def _require_or_skip(message: str) -> None:
+    if os.environ.get("MMFRAME_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} (required: MMFRAME_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_address() -> object:
+    """The machine's Redis (127.0.0.1:6379), as :class:`~mmframe.settings.RedisSettings`."""
+    from mmframe.settings import RedisSettings
+
+    try:
+        socket.create_connection(SERVICES["Redis"], timeout=1).close()
+    except OSError:
+        _require_or_skip("Redis is not reachable at 127.0.0.1:6379")
+    return RedisSettings(host="127.0.0.1", port=6379)
+
+
+@pytest.fixture
+def private_redis() -> object:
+    """A redis-server of the test's own on a free port, which the test may stop and start (``RedisServer``)."""
+    from mmframe.testing import RedisServer
+
+    try:
+        server = RedisServer()
+    except FileNotFoundError:
+        _require_or_skip("redis-server is not installed")
+    with server:
+        yield server

@@ -151,7 +151,9 @@ async def test_commands_change_what_the_engine_does(database_url: str) -> None:
     apply_seed_sql(database_url)
     async with running_service(database_url) as running:
         await quote(running, "BTCUSDT", "45000")
-        assert len(running.book("BTC/USDT")) == 2
+        await quote(running, "ETHUSDT", "3000")
+        assert len(running.book("BTC/USDT")) == 2 and len(running.book("ETH/USDT")) == 2
+        eth_before = running.book("ETH/USDT")
         body = {"symbol": "BTCUSDT", "market_type": 1}
 
         stop = await running.post("/api/v1/strategy/stop", body)
@@ -161,7 +163,7 @@ async def test_commands_change_what_the_engine_does(database_url: str) -> None:
             "data": {"strategy_id": "external_index_follow_BTC/USDT_1", "id": "879_1", "status": "stopped"},
         }
         assert running.book("BTC/USDT") == []  # its orders left the book
-        assert len(running.book("ETH/USDT")) == 0 or True  # ETH untouched (never quoted: no ETH tick yet)
+        assert running.book("ETH/USDT") == eth_before  # the other market is untouched
 
         update = await running.post(
             "/api/v1/strategy/config/update",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -185,19 +186,53 @@ async def test_stale_index_pulls_quotes_until_fresh(nursery: trio.Nursery, autoj
     assert not engine.status().stale and len(engine.book_orders()) == 4
 
 
+async def test_a_tick_stamped_longer_ago_than_stale_after_is_rejected(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(stale_after=10.0))
+    engine.feed.push_price("AAAUSDT", "100", timestamp=time.time() - 11)  # e.g. a publisher that lagged
+    await settle()
+    assert engine.status().ticks_rejected == 1 and engine.status().index_price is None
+    assert engine.book_orders() == []
+    engine.feed.push_price("AAAUSDT", "100", timestamp=time.time() - 9)  # late, but within stale_after
+    await settle()
+    assert engine.status().ticks == 1 and engine.status().index_price == Decimal("100")
+    assert len(engine.book_orders()) == 4
+
+
+async def test_the_market_status_carries_the_feed_figures_for_its_symbol(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(feed="sim", feed_config={"prices": {"AAAUSDT": "100"}, "tick_rate": 2}))
+    await trio.sleep(2.2)
+    feed = engine.status().feed
+    assert feed is not None and feed.feed == "sim" and feed.symbol == "AAAUSDT"
+    assert feed.messages == 5 and feed.connected and feed.rejected == 0
+    assert feed.last_price == engine.status().index_price
+    await trio.sleep(0.2)  # 0.4 s after the last tick (at 2.0), on trio's clock
+    feed = engine.status().feed
+    assert feed is not None and feed.last_update_age == pytest.approx(0.4)
+    # a feed without symbol_statistics reports nothing rather than something made up
+    await engine.manager.start_market(spec("BBB/USDT"))
+    assert engine.status("BBB/USDT").feed is None
+
+
 async def test_bad_ticks_are_rejected_and_counted(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await start_engine(nursery)
     await engine.manager.start_market(spec(confirm_ticks=3))
-    engine.feed.push_price("AAAUSDT", "100", timestamp=1000.0)
+    t0 = time.time()
+    engine.feed.push_price("AAAUSDT", "100", timestamp=t0)
     await settle()
-    engine.feed.push_price("AAAUSDT", "101", timestamp=999.0)  # older than the last good tick
+    engine.feed.push_price("AAAUSDT", "101", timestamp=t0 - 1)  # older than the last good tick
     await settle()
-    engine.feed.push_price("AAAUSDT", "150", timestamp=1001.0)  # a 50 % jump
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 1)  # a 50 % jump
     await settle()
     assert engine.status().ticks_rejected == 2 and engine.status().index_price == Decimal("100")
-    engine.feed.push_price("AAAUSDT", "150", timestamp=1002.0)
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 2)
     await settle()
-    engine.feed.push_price("AAAUSDT", "150", timestamp=1003.0)  # the third agreeing tick is accepted
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 3)  # the third agreeing tick is accepted
     await settle()
     assert engine.status().index_price == Decimal("150")
     assert engine.prices()[0][0] == Decimal("149.00")

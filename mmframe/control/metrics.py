@@ -10,6 +10,9 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
 - ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
 - ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
 - ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``
+- per market, what its feed reports for its index symbol (extra label ``feed``): ``mmframe_feed_messages_total``,
+  ``mmframe_feed_rejected_total`` (messages skipped as bad), ``mmframe_feed_reconnects_total``,
+  ``mmframe_feed_last_price``, ``mmframe_feed_update_age_seconds``, ``mmframe_feed_connected``
 - ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
 - ``mmframe_markets`` and ``mmframe_up`` for the service.
 """
@@ -49,9 +52,22 @@ GAUGES = {
     "mmframe_inventory": ("Net position, base asset", "position"),
     "mmframe_pnl": ("Profit and loss marked at the index, quote asset", "pnl"),
 }
+FEED_COUNTERS = {
+    "mmframe_feed_messages": ("Updates the feed delivered for the index symbol", "messages"),
+    "mmframe_feed_rejected": ("Messages for the index symbol the feed skipped as bad", "rejected"),
+    "mmframe_feed_reconnects": ("Reconnects of the feed's connection", "reconnects"),
+}
+FEED_GAUGES = {
+    "mmframe_feed_last_price": ("The last price the feed delivered for the index symbol", "last_price"),
+    "mmframe_feed_update_age_seconds": ("Seconds since the feed's last update for the index symbol",
+                                        "last_update_age"),
+    "mmframe_feed_connected": ("1 while the feed's connection is up", "connected"),
+}
 METRIC_NAMES = (
     [f"{name}_total" for name in COUNTERS]
     + list(GAUGES)
+    + [f"{name}_total" for name in FEED_COUNTERS]
+    + list(FEED_GAUGES)
     + [
         "mmframe_quote_latency_seconds",
         "mmframe_feed_staleness_seconds",
@@ -75,6 +91,9 @@ class _Collector:
         )
         staleness = GaugeMetricFamily("mmframe_feed_staleness_seconds", "Seconds since the last good index tick",
                                       labels=LABELS)
+        feed_labels = [*LABELS, "feed"]
+        feed_counters = {n: CounterMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_COUNTERS.items()}
+        feed_gauges = {n: GaugeMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_GAUGES.items()}
         state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
                                   labels=[*LABELS, "state"])
         for record in service.records.values():
@@ -91,12 +110,22 @@ class _Collector:
                 gauges[name].add_metric(labels, float(getattr(status, attr)))
             if status.index_age is not None:
                 staleness.add_metric(labels, status.index_age)
+            if status.feed is not None:
+                feed = status.feed
+                for name, (_, attr) in FEED_COUNTERS.items():
+                    feed_counters[name].add_metric([*labels, feed.feed], float(getattr(feed, attr)))
+                for name, (_, attr) in FEED_GAUGES.items():
+                    value = getattr(feed, attr)
+                    if value is not None:
+                        feed_gauges[name].add_metric([*labels, feed.feed], float(value))
             runner = service.manager.runner(record.spec.key) if record.spec is not None else None
             if runner is not None:
                 hist = runner.quote_latency
                 latency.add_metric(labels, buckets=hist.cumulative(), sum_value=hist.sum)
         yield from counters.values()
         yield from gauges.values()
+        yield from feed_counters.values()
+        yield from feed_gauges.values()
         yield latency
         yield staleness
         yield state

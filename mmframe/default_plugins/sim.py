@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from mmframe.feedtools import FeedHub, FeedSymbolStats
 from mmframe.hookspecs import hookimpl
 from mmframe.models import DepthSnapshot, MarketData, PriceTick, to_decimal
 from mmframe.protocols import Subscription
@@ -195,8 +196,7 @@ class SimFeed:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else SimFeed.Config()
-        self._listeners: dict[str, dict[int, Listener]] = {}
-        self._next_token = 0
+        self.hub = FeedHub("sim", logger=logger)
         self._nursery: trio.Nursery | None = None
         self._running: set[str] = set()
         self._walks: dict[str, _Walk] = {}
@@ -204,7 +204,6 @@ class SimFeed:
         self._sequence: dict[str, int] = {}
         self._ticks_delivered = 0
         self._depth_delivered = 0
-        self._listener_errors = 0
 
     def __repr__(self) -> str:
         return f"<SimFeed {self.config!r}>"
@@ -224,13 +223,15 @@ class SimFeed:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for symbol in list(self._listeners):
+                self.hub.connected()
+                for symbol in self.hub.symbols():
                     self._ensure_task(symbol)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
             self._running.clear()
+            self.hub.disconnected(reconnecting=False)
 
     def subscribe(self, symbol: str, listener: Listener) -> Subscription:
         """Deliver every tick (and depth snapshot) of *symbol* to *listener* until the subscription is closed.
@@ -239,33 +240,27 @@ class SimFeed:
         """
         if not symbol:
             raise ValueError("symbol must not be empty")
-        token = self._next_token
-        self._next_token += 1
-        self._listeners.setdefault(symbol, {})[token] = listener
+        subscription = self.hub.subscribe(symbol, listener)
         self._ensure_task(symbol)
-        return Subscription(lambda: self._remove(symbol, token))
+        return subscription
 
     # -- introspection ------------------------------------------------------------------------------------------
+
+    def symbol_statistics(self, symbol: str) -> FeedSymbolStats:
+        """The per-symbol figures every feed reports (last price, update age, messages, ...)."""
+        return self.hub.statistics(symbol)
 
     def statistics(self) -> SimFeedStatistics:
         return SimFeedStatistics(
             ticks_delivered=self._ticks_delivered,
             depth_delivered=self._depth_delivered,
-            listeners=sum(len(listeners) for listeners in self._listeners.values()),
+            listeners=self.hub.listener_count(),
             running_symbols=tuple(sorted(self._running)),
             skipped_lines=self._recording.skipped if self._recording is not None else 0,
-            listener_errors=self._listener_errors,
+            listener_errors=self.hub.listener_errors,
         )
 
     # -- internals ----------------------------------------------------------------------------------------------
-
-    def _remove(self, symbol: str, token: int) -> None:
-        listeners = self._listeners.get(symbol)
-        if listeners is None:
-            return
-        listeners.pop(token, None)
-        if not listeners:
-            del self._listeners[symbol]  # the symbol's task sees this on its next step and ends
 
     def _ensure_task(self, symbol: str) -> None:
         if self._nursery is None or symbol in self._running:
@@ -275,7 +270,7 @@ class SimFeed:
 
     def _wanted(self, symbol: str) -> bool:
         """Whether *symbol* still has listeners; if not, its task ends (and forgets it is running)."""
-        if symbol in self._listeners:
+        if self.hub.listening(symbol):
             return True
         self._running.discard(symbol)
         return False
@@ -332,21 +327,12 @@ class SimFeed:
 
     def _publish(self, symbol: str, price: Decimal, exchange: str) -> None:
         now = time.time()
-        self._deliver(symbol, PriceTick(exchange=exchange, symbol=symbol, price=price, timestamp=now))
+        self.hub.deliver(PriceTick(exchange=exchange, symbol=symbol, price=price, timestamp=now))
         self._ticks_delivered += 1
         if self.config.depth:
             sequence = self._sequence[symbol] = self._sequence.get(symbol, 0) + 1
-            self._deliver(symbol, _synthetic_depth(exchange, symbol, price, sequence, now))
+            self.hub.deliver(_synthetic_depth(exchange, symbol, price, sequence, now))
             self._depth_delivered += 1
-
-    def _deliver(self, symbol: str, item: MarketData) -> None:
-        for token, listener in list(self._listeners.get(symbol, {}).items()):
-            try:
-                listener(item)
-            except Exception:
-                self._listener_errors += 1
-                logger.exception("sim feed: a listener of %s raised; it is removed: %r", symbol, listener)
-                self._remove(symbol, token)
 
 
 def _synthetic_depth(exchange: str, symbol: str, price: Decimal, sequence: int, timestamp: float) -> DepthSnapshot:

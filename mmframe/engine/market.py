@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ..errors import MMFrameError
+from ..feedtools import FeedSymbolStats
 from ..models import (
     DepthSnapshot,
     Market,
@@ -94,7 +95,8 @@ class MarketSpec:
         name and config are equal share one feed instance.
     :param index_symbol: the symbol the feed knows the index by (default: the market symbol without ``/``).
     :param refresh_interval: the longest time between two evaluations of the desired book.
-    :param stale_after: seconds without a good index tick after which the market pulls its quotes.
+    :param stale_after: seconds without a good index tick after which the market pulls its quotes; a tick whose
+        own timestamp (the exchange's or the bus publisher's) is already older than this is rejected as stale.
     :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
         once ``confirm_ticks`` consecutive ticks agree on the new level).
     :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
@@ -165,6 +167,7 @@ class MarketStatus:
     last_veto: str = ""
     uptime_seconds: float = 0.0
     index_age: float | None = None
+    feed: FeedSymbolStats | None = None
     strategy_status: Mapping[str, Any] = attrs.field(factory=dict)
 
 
@@ -451,6 +454,8 @@ class MarketRunner:
             reason = f"non-positive price {tick.price}"
         elif last is not None and tick.timestamp < last.timestamp:
             reason = "older than the last good tick"
+        elif time.time() - tick.timestamp > self.spec.stale_after:
+            reason = f"stamped {time.time() - tick.timestamp:.1f}s ago, older than stale_after"
         elif last is not None and abs(tick.price - last.price) > last.price * self.spec.max_tick_jump:
             self._jump_candidates += 1
             if self._jump_candidates < self.spec.confirm_ticks:
@@ -604,6 +609,18 @@ class MarketRunner:
 
     # ---- status -----------------------------------------------------------------------------------------------
 
+    def _feed_statistics(self) -> FeedSymbolStats | None:
+        """The feed's figures for our index symbol, if the feed reports them (``symbol_statistics``)."""
+        statistics = getattr(self.feed, "symbol_statistics", None)
+        if statistics is None:
+            return None
+        try:
+            result = statistics(self.spec.feed_symbol)
+        except Exception:  # a status read must never take the market down
+            self.log.exception("the feed's symbol_statistics raised")
+            return None
+        return result if isinstance(result, FeedSymbolStats) else None
+
     def status(self, state: MarketState, *, error: str = "", restarts: int = 0) -> MarketStatus:
         if state is MarketState.RUNNING and self.degraded:
             state = MarketState.DEGRADED
@@ -638,6 +655,7 @@ class MarketRunner:
             last_veto=self.last_veto,
             uptime_seconds=time.monotonic() - self.started_at,
             index_age=None if self.last_tick_at is None else trio.current_time() - self.last_tick_at,
+            feed=self._feed_statistics(),
             strategy_status=dict(self.strategy.status()),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -108,16 +109,17 @@ async def test_a_stale_index_pulls_the_ladder_until_a_fresh_tick(nursery: trio.N
 async def test_a_bad_tick_is_not_quoted_until_confirmed(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await start_engine(nursery)
     await engine.manager.start_market(spec(confirm_ticks=3))
-    engine.tick("45000", timestamp=1000.0)
+    t0 = time.time()
+    engine.tick("45000", timestamp=t0)
     await settle()
     first = engine.prices()
-    engine.tick("50000", timestamp=1001.0)  # an 11 % jump (max_tick_jump 10 %): rejected
+    engine.tick("50000", timestamp=t0 + 1)  # an 11 % jump (max_tick_jump 10 %): rejected
     await trio.sleep(2)
-    engine.tick("50000", timestamp=1002.0)  # the second agreeing tick: still rejected
+    engine.tick("50000", timestamp=t0 + 2)  # the second agreeing tick: still rejected
     await trio.sleep(2)
     assert engine.status().ticks_rejected == 2 and engine.status().index_price == D("45000")
     assert engine.prices() == first
-    engine.tick("50000", timestamp=1003.0)  # the third agrees: the new level is accepted, the ladder follows
+    engine.tick("50000", timestamp=t0 + 3)  # the third agrees: the new level is accepted, the ladder follows
     await settle()
     want = expected_ladder("50000", seed_levels(), 10)
     assert engine.prices() == ([p for p, _ in want[0]], [p for p, _ in want[1]])

@@ -1,0 +1,119 @@
+"""Which feed a market follows: its own option, the service's --feed, the Redis bus when MARKET_REDIS_* is set,
+else its exchange's feed plugin directly; end to end, the seed's markets quoting off prices published on a real
+Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+import trio
+
+from mmframe.service import MarketOptions, choose_feed
+from mmframe.settings import RedisSettings, Settings
+from mmframe.store import MarketRow
+from mmframe.testing import RedisServer
+
+from .seed_sql import apply_seed_sql
+from .service_helpers import running_service
+
+BUS = RedisSettings(host="10.0.0.5", port=6378, password="s3cret", db=2)
+
+
+def row(**config: Any) -> MarketRow:
+    return MarketRow(
+        id="879_1", currency_id=879, market_type=1, index_symbol="BTCUSDT", index_source=1, market_status=1,
+        strategy_id=1, strategy_name="external_index_follow", strategy_config=config, overrides={}, description=None,
+    )
+
+
+class Okex:
+    name = "okex"
+
+
+def test_without_a_bus_a_market_connects_to_its_exchange_directly() -> None:
+    assert choose_feed(row(), MarketOptions(), Settings()) == ("binance", {}, "BTCUSDT")
+    assert choose_feed(row(external_exchange="okex", external_symbol="ETHUSDT"), MarketOptions(), Settings()) == (
+        "okex", {}, "ETHUSDT"
+    )
+
+
+def test_with_a_market_redis_markets_follow_the_bus_on_their_exchanges_channels() -> None:
+    settings = Settings(market_redis=BUS)
+    feed, config, symbol = choose_feed(row(), MarketOptions(), settings)
+    assert feed == "redis" and symbol == "BTCUSDT"
+    assert config == {"exchange": "binance", "host": "10.0.0.5", "port": 6378, "db": 2, "password": "s3cret"}
+    # an alias in the config names the feed's own channels: okx publishes as okex
+    _, config, _ = choose_feed(row(external_exchange="OKX"), MarketOptions(), settings, {"okx": Okex, "okex": Okex})
+    assert config["exchange"] == "okex"
+
+
+def test_a_markets_own_feed_option_always_wins() -> None:
+    settings = Settings(market_redis=BUS, feed="sim")
+    options = MarketOptions(feed="binance", feed_config={"ws_url": "ws://127.0.0.1:9"}, index_symbol="XBTUSDT")
+    assert choose_feed(row(), options, settings) == ("binance", {"ws_url": "ws://127.0.0.1:9"}, "XBTUSDT")
+    # naming the redis feed explicitly still takes the connection from MARKET_REDIS_*, unless it says otherwise
+    options = MarketOptions(feed="redis", feed_config={"exchange": "okex", "port": 7000})
+    _, config, _ = choose_feed(row(), options, settings)
+    assert config == {"exchange": "okex", "port": 7000, "host": "10.0.0.5", "db": 2, "password": "s3cret"}
+
+
+def test_the_services_feed_setting_comes_before_the_bus() -> None:
+    assert choose_feed(row(), MarketOptions(), Settings(market_redis=BUS, feed="sim"))[0] == "sim"
+
+
+async def test_a_market_whose_exchange_feed_is_not_installed_fails_alone_saying_what_to_install(
+    database_url: str,
+) -> None:
+    apply_seed_sql(database_url)
+    async with running_service(database_url, feed=None) as running:
+        response = await running.client.get("/api/v1/strategies")
+        rows = {r["id"]: r for r in response.json()}
+        assert rows["879_1"]["is_running"] is False
+        error = running.service.records["879_1"].error
+        assert "feed 'binance' is not installed" in error and "pip install mmframe-binance" in error
+        assert "MARKET_REDIS_HOST" in error
+
+
+async def test_the_seeds_markets_quote_off_prices_published_on_the_bus(
+    database_url: str, private_redis: RedisServer
+) -> None:
+    apply_seed_sql(database_url)
+    bus = RedisSettings(port=private_redis.port)
+    async with running_service(database_url, feed=None, market_redis=bus) as running:
+        spec = running.service.records["879_1"].spec
+        assert spec is not None and spec.feed == "redis" and spec.feed_config["port"] == private_redis.port
+        client = redis.Redis(port=private_redis.port)
+        payload = json.dumps({"exchange": "binance", "symbol": "BTCUSDT", "price": "45000",
+                              "timestamp": int(time.time() * 1000)})
+        with trio.fail_after(10):
+            while not running.book("BTC/USDT"):
+                client.publish("price:update:binance:BTCUSDT", payload)
+                await trio.sleep(0.05)
+        prices = sorted(o.price for o in running.book("BTC/USDT"))
+        assert prices == [Decimal("44995.5000"), Decimal("45004.5000")]  # the seed's ladder around 45000
+        client.publish("price:update:binance:BTCUSDT", b"{not json")
+
+        def btc_feed() -> Any:
+            return next(s.feed for s in running.service.manager.status() if s.symbol == "BTC/USDT")
+
+        with trio.fail_after(5):
+            while not btc_feed().rejected:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        feed = btc_feed()
+        assert feed.feed == "redis" and feed.rejected == 1 and feed.last_price == Decimal("45000") and feed.connected
+        metrics = (await running.client.get("/metrics")).text
+        labels = 'feed="redis",market="879_1",market_type="1",symbol="BTC/USDT"'
+        assert f"mmframe_feed_rejected_total{{{labels}}} 1.0" in metrics
+        assert f"mmframe_feed_last_price{{{labels}}} 45000.0" in metrics
+        assert f"mmframe_feed_connected{{{labels}}} 1.0" in metrics
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_env_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MMFRAME_FEED", raising=False)
