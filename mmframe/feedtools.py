@@ -267,14 +267,16 @@ class FeedHub:
                 self.log.exception("a listener of %s raised; it is removed: %r", symbol, listener)
                 self._remove(symbol, token)
 
-    def reject(self, reason: str, symbol: str | None = None, *, raw: object = None) -> None:
-        """Count a message that was skipped, and log why (the first ten at warning level, then at debug)."""
+    def reject(self, reason: str, symbol: str | None = None, *, raw: object = None, level: int | None = None) -> None:
+        """Count a message that was skipped, and log why: at *level* if given (an exchange's error reply), else the
+        first ten at WARNING and the rest at DEBUG (a stream of garbage must not flood the log)."""
         if symbol is not None and symbol in self._counters:
             self._counters[symbol].rejected += 1
         else:
             self.unattributed_rejected += 1
         self._reject_logged += 1
-        level = logging.WARNING if self._reject_logged <= 10 else logging.DEBUG
+        if level is None:
+            level = logging.WARNING if self._reject_logged <= 10 else logging.DEBUG
         snippet = "" if raw is None else f": {_snippet(raw)}"
         self.log.log(level, "%s feed: rejected a message%s (%s)%s", self.name,
                      f" for {symbol}" if symbol else "", reason, snippet)
