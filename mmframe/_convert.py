@@ -8,10 +8,12 @@ its shortest repr, so ``0.1`` from a JSON config stays ``0.1``). Configuration c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, is_mutable_sequence, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import format_exception
 
@@ -58,6 +60,29 @@ def _structure_str(value: Any, _type: type) -> str:
     return value
 
 
+def _is_list_like(type_: Any) -> bool:
+    """``list[X]`` and ``tuple[X, ...]``: where a string would otherwise be split into its characters."""
+    if get_origin(type_) is tuple:
+        args = get_args(type_)
+        return len(args) == 2 and args[1] is Ellipsis
+    return is_mutable_sequence(type_)
+
+
+def _list_like_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    if get_origin(type_) is tuple:
+        base = homogenous_tuple_structure_factory(type_, converter)
+    else:
+        base = list_structure_factory(type_, converter)
+
+    def structure(value: Any, _type: Any) -> Any:
+        if isinstance(value, str | bytes | Mapping):
+            raise ValueError(f"expected a list, got {type(value).__name__} {value!r}")
+        return base(value, _type)
+
+    return structure
+
+
+_converter.register_structure_hook_factory(_is_list_like, _list_like_factory)
 _converter.register_structure_hook(bool, _structure_bool)
 _converter.register_structure_hook(int, _structure_int)
 _converter.register_structure_hook(float, _structure_float)

@@ -237,6 +237,10 @@ def format_status(s: MarketStatus) -> str:
         f"inventory {s.position:+} {base}".rstrip(),
         f"PnL {s.pnl.quantize(_CENT) if s.pnl else 0} {quote}".rstrip(),
     ]
+    if s.feed is not None:
+        age = "-" if s.feed.last_update_age is None else f"{s.feed.last_update_age:.1f}s"
+        link = "" if s.feed.connected else " DOWN"
+        parts.append(f"feed {s.feed.feed}{link} age {age} rejected {s.feed.rejected}")
     if s.error:
         parts.append(f"error: {s.error}")
     return " | ".join(parts)

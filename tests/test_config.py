@@ -76,3 +76,20 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ConfigError):
         parse_duration(bad)
+
+
+@attrs.frozen
+class Lists:
+    names: tuple[str, ...] = ()
+    sizes: list[int] = attrs.field(factory=list)
+
+
+def test_a_string_is_not_taken_for_a_list_of_its_characters() -> None:
+    assert structure_config({"names": ["bookTicker", "trade"], "sizes": [1, "2"]}, Lists) == Lists(
+        ("bookTicker", "trade"), [1, 2]
+    )
+    for bad, key in (({"names": "bookTicker"}, "config.names"), ({"sizes": "12"}, "config.sizes"),
+                     ({"names": {"a": 1}}, "config.names")):
+        with pytest.raises(ConfigError, match="expected a list") as info:
+            structure_config(bad, Lists)
+        assert key in str(info.value)

@@ -111,6 +111,19 @@ async def test_the_seeds_markets_quote_off_prices_published_on_the_bus(
         assert f"mmframe_feed_rejected_total{{{labels}}} 1.0" in metrics
         assert f"mmframe_feed_last_price{{{labels}}} 45000.0" in metrics
         assert f"mmframe_feed_connected{{{labels}}} 1.0" in metrics
+
+        def subscribers(channel: str) -> int:
+            return int(client.pubsub_numsub(channel)[0][1])
+
+        assert subscribers("price:update:binance:ETHUSDT") == 1
+        stopped = await running.post("/api/v1/strategy/stop", {"symbol": "BTCUSDT", "market_type": 1})
+        assert stopped.json()["code"] == 0
+        stopped_at = trio.current_time()
+        with trio.fail_after(1.0):  # the market's feed subscription is gone within a second
+            while subscribers("price:update:binance:BTCUSDT"):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert trio.current_time() - stopped_at < 1.0
+        assert subscribers("price:update:binance:ETHUSDT") == 1  # the other market still follows the bus
         client.close()
 
 
