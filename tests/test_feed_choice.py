@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import trio
@@ -60,6 +61,19 @@ def test_a_markets_own_feed_option_always_wins() -> None:
     options = MarketOptions(feed="redis", feed_config={"exchange": "okex", "port": 7000})
     _, config, _ = choose_feed(row(), options, settings)
     assert config == {"exchange": "okex", "port": 7000, "host": "10.0.0.5", "db": 2, "password": "s3cret"}
+
+
+def test_the_bus_password_never_shows_in_a_spec_or_the_feeds_repr() -> None:
+    from mmframe.bus import RedisFeed
+    from mmframe.config import structure_config
+    from mmframe.service import spec_from_row
+
+    with_description = row(tick_size="0.1", quote_precision=1, base_precision=2)
+    spec = spec_from_row(attrs.evolve(with_description, strategy_name="x"), Settings(market_redis=BUS))
+    assert spec.feed_config["password"] == "s3cret"  # the feed gets it ...
+    assert "s3cret" not in repr(spec) and "'password': '***'" in repr(spec)  # ... logs never show it
+    feed = RedisFeed(structure_config(spec.feed_config, RedisFeed.Config))
+    assert "s3cret" not in repr(feed) and "s3cret" not in repr(feed.config)
 
 
 def test_the_services_feed_setting_comes_before_the_bus() -> None:

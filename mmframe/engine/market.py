@@ -85,6 +85,14 @@ class RestartPolicy:
     max_backoff: float = 60.0
 
 
+SECRET_KEYS = ("password", "secret", "token", "auth", "api_key")
+
+
+def _masked(config: Mapping[str, Any]) -> dict[str, Any]:
+    """*config* with the values of secret-looking keys (a feed's Redis password, an API key) replaced by ``***``."""
+    return {k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) and v else v for k, v in config.items()}
+
+
 @attrs.frozen
 class MarketSpec:
     """Everything needed to run one market.
@@ -109,7 +117,7 @@ class MarketSpec:
     strategy: str
     strategy_config: Mapping[str, Any] = attrs.field(factory=dict)
     feed: str = "sim"
-    feed_config: Mapping[str, Any] = attrs.field(factory=dict)
+    feed_config: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda config: repr(_masked(config)))
     index_symbol: str = ""
     risk: RiskLimits = RiskLimits()
     tolerance: Tolerance = Tolerance()
