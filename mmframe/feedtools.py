@@ -153,7 +153,8 @@ class FeedSymbolStats:
     :param rejected: messages for the symbol that were counted and skipped (bad price, wrong types, ...).
     :param unattributed_rejected: messages on the feed's connection that named no symbol it could tell
         (non-JSON, truncated), counted once for the whole feed.
-    :param reconnects: reconnects of the feed's connection since it started.
+    :param reconnects: times the feed's connection was lost while up, since the feed started (an outage counts
+        once, however many attempts reconnecting takes).
     :param connected: whether the feed's connection is up now.
     """
 
@@ -286,7 +287,8 @@ class FeedHub:
         self.is_connected = True
 
     def disconnected(self, *, reconnecting: bool = True) -> None:
-        """The connection went down; with *reconnecting*, count a reconnect."""
+        """The connection went down; with *reconnecting*, count a reconnect (pass ``reconnecting=self.is_connected``
+        from a retry loop, so a failed attempt to connect again does not count as another outage)."""
         self.is_connected = False
         if reconnecting:
             self.reconnects += 1

@@ -119,7 +119,8 @@ class RedisFeed:
                     (log.warning if self.hub.is_connected or self.backoff.attempts == 1 else log.debug)(
                         "market Redis %s: %s; reconnecting in %.1fs", address, exc or type(exc).__name__, delay
                     )
-                    self.hub.disconnected()
+                    # an outage counts once as a reconnect, however many attempts it takes
+                    self.hub.disconnected(reconnecting=self.hub.is_connected)
                     await trio.sleep(delay)
         finally:
             self._running = False
@@ -168,7 +169,6 @@ class RedisFeed:
                 raise lost
         finally:
             self._routes = {}
-            self.hub.is_connected = False
 
     def _connected(self) -> None:
         if self.backoff.attempts:

@@ -302,7 +302,8 @@ class OkexFeed:
             # ValueError: trio-websocket's answer to a URL it cannot use. A failure to close a connection that had
             # already ended is not news: report why it ended.
             if session is None or not session.ended:
-                self._hub.disconnected()
+                # an outage counts once as a reconnect: a failed attempt to connect again is not another one
+                self._hub.disconnected(reconnecting=self._hub.is_connected)
                 return f"connection to {self.config.ws_url} failed: {exc!r}"
         assert session is not None and session.ended  # both tasks only return through session.end
         return session.reason
