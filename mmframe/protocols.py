@@ -19,7 +19,18 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import trio
 
-from .models import DepthSnapshot, Market, MarketData, Order, OrderEvent, OrderRequest, PriceTick, Quote, Side
+from .models import (
+    DepthSnapshot,
+    Fill,
+    Market,
+    MarketData,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    PriceTick,
+    Quote,
+    Side,
+)
 
 __all__ = [
     "ExchangeFeed",
@@ -112,8 +123,17 @@ class StrategyContext(Protocol):
     @property
     def position(self) -> Position: ...
 
-    def live_orders(self, side: Side | None = None) -> Sequence[Order]:
-        """Our orders that are pending or resting, not being cancelled; best price first."""
+    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
+        """Our orders that are pending or resting, not being cancelled; best price first. With
+        *include_cancelling*, also those whose cancel is under way (they may still fill until it is confirmed)."""
+        ...
+
+    @property
+    def fill_history(self) -> Sequence[Fill]:
+        """Fills of this market's orders (our client-id prefix) from before this run started, oldest first: earlier
+        runs in this process and, with a store, those recorded by earlier processes. A strategy that keeps state
+        per order (a grid's slots) rebuilds it from these and :meth:`live_orders` in ``on_start``. The market's
+        :attr:`position` already includes them."""
         ...
 
     def submit(self, quote: Quote) -> str:

@@ -285,7 +285,7 @@ class Service:
         self.store = store
         self.pm = pm
         self.sink = sink
-        self.manager = StrategyManager(sink, pm, instance_id=settings.instance_id)
+        self.manager = StrategyManager(sink, pm, instance_id=settings.instance_id, history=self.fill_history)
         self.records: dict[str, MarketRecord] = {}
         self.market_ids: dict[MarketKey, str] = {}
         self.audit = AuditTrail(store, self.market_ids)
@@ -328,6 +328,28 @@ class Service:
                 task_status.started(self)
         finally:
             self.pm.unregister(self.audit)
+
+    async def fill_history(self, spec: MarketSpec, client_prefix: str) -> list[Fill]:
+        """The fills of *spec*'s orders (ids starting with *client_prefix*) recorded so far, oldest first: those in
+        the store and those the audit trail has not written yet, each once."""
+        market_type = int(spec.market.market_type)
+        records = await trio.to_thread.run_sync(
+            lambda: self.store.fills(spec.market.symbol, market_type, client_prefix=client_prefix)
+        )
+        pending = [
+            r for r in self.audit.fills
+            if r.symbol == spec.market.symbol and r.market_type == market_type
+            and r.client_order_id.startswith(client_prefix)
+        ]
+        seen: set[tuple[str, str]] = set()
+        fills = []
+        for record in [*records, *pending]:
+            key = (record.trade_id, record.client_order_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            fills.append(record.fill())
+        return fills
 
     def _add_record(self, row: MarketRow) -> MarketRecord:
         record = MarketRecord(row)

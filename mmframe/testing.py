@@ -36,7 +36,7 @@ import attrs
 import trio
 
 from .engine.tracker import best_first as _best_first
-from .models import DepthSnapshot, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
+from .models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
 from .protocols import Position, Subscription
 
 __all__ = ["FakeContext", "RedisServer", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
@@ -77,6 +77,7 @@ class FakeContext:
     :ivar orders: our orders; :meth:`live_orders` shows the live ones not being cancelled, best price first.
     :ivar submitted: every quote passed to :meth:`submit`, in order.
     :ivar cancelled: every client order id passed to :meth:`cancel`, in order.
+    :ivar fill_history: the fills from before the run (``StrategyContext.fill_history``), oldest first.
     :ivar prefix: the prefix of the client order ids :meth:`submit` returns (``"<prefix>-1"``, ``"<prefix>-2"``, ...).
     """
 
@@ -90,6 +91,7 @@ class FakeContext:
     submitted: list[Quote] = attrs.field(factory=list)
     cancelled: list[str] = attrs.field(factory=list)
     prefix: str = "fake"
+    fill_history: list[Fill] = attrs.field(factory=list)
     _submit_count: int = attrs.field(default=0, init=False)
 
     def set_index_price(self, price: Decimal | str | int, *, exchange: str = "fake") -> PriceTick:
@@ -99,11 +101,13 @@ class FakeContext:
         self.last_tick = tick
         return tick
 
-    def live_orders(self, side: Side | None = None) -> Sequence[Order]:
+    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
         live = [
             order
             for order in self.orders
-            if order.status.is_live and not order.cancel_requested and (side is None or order.side is side)
+            if order.status.is_live
+            and (include_cancelling or not order.cancel_requested)
+            and (side is None or order.side is side)
         ]
         return sorted(live, key=_best_first)
 

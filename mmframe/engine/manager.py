@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -27,14 +27,17 @@ import trio
 
 from ..config import structure_config
 from ..errors import ConfigError, MMFrameError
-from ..models import MarketKey
+from ..models import Fill, MarketKey
 from ..plugins import Registry, get_feeds, get_strategies
 from ..protocols import ExchangeFeed, OrderSink, Position
 from .market import MarketHalted, MarketRunner, MarketSpec, MarketState, MarketStatus
 
-__all__ = ["StrategyManager"]
+__all__ = ["HistoryLoader", "StrategyManager"]
 
 log = logging.getLogger("mmframe.engine")
+
+#: ``await history(spec, client_prefix)``: the fills of a market's orders that earlier processes recorded.
+HistoryLoader = Callable[[MarketSpec, str], Awaitable[Sequence[Fill]]]
 
 
 @attrs.define
@@ -47,6 +50,7 @@ class _Handle:
     error: str = ""
     restarts: int = 0
     position: Position = Position()
+    history: tuple[Fill, ...] | None = None  # fills before the current run; None until loaded
 
 
 class StrategyManager:
@@ -57,12 +61,20 @@ class StrategyManager:
     :param instance_id: the first part of every client order id; two processes on one engine need two ids.
     """
 
-    def __init__(self, sink: OrderSink, pm: pluggy.PluginManager, *, instance_id: str = "mmf") -> None:
+    def __init__(
+        self,
+        sink: OrderSink,
+        pm: pluggy.PluginManager,
+        *,
+        instance_id: str = "mmf",
+        history: HistoryLoader | None = None,
+    ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,12}", instance_id):
             raise ConfigError(f"instance_id must be 1 to 12 letters or digits, got {instance_id!r}")
         self.sink = sink
         self.pm = pm
         self.instance_id = instance_id
+        self.history = history
         self.strategies: Registry = get_strategies(pm)
         self.feeds: Registry = get_feeds(pm)
         self._handles: dict[MarketKey, _Handle] = {}
@@ -133,8 +145,11 @@ class StrategyManager:
             raise MMFrameError(f"market {spec.key} is already running")
         previous = handle
         handle = _Handle(spec)
-        if previous is not None:
+        if previous is not None:  # a stopped market started again (or reloaded) keeps what it holds
             handle.position = previous.runner.position if previous.runner is not None else previous.position
+            handle.history = previous.history
+            if previous.runner is not None:
+                handle.history = (*(previous.history or ()), *previous.runner.fills)
         self._handles[spec.key] = handle
         await self._markets.start(self._supervise, handle)
         return self._status(handle)
@@ -235,6 +250,12 @@ class StrategyManager:
             return None
         if handle.runner is not None:
             handle.position = handle.runner.position
+            handle.history = (*(handle.history or ()), *handle.runner.fills)
+        elif handle.history is None:
+            handle.history = await self._load_history(spec)
+            for fill in handle.history:  # what earlier processes bought and sold is still held
+                handle.position = handle.position.after(fill.side, fill.price, fill.quantity, fill.fee)
+        runner.history = handle.history or ()
         runner.position = handle.position  # a restart or reload must not forget what the market holds
         handle.runner = runner
         error: BaseException | None = None
@@ -253,6 +274,22 @@ class StrategyManager:
         finally:
             self._notify("market_stopped", market=spec.market, error=error)
         return None
+
+    async def _load_history(self, spec: MarketSpec) -> tuple[Fill, ...]:
+        """The fills earlier processes recorded for this market (our prefix), oldest first; none without a loader.
+
+        A loader that fails is logged and the market starts without history (its position starts at zero).
+        """
+        if self.history is None:
+            return ()
+        try:
+            fills = tuple(await self.history(spec, self.client_prefix(spec)))
+        except Exception as exc:
+            log.error("[%s] could not load its fill history: %s; starting without it", spec.label, _describe(exc))
+            return ()
+        if fills:
+            log.info("[%s] %d earlier fills of ours loaded", spec.label, len(fills))
+        return fills
 
     async def _build(self, spec: MarketSpec) -> MarketRunner:
         cls = self.strategies.get_or_raise(spec.strategy)

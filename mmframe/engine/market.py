@@ -31,6 +31,7 @@ from ..errors import MMFrameError
 from ..feedtools import FeedSymbolStats
 from ..models import (
     DepthSnapshot,
+    Fill,
     Market,
     MarketData,
     Order,
@@ -46,7 +47,7 @@ from ..models import (
 from ..protocols import ExchangeFeed, OrderSink, Position, Strategy
 from .reconcile import Plan, Reconciler, Tolerance
 from .risk import RiskContext, RiskGate, RiskLimits, self_trade_reason
-from .tracker import OrderTracker
+from .tracker import OrderTracker, best_first
 
 __all__ = ["MarketHalted", "MarketRunner", "MarketSpec", "MarketState", "MarketStatus", "RestartPolicy"]
 
@@ -250,8 +251,16 @@ class MarketContext:
     def position(self) -> Position:
         return self._runner.position
 
-    def live_orders(self, side: Side | None = None) -> Sequence[Order]:
-        return self._runner.tracker.quoting(side)
+    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
+        if not include_cancelling:
+            return self._runner.tracker.quoting(side)
+        orders = [o for o in self._runner.tracker.live() if side is None or o.side is side]
+        orders.sort(key=best_first)
+        return orders
+
+    @property
+    def fill_history(self) -> Sequence[Fill]:
+        return self._runner.history
 
     def submit(self, quote: Quote) -> str:
         client_order_id = self._runner.next_client_order_id()
@@ -274,6 +283,7 @@ class MarketRunner:
         *,
         client_prefix: str,
         hook: Any = None,
+        history: Sequence[Fill] = (),
     ) -> None:
         self.spec = spec
         self.market = spec.market
@@ -288,6 +298,8 @@ class MarketRunner:
         self.ctx = MarketContext(self)
         self.inbox = _Inbox()
         self.position = Position()
+        self.history: tuple[Fill, ...] = tuple(history)  # fills before this run (see StrategyContext.fill_history)
+        self.fills: list[Fill] = []  # fills of this run
         self.last_tick: PriceTick | None = None
         self.last_tick_at: float | None = None
         self.last_depth: DepthSnapshot | None = None
@@ -527,6 +539,7 @@ class MarketRunner:
         fill = event.fill
         if fill is not None:
             self.position = self.position.after(fill.side, fill.price, fill.quantity, fill.fee)
+            self.fills.append(fill)
             if self.hook is not None:
                 self.hook.order_filled(market=self.market, fill=fill, position=self.position)
         self.strategy.on_order_event(event, order, self.ctx)

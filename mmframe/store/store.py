@@ -237,6 +237,13 @@ class FillRecord:
     fee: Decimal = attrs.field(default=Decimal(0), converter=to_decimal)
     timestamp: float = attrs.field(factory=time.time)
 
+    def fill(self) -> Fill:
+        """The :class:`~mmframe.models.Fill` this row records."""
+        return Fill(
+            trade_id=self.trade_id, client_order_id=self.client_order_id, symbol=self.symbol, side=self.side,
+            price=self.price, quantity=self.quantity, liquidity=self.liquidity, fee=self.fee, timestamp=self.timestamp,
+        )
+
     @classmethod
     def from_fill(cls, fill: Fill, *, market_id: str, market_type: int) -> FillRecord:
         return cls(
@@ -552,9 +559,14 @@ class Store:
             if fill_rows:
                 conn.execute(sa_insert(FillTable.__table__), fill_rows)
 
-    def fills(self, symbol: str | None = None, market_type: int | None = None) -> list[FillRecord]:
-        """Recorded fills, oldest first, optionally of one symbol and/or market type."""
+    def fills(
+        self, symbol: str | None = None, market_type: int | None = None, *, client_prefix: str | None = None
+    ) -> list[FillRecord]:
+        """Recorded fills, oldest first, optionally of one symbol, market type and/or client-id prefix."""
         stmt = select(FillTable).order_by(col(FillTable.timestamp), col(FillTable.id))
+        if client_prefix is not None:
+            escaped = client_prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+            stmt = stmt.where(col(FillTable.client_order_id).like(f"{escaped}%", escape="/"))
         if symbol is not None:
             stmt = stmt.where(col(FillTable.symbol) == symbol)
         if market_type is not None:
