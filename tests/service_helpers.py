@@ -46,10 +46,18 @@ class SeedIndexFollow(Strategy):
         maintenance_interval: str
         depth_levels: list[SeedLevel]
 
+    quotes_made = 0
+
+    def status(self) -> dict[str, Any]:
+        # numbers (nested too) reach Prometheus as mmframe_strategy_status; text and booleans do not
+        return {"quotes_made": self.quotes_made, "levels": {"configured": len(self.config.depth_levels)},
+                "mode": "seed", "enabled": True}
+
     def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
         index = ctx.index_price
         if index is None:
             return []
+        self.quotes_made += 1
         level = self.config.depth_levels[0]
         qty = ctx.market.round_quantity(self.config.base_quantity * level.quantity_ratio)
         return [

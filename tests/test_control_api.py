@@ -145,6 +145,10 @@ async def test_every_endpoint_answers_in_the_seed_shape(database_url: str) -> No
         assert 'mmframe_quote_latency_seconds_count{market="879_1",market_type="1",symbol="BTC/USDT"} 1.0' in (
             metrics.text
         )
+        labels = 'market="879_1",market_type="1",symbol="BTC/USDT"'
+        assert f'mmframe_strategy_status{{key="levels.configured",{labels}}} 10.0' in metrics.text
+        assert f'mmframe_strategy_status{{key="quotes_made",{labels}}}' in metrics.text
+        assert 'key="mode"' not in metrics.text and 'key="enabled"' not in metrics.text
 
 
 async def test_commands_change_what_the_engine_does(database_url: str) -> None:

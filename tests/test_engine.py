@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
 import trio
 
-from mmframe import Market, OrderRequest, OrderType, Side, hookimpl
+from mmframe import Fill, Market, OrderRequest, OrderType, Side, hookimpl
 from mmframe.default_plugins.paper import PaperSink
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketState, RestartPolicy
@@ -19,7 +19,7 @@ from mmframe.engine.risk import RiskLimits
 from mmframe.models import MarketKey
 from mmframe.plugins import make_plugin_manager
 
-from .engine_helpers import EnginePlugin, RecordingFeed, settle, spec
+from .engine_helpers import EnginePlugin, Ladder, RecordingFeed, settle, spec
 
 
 class Engine:
@@ -556,3 +556,88 @@ async def test_local_depth_reaches_a_strategy_that_asks_for_it(nursery: trio.Nur
     await trio.sleep(2.2)
     assert 3 <= len(seen) <= 6
     assert seen[-1].asks[-1] == (Decimal("120"), Decimal("2")) and seen[-1].bids[0][0] == Decimal("99.00")
+
+
+class HistoryWatcher(Ladder):
+    """A Ladder that keeps what ``on_start`` saw of the fill history and the position."""
+
+    name = "history_watcher"
+    seen: ClassVar[list[tuple[tuple[Any, ...], Decimal]]] = []
+
+    def on_start(self, ctx: Any) -> None:
+        HistoryWatcher.seen.append((tuple(ctx.fill_history), ctx.position.base))
+
+
+class HistoryPlugin:
+    @hookimpl
+    def register_strategies(self, register: Any) -> None:
+        register(HistoryWatcher)
+
+
+async def test_a_market_starts_with_its_fill_history_and_the_position_it_implies(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    earlier = [
+        Fill("T1", "t-AAAUSDT1-a", "AAA/USDT", Side.BUY, Decimal("99"), Decimal("1.0")),
+        Fill("T2", "t-AAAUSDT1-b", "AAA/USDT", Side.SELL, Decimal("101"), Decimal("0.4")),
+    ]
+    asked: list[tuple[str, str]] = []
+
+    async def loader(market_spec: Any, prefix: str) -> list[Fill]:
+        asked.append((market_spec.market.symbol, prefix))
+        return earlier
+
+    HistoryWatcher.seen.clear()
+    RecordingFeed.instances.clear()
+    pm = make_plugin_manager(load_entrypoints=False, plugins=(EnginePlugin(), HistoryPlugin()))
+    sink = PaperSink()
+    manager = StrategyManager(sink, pm, instance_id="t", history=loader)
+    await nursery.start(manager.run)
+    engine = Engine(manager, sink)
+    await manager.start_market(spec(strategy="history_watcher", strategy_config={"levels": 1},
+                                    restart=RestartPolicy(max_restarts=1, backoff=1.0)))
+    assert asked == [("AAA/USDT", "t-AAAUSDT1-")]  # asked with the market's own prefix
+    assert HistoryWatcher.seen == [(tuple(earlier), Decimal("0.6"))]
+    assert engine.status().position == Decimal("0.6")
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("0.5"))
+    await settle()
+    assert engine.status().position == Decimal("1.1")
+    # Stopped and started again in this process: the history now holds this run's fill too, without asking the
+    # store again (it has not been written yet, and the fills of this process are known).
+    await manager.stop_market(MarketKey("AAA/USDT"))
+    await manager.start_market(spec(strategy="history_watcher", strategy_config={"levels": 1}))
+    history, base = HistoryWatcher.seen[-1]
+    assert len(asked) == 1 and base == Decimal("1.1")
+    assert history[:2] == tuple(earlier) and history[2].quantity == Decimal("0.5") and len(history) == 3
+
+
+async def test_a_failing_history_loader_starts_the_market_without_history(
+    nursery: trio.Nursery, autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def loader(market_spec: Any, prefix: str) -> list[Fill]:
+        raise OSError("the database is away")
+
+    pm = make_plugin_manager(load_entrypoints=False, plugins=(EnginePlugin(),))
+    manager = StrategyManager(PaperSink(), pm, instance_id="t", history=loader)
+    await nursery.start(manager.run)
+    status = await manager.start_market(spec())
+    assert status.state is MarketState.RUNNING and status.position == 0
+    assert "could not load its fill history: OSError: the database is away" in caplog.text
+
+
+async def test_live_orders_can_include_those_being_cancelled(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start_engine(nursery)
+    await engine.manager.start_market(spec(strategy_config={"levels": 1}))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    runner = engine.manager.runner(MarketKey("AAA/USDT"))
+    assert runner is not None
+    bid = runner.ctx.live_orders(Side.BUY)[0]
+    runner.tracker.mark_cancel_requested(bid.client_order_id, trio.current_time())
+    assert runner.ctx.live_orders(Side.BUY) == []
+    assert [o.client_order_id for o in runner.ctx.live_orders(Side.BUY, include_cancelling=True)] == [
+        bid.client_order_id
+    ]
+    assert len(runner.ctx.live_orders(include_cancelling=True)) == 2

@@ -13,14 +13,18 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
 - per market, what its feed reports for its index symbol (extra label ``feed``): ``mmframe_feed_messages_total``,
   ``mmframe_feed_rejected_total`` (messages skipped as bad), ``mmframe_feed_reconnects_total``,
   ``mmframe_feed_last_price``, ``mmframe_feed_update_age_seconds``, ``mmframe_feed_connected``
+- ``mmframe_strategy_status`` (extra label ``key``): every number in the strategy's own ``status()`` (a grid's
+  ``round_trips``, ``held_quantity``, ``realized_pnl``, ...); booleans and text are left out
 - ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
 - ``mmframe_markets`` and ``mmframe_up`` for the service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -71,6 +75,7 @@ METRIC_NAMES = (
     + [
         "mmframe_quote_latency_seconds",
         "mmframe_feed_staleness_seconds",
+        "mmframe_strategy_status",
         "mmframe_market_state",
         "mmframe_markets",
         "mmframe_up",
@@ -94,6 +99,8 @@ class _Collector:
         feed_labels = [*LABELS, "feed"]
         feed_counters = {n: CounterMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_COUNTERS.items()}
         feed_gauges = {n: GaugeMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_GAUGES.items()}
+        strategy_values = GaugeMetricFamily("mmframe_strategy_status", "A number in the strategy's own status",
+                                            labels=[*LABELS, "key"])
         state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
                                   labels=[*LABELS, "state"])
         for record in service.records.values():
@@ -110,6 +117,8 @@ class _Collector:
                 gauges[name].add_metric(labels, float(getattr(status, attr)))
             if status.index_age is not None:
                 staleness.add_metric(labels, status.index_age)
+            for key, value in _numbers(status.strategy_status):
+                strategy_values.add_metric([*labels, key], value)
             if status.feed is not None:
                 feed = status.feed
                 for name, (_, attr) in FEED_COUNTERS.items():
@@ -126,11 +135,26 @@ class _Collector:
         yield from gauges.values()
         yield from feed_counters.values()
         yield from feed_gauges.values()
+        yield strategy_values
         yield latency
         yield staleness
         yield state
         yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
         yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
+
+
+def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """The numeric values of a strategy's status, nested mappings flattened with ``.`` (``slots.holding``)."""
+    for key, value in status.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float | Decimal):
+            number = float(value)
+            if math.isfinite(number):
+                yield name, number
+        elif isinstance(value, Mapping):
+            yield from _numbers(value, f"{name}.")
 
 
 def make_registry(service: Service) -> CollectorRegistry:
