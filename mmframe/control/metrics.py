@@ -13,6 +13,11 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
 - per market, what its feed reports for its index symbol (extra label ``feed``): ``mmframe_feed_messages_total``,
   ``mmframe_feed_rejected_total`` (messages skipped as bad), ``mmframe_feed_reconnects_total``,
   ``mmframe_feed_last_price``, ``mmframe_feed_update_age_seconds``, ``mmframe_feed_connected``
+- for the order sink (label ``sink``): ``mmframe_sink_degraded`` (1 while markets hold their orders because the
+  sink cannot take them), ``mmframe_sink_circuit_open`` (1 while the match-engine sink's circuit breaker is open),
+  ``mmframe_sink_request_seconds`` (histogram of HTTP requests to the engine, from a sink that measures them), and
+  ``mmframe_sink_operations_total`` (label ``kind``: the sink's own counters, e.g. requests, retries, failures,
+  rate_limited, breaker_opened)
 - ``mmframe_strategy_status`` (extra label ``key``): every number in the strategy's own ``status()`` (a grid's
   ``round_trips``, ``held_quantity``, ``realized_pnl``, ...); booleans and text are left out
 - ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
@@ -30,12 +35,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..engine.market import MarketState
+from ..engine.market import LatencyHistogram, MarketState
 
 if TYPE_CHECKING:
     from ..service import Service
 
-__all__ = ["METRIC_NAMES", "make_registry", "render_metrics"]
+__all__ = ["METRIC_NAMES", "make_registry", "render_metrics", "sink_metrics"]
 
 LABELS = ["market", "symbol", "market_type"]
 STATES = [str(s) for s in MarketState]
@@ -76,6 +81,10 @@ METRIC_NAMES = (
         "mmframe_quote_latency_seconds",
         "mmframe_feed_staleness_seconds",
         "mmframe_strategy_status",
+        "mmframe_sink_degraded",
+        "mmframe_sink_circuit_open",
+        "mmframe_sink_request_seconds",
+        "mmframe_sink_operations_total",
         "mmframe_market_state",
         "mmframe_markets",
         "mmframe_up",
@@ -139,6 +148,7 @@ class _Collector:
         yield latency
         yield staleness
         yield state
+        yield from sink_metrics(service.sink)
         yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
         yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
 
@@ -155,6 +165,29 @@ def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str,
                 yield name, number
         elif isinstance(value, Mapping):
             yield from _numbers(value, f"{name}.")
+
+
+def sink_metrics(sink: Any) -> Iterator[Metric]:
+    """What the sink says about itself: the optional ``degraded``, ``circuit_open``, ``request_latency`` (a
+    :class:`~mmframe.engine.market.LatencyHistogram`) and ``statistics`` (a mapping of counters)."""
+    name = [str(getattr(sink, "name", type(sink).__name__))]
+    degraded = GaugeMetricFamily("mmframe_sink_degraded", "1 while the sink cannot take orders", labels=["sink"])
+    degraded.add_metric(name, 1.0 if getattr(sink, "degraded", False) else 0.0)
+    circuit = GaugeMetricFamily("mmframe_sink_circuit_open", "1 while the sink's circuit breaker is open",
+                                labels=["sink"])
+    circuit.add_metric(name, 1.0 if getattr(sink, "circuit_open", False) else 0.0)
+    latency = HistogramMetricFamily("mmframe_sink_request_seconds", "Seconds per request to the match engine",
+                                    labels=["sink"])
+    histogram = getattr(sink, "request_latency", None)
+    if isinstance(histogram, LatencyHistogram):
+        latency.add_metric(name, buckets=histogram.cumulative(), sum_value=histogram.sum)
+    operations = CounterMetricFamily("mmframe_sink_operations", "The sink's own counters", labels=["sink", "kind"])
+    statistics = getattr(sink, "statistics", None)
+    if isinstance(statistics, Mapping):
+        for kind, value in statistics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                operations.add_metric([*name, str(kind)], float(value))
+    yield from (degraded, circuit, latency, operations)
 
 
 def make_registry(service: Service) -> CollectorRegistry:

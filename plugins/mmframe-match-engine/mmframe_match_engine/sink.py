@@ -31,6 +31,7 @@ import httpx
 import trio
 
 from mmframe import MMFrameError, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side, Subscription
+from mmframe.engine.market import LatencyHistogram
 from mmframe.listeners import OrderEventListeners
 from mmframe.models import DepthSnapshot, Fill, Liquidity, Order
 
@@ -146,6 +147,8 @@ class MatchEngineSink:
         self._closed_event.set()
         self._stream_up = False
         self._resync_needed = trio.Event()
+        #: Seconds per HTTP request to the engine (each attempt), exported as ``mmframe_sink_request_seconds``.
+        self.request_latency = LatencyHistogram()
         self.statistics: dict[str, int] = dict.fromkeys(
             ("requests", "retries", "rate_limited", "failures", "batches", "duplicates", "resyncs", "breaker_opened"),
             0,
@@ -260,11 +263,14 @@ class MatchEngineSink:
             await bucket.acquire()
             self.statistics["requests"] += 1
             retry_after: float | None = None
+            started = time.perf_counter()
             try:
                 response = await client.request(method, path, json=body, params=params)
             except httpx.HTTPError as exc:
+                self.request_latency.observe(time.perf_counter() - started)
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
+                self.request_latency.observe(time.perf_counter() - started)
                 if response.status_code < 300:
                     self._succeeded()
                     return _json_object(response)

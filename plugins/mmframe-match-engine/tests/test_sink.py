@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -310,3 +311,40 @@ def test_kill_restart_leaves_no_orphans_and_sigterm_leaves_nothing(tmp_path: Pat
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _sink_exposition(sink: Any) -> str:
+    """The Prometheus text mmframe serves for *sink* (the part of /metrics that describes the sink)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mmframe.control.metrics import sink_metrics
+
+    class Collector:
+        def collect(self) -> Any:
+            return sink_metrics(sink)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())  # type: ignore[arg-type]
+    return generate_latest(registry).decode()
+
+
+async def test_the_sinks_health_and_request_latency_reach_prometheus(nursery: trio.Nursery) -> None:
+    r = await rig(nursery, breaker_threshold=2)
+    await r.manager.start_market(SPEC)
+    await eventually(lambda: not r.sink.degraded)
+    r.feed.push_price("AAAUSDT", "100")
+    await eventually(lambda: len(r.ours()) == 4)
+    text = _sink_exposition(r.sink)
+    assert 'mmframe_sink_degraded{sink="match-engine"} 0.0' in text
+    assert 'mmframe_sink_circuit_open{sink="match-engine"} 0.0' in text
+    count = re.search(r'mmframe_sink_request_seconds_count\{sink="match-engine"\} (\d+)', text)
+    assert count is not None and int(count.group(1)) == r.sink.request_latency.count > 0
+    requests = r.sink.statistics["requests"]
+    assert f'mmframe_sink_operations_total{{kind="requests",sink="match-engine"}} {requests}.0' in text
+    await r.stop_server()
+    r.feed.push_price("AAAUSDT", "101")
+    await eventually(lambda: r.sink.circuit_open, what="the circuit opens")
+    text = _sink_exposition(r.sink)
+    assert 'mmframe_sink_circuit_open{sink="match-engine"} 1.0' in text
+    assert 'mmframe_sink_degraded{sink="match-engine"} 1.0' in text
+    assert 'mmframe_sink_operations_total{kind="breaker_opened",sink="match-engine"} 1.0' in text
