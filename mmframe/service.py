@@ -387,7 +387,8 @@ class Service:
             cls = strategies.get_or_raise(spec.strategy)
         except MMFrameError as exc:
             raise ConfigError(str(exc)) from None
-        structure_config(spec.strategy_config, cls.Config)
+        config = structure_config(spec.strategy_config, cls.Config)
+        cls(config, spec.market)  # a check that needs the market (a spacing off the tick grid) fails here, not later
 
     async def aclose(self) -> None:
         """Stop every market (cancelling its orders), flush the audit trail, stop the API."""

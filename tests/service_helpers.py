@@ -51,7 +51,7 @@ class SeedIndexFollow(Strategy):
     def status(self) -> dict[str, Any]:
         # numbers (nested too) reach Prometheus as mmframe_strategy_status; text and booleans do not
         return {"quotes_made": self.quotes_made, "levels": {"configured": len(self.config.depth_levels)},
-                "mode": "seed", "enabled": True}
+                "mode": "seed", "enabled": True, "first_spread": self.config.depth_levels[0].spread_percent}
 
     def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
         index = ctx.index_price

@@ -8,11 +8,12 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 
-from mmframe import ConfigError, hookimpl
+from mmframe import ConfigError, Strategy, hookimpl
 from mmframe.control.metrics import METRIC_NAMES
 from mmframe.store import Store
 
@@ -122,6 +123,7 @@ async def test_every_endpoint_answers_in_the_seed_shape(database_url: str) -> No
             assert data["strategy_id"] == "external_index_follow_BTC/USDT_1" and data["id"] == "879_1"
             assert data["status"] == "running" and data["current_price"] == "45000"
             assert data["metrics"]["total_orders"] == 2 and data["metrics"]["active_orders"] == 2
+            assert data["strategy_status"]["first_spread"] == "0.0001"  # a Decimal, as an exact string
             assert set(data["metrics"]) >= {
                 "total_orders",
                 "success_orders",
@@ -148,6 +150,7 @@ async def test_every_endpoint_answers_in_the_seed_shape(database_url: str) -> No
         labels = 'market="879_1",market_type="1",symbol="BTC/USDT"'
         assert f'mmframe_strategy_status{{key="levels.configured",{labels}}} 10.0' in metrics.text
         assert f'mmframe_strategy_status{{key="quotes_made",{labels}}}' in metrics.text
+        assert f'mmframe_strategy_status{{key="first_spread",{labels}}} 0.0001' in metrics.text
         assert 'key="mode"' not in metrics.text and 'key="enabled"' not in metrics.text
 
 
@@ -395,3 +398,43 @@ async def test_service_on_an_unreachable_database_fails_clearly() -> None:
 
 def test_httpx_is_a_real_client() -> None:
     assert httpx.AsyncClient is not None
+
+
+class NeedsMarket(Strategy):
+    """Refuses, when built with its market, a step that is not a multiple of the market's tick."""
+
+    name = "needs_market"
+
+    @attrs.frozen
+    class Config:
+        step: Decimal
+        tick_size: Decimal
+        quote_precision: int
+        base_precision: int
+
+    def __init__(self, config: Any, market: Any) -> None:
+        super().__init__(config, market)
+        if config.step % market.tick_size:
+            raise ConfigError(f"config.step {config.step} is not a multiple of the tick {market.tick_size}")
+
+
+class NeedsMarketPlugin:
+    @hookimpl
+    def register_strategies(self, register: Any) -> None:
+        register(NeedsMarket)
+
+
+async def test_a_config_the_strategy_refuses_for_its_market_fails_at_load(database_url: str) -> None:
+    apply_seed_sql(database_url)
+    config = json.dumps({"step": 0.05, "tick_size": 0.1, "quote_precision": 1, "base_precision": 2})
+    _exec(
+        database_url,
+        f"INSERT INTO strategy_strategy (strategy_name, config) VALUES ('needs_market', '{config}')",
+        "INSERT INTO strategy_currency (currency_id, index_symbol, index_source, market_status, market_type, "
+        "default_strategy) VALUES (881, 'SOLUSDT', 1, 1, 1, 2)",
+    )
+    async with running_service(database_url, NeedsMarketPlugin()) as running:
+        record = running.service.records["881_1"]
+        assert record.spec is None and "not a multiple of the tick 0.1" in record.error
+        rows = {r["id"]: r for r in (await running.client.get("/api/v1/strategies")).json()}
+        assert rows["881_1"]["status"] == "failed" and rows["879_1"]["is_running"]

@@ -217,7 +217,8 @@ async def strategy_status(request: Request) -> Response:
             # what the market runs with (an update applies on reload)
             "config": dict(record.spec.strategy_config) if record.spec is not None else record.row.effective_config,
             "error": _error_of(record, status),
-            "strategy_status": dict(status.strategy_status) if status is not None else {},
+            # through the converter: a Decimal in a strategy's status becomes an exact string, not an error
+            "strategy_status": _convert.unstructure(dict(status.strategy_status)) if status is not None else {},
             # what the feed reports for the market's index symbol (null for a feed that reports nothing)
             "feed": _convert.unstructure(status.feed) if status is not None and status.feed is not None else None,
         }
