@@ -9,6 +9,7 @@ round *up* (a quote is never made more aggressive by rounding), quantities round
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -159,6 +160,13 @@ def _precision(instance: object, attribute: attrs.Attribute[Any], value: int) ->
         raise ValueError(f"{attribute.name} must be between 0 and 18, got {value}")
 
 
+@functools.cache
+def _unit(places: int) -> Decimal:
+    """``10 ** -places`` as a Decimal (``Decimal("0.01")`` for 2), made once per precision: the rounding and grid
+    checks ask for it for every quote."""
+    return Decimal(1).scaleb(-places)
+
+
 def _decimal_field(**kwargs: Any) -> Any:
     return attrs.field(converter=to_decimal, **kwargs)
 
@@ -203,11 +211,11 @@ class Market:
 
     @property
     def price_step(self) -> Decimal:
-        return Decimal(1).scaleb(-self.price_precision)
+        return _unit(self.price_precision)
 
     @property
     def quantity_step(self) -> Decimal:
-        return Decimal(1).scaleb(-self.quantity_precision)
+        return _unit(self.quantity_precision)
 
     def _to_grid(self, price: Decimal, rounding: str) -> Decimal:
         ticks = (to_decimal(price, name="price") / self.tick_size).to_integral_value(rounding=rounding)

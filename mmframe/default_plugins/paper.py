@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -102,8 +103,10 @@ class PaperSink:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else PaperSink.Config()
         self._books: dict[str, OrderBook] = {}
-        # Which symbol each client order id was first used on (an id is never reused across symbols), bounded.
-        self._id_symbol: dict[str, str] = {}
+        # Which symbol each client order id was first used on (an id is never reused across symbols), bounded. An
+        # OrderedDict, because forgetting the oldest of a plain dict (``next(iter(d))``) walks past every slot
+        # deleted before it: once full, each place paid for all the ids forgotten since the dict last resized.
+        self._id_symbol: OrderedDict[str, str] = OrderedDict()
         self._listeners = OrderEventListeners(logger)
         self._takers = TakerFlow(self.config.taker_flow_rate, self.config.taker_size_fraction, self.config.seed)
         self._taker_ids = itertools.count(1)
@@ -238,7 +241,7 @@ class PaperSink:
             )
             return
         if len(self._id_symbol) > _REMEMBER_IDS:
-            del self._id_symbol[next(iter(self._id_symbol))]  # forget the oldest (dicts keep insertion order)
+            self._id_symbol.popitem(last=False)  # forget the oldest
         result = self.book(symbol).submit(
             client_order_id=request.client_order_id,
             owner=self.config.owner,

@@ -319,6 +319,7 @@ class MarketRunner:
         self._next_local_depth = 0.0
         self.started_at = time.monotonic()
         self._latency_from: float | None = None
+        self._grid_memo: tuple[list[Quote], list[Quote]] = ([], [])  # _on_grid's last input and output
 
     # ---- identity ---------------------------------------------------------------------------------------------
 
@@ -505,10 +506,16 @@ class MarketRunner:
     def _on_grid(self, desired: Iterable[Quote]) -> list[Quote]:
         """Put every quote on the grid (never more aggressively), written at the market's precision (``99`` is sent
         as ``99.00``), and drop those below the minimum quantity."""
+        quotes = list(desired)
+        # A strategy usually hands back the very same quotes step after step (an unchanged ladder): quotes are
+        # immutable, so the same objects give the same answer as last time.
+        last_in, last_out = self._grid_memo
+        if len(quotes) == len(last_in) and all(q is p for q, p in zip(quotes, last_in, strict=True)):
+            return list(last_out)
         market = self.market
         price_exp, qty_exp = -market.price_precision, -market.quantity_precision
         out = []
-        for q in desired:
+        for q in quotes:
             price, qty = q.price, q.quantity
             if (
                 price.as_tuple().exponent != price_exp
@@ -519,7 +526,8 @@ class MarketRunner:
                 q = attrs.evolve(q, price=price, quantity=qty)
             if qty > 0 and qty >= market.min_quantity and price > 0:
                 out.append(q)
-        return out
+        self._grid_memo = (quotes, out)
+        return list(out)
 
     def _drain_events(self) -> None:
         events = self.inbox.events
@@ -715,10 +723,15 @@ class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
 
 
+_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PAIRS36 = [a + b for a in _DIGITS36 for b in _DIGITS36]  # "00" to "zz": two digits per division
+
+
 def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    if n < 36:
+        return _DIGITS36[n]
     out = []
     while n:
-        n, r = divmod(n, 36)
-        out.append(digits[r])
-    return "".join(reversed(out)) or "0"
+        n, r = divmod(n, 1296)
+        out.append(_PAIRS36[r])
+    return "".join(reversed(out)).lstrip("0")

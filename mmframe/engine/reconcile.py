@@ -112,10 +112,18 @@ class Reconciler:
         spare = [order for bucket in exact.values() for order in bucket]
         # Pass 2: within tolerance, closest price first.
         if spare and unmatched:
+            # With no price allowance (the default tolerance) only an order at the quote's very price can be within
+            # it: look those up by price instead of trying every spare order against every quote (in spare order,
+            # so the same order wins).
+            by_price: dict[Decimal | None, list[Order]] | None = None
+            if self.tolerance.price_ticks == 0 and self.tolerance.price_fraction == 0:
+                by_price = {}
+                for order in spare:
+                    by_price.setdefault(order.price, []).append(order)
             still: list[Quote] = []
             for quote in unmatched:
                 best: Order | None = None
-                for order in spare:
+                for order in spare if by_price is None else by_price.get(quote.price, ()):
                     if self.within(order, quote) and (
                         best is None or abs(order.price - quote.price) < abs(best.price - quote.price)  # type: ignore[operator]
                     ):
@@ -124,6 +132,8 @@ class Reconciler:
                     still.append(quote)
                 else:
                     spare.remove(best)
+                    if by_price is not None:
+                        by_price[best.price].remove(best)
                     kept.append((best, quote))
             unmatched = still
         cancels.extend(spare)

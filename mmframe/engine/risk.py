@@ -108,15 +108,19 @@ class RiskGate:
 
 def self_trade_reason(request: OrderRequest, live: Sequence[Order]) -> str | None:
     """Why *request* would trade against one of our own *live* orders, or ``None``."""
+    # Called twice per order placed, over every live order: the request's fields are read once, each order's
+    # through its request (Order's properties cost a call each).
+    side, price, coid = request.side, request.price, request.client_order_id
+    buy = side is Side.BUY
     for order in live:
-        if order.side is request.side or order.price is None or order.client_order_id == request.client_order_id:
+        other = order.request
+        if other.side is side or other.price is None or other.client_order_id == coid:
             continue
-        if request.price is None:
+        if price is None:
             return f"self-trade prevention: a market order would meet our own {order.side} {order.client_order_id}"
-        crosses = request.price >= order.price if request.side is Side.BUY else request.price <= order.price
-        if crosses:
+        if price >= other.price if buy else price <= other.price:
             return (
-                f"self-trade prevention: {request.side} at {request.price} would cross our own "
+                f"self-trade prevention: {side} at {price} would cross our own "
                 f"{order.side} at {order.price} ({order.client_order_id})"
             )
     return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -36,6 +37,32 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.REJECTED: frozenset(),
     S.EXPIRED: frozenset(),
 }
+
+#: Order's fields, in order: :func:`_evolve` copies exactly these. A field added to Order fails here, at import.
+_ORDER_FIELDS = (
+    "request", "status", "filled_quantity", "average_price", "order_id", "reason", "created_at", "updated_at",
+    "cancel_requested",
+)
+if tuple(a.name for a in attrs.fields(Order)) != _ORDER_FIELDS:  # pragma: no cover - a guard for maintainers
+    raise ImportError(f"mmframe.engine.tracker._ORDER_FIELDS is out of date: Order has {attrs.fields(Order)}")
+
+
+def _evolve(order: Order, **changes: Any) -> Order:
+    """``attrs.evolve(order, **changes)`` without its per-call field introspection, twice as fast: the tracker makes
+    about four new ``Order`` per order, on every market's hot path. (Order has no converters or validators.)"""
+    get = changes.get
+    return Order(
+        get("request", order.request),
+        get("status", order.status),
+        get("filled_quantity", order.filled_quantity),
+        get("average_price", order.average_price),
+        get("order_id", order.order_id),
+        get("reason", order.reason),
+        get("created_at", order.created_at),
+        get("updated_at", order.updated_at),
+        get("cancel_requested", order.cancel_requested),
+    )
+
 
 _EVENT_STATUS = {
     OrderEventKind.ACCEPTED: S.OPEN,
@@ -80,13 +107,13 @@ class OrderTracker:
             raise InvalidTransition(f"client order id {order.client_order_id!r} is already tracked")
         if not order.status.is_live or order.status is S.PENDING:
             raise InvalidTransition(f"only a resting order can be adopted, {order.client_order_id} is {order.status}")
-        return self._store(attrs.evolve(order, created_at=now, updated_at=now, cancel_requested=False))
+        return self._store(_evolve(order, created_at=now, updated_at=now, cancel_requested=False))
 
     def transition(self, client_order_id: str, status: OrderStatus, now: float, *, reason: str = "") -> Order:
         """Move an order to *status*, refusing what the state machine does not allow."""
         order = self._require(client_order_id)
         self._check(order, status)
-        return self._store(attrs.evolve(order, status=status, updated_at=now, reason=reason or order.reason))
+        return self._store(_evolve(order, status=status, updated_at=now, reason=reason or order.reason))
 
     def mark_sent(self, client_order_id: str, now: float) -> Order:
         return self.transition(client_order_id, S.PENDING, now)
@@ -95,7 +122,7 @@ class OrderTracker:
         order = self._require(client_order_id)
         if not order.status.is_live:
             raise InvalidTransition(f"order {client_order_id} is {order.status}; it cannot be cancelled")
-        return self._store(attrs.evolve(order, cancel_requested=True, updated_at=now))
+        return self._store(_evolve(order, cancel_requested=True, updated_at=now))
 
     def apply(self, event: OrderEvent, now: float) -> Order:
         """Apply a sink event and return the order's new state."""
@@ -115,7 +142,7 @@ class OrderTracker:
                 f"we know of {order.filled_quantity}"
             )
         return self._store(
-            attrs.evolve(
+            _evolve(
                 order,
                 status=status,
                 filled_quantity=filled,
