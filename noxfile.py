@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s tests`` (the suite, core and every plugin), ``nox -s lint`` (ruff)."""
+"""Sessions: ``nox -s tests`` (the suite, core and every plugin), ``nox -s lint`` (ruff), ``nox -s bench`` (the
+benchmarks, ``docs/performance.md``; never run by default)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Install the core and the plugins the benchmarks drive, then run every benchmark at full size: one JSON line
+    each. ``nox -s bench -- quote_path --size tiny`` passes its arguments to ``python -m bench``."""
+    plugins = ROOT / "plugins"
+    session.install(
+        "-e", ".", "-e", str(plugins / "mmframe-external-index-follow"), "-e", str(plugins / "mmframe-match-engine")
+    )
+    session.run("python", "-m", "bench", *session.posargs)

@@ -1,0 +1,79 @@
+"""The benchmarks (``bench/``, ``docs/performance.md``) run once each at their tiny size, so they do not rot: every
+one prints exactly one JSON line with its figures, the machine and the size. No figure is judged here."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("quote_path", "sink_throughput", "scale", "message_efficiency")
+
+
+@pytest.fixture(scope="module")
+def lines() -> dict[str, dict[str, Any]]:
+    """``python -m bench --size tiny``: every benchmark, each in a process of its own, from the repository root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMFRAME_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    parsed = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [p["benchmark"] for p in parsed] == list(NAMES), out.stdout  # one line each, in order, nothing else
+    return {p["benchmark"]: p for p in parsed}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_line_names_the_machine_and_the_size(lines: dict[str, dict[str, Any]], name: str) -> None:
+    line = lines[name]
+    assert line["size"] == "tiny"
+    assert line["machine"]["cpus"] >= 1 and line["machine"]["python"] == platform.python_version()
+
+
+def test_quote_path(lines: dict[str, dict[str, Any]]) -> None:
+    line = lines["quote_path"]
+    assert line["n"] > 100
+    assert 0 < line["p50_us"] <= line["p99_us"] <= line["max_us"]
+    assert line["ladder"] == [10, 10] and line["orders_vetoed"] == 0 and line["orders_rejected"] == 0
+    assert line["places_per_tick"] > 1 and line["cancels_per_tick"] > 1
+
+
+def test_sink_throughput(lines: dict[str, dict[str, Any]]) -> None:
+    line = lines["sink_throughput"]
+    assert line["ops_per_s"] > 0 and line["places_per_s"] > 0 and line["cancels_per_s"] > 0
+    assert line["acked"] > 0
+    assert 0 < line["ack_p50_ms"] <= line["ack_p99_ms"] <= line["ack_max_ms"]
+    assert line["sink_statistics"]["failures"] == 0
+
+
+def test_scale(lines: dict[str, dict[str, Any]]) -> None:
+    line = lines["scale"]
+    [result] = line["results"]
+    assert result["markets"] == 3 and result["running"] == 3
+    assert result["cpu_pct"] > 0 and result["rss_mb"] > 0 and result["p99_ms"] > 0 and result["ticks_per_s"] > 0
+    assert line["max_markets_p99_5ms"] in (0, 3)
+
+
+def test_message_efficiency(lines: dict[str, dict[str, Any]]) -> None:
+    line = lines["message_efficiency"]
+    assert 0 < line["messages"] < line["baseline_messages"]
+    assert line["ratio"] == pytest.approx(line["messages"] / line["baseline_messages"], abs=1e-3)
+    assert line["max_dev"] >= 0 and line["baseline_max_dev"] >= 0
+    assert line["places"] > 0 and line["baseline_places"] >= 20 * line["seconds"]  # replace_all: every second
+
+
+def test_an_unknown_benchmark_is_refused() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown benchmark nope" in out.stderr
