@@ -208,8 +208,11 @@ class AuditTrail:
     BATCH = 500
     MAX_PENDING = 200_000
 
-    def __init__(self, store: Store, market_ids: Mapping[MarketKey, str]) -> None:
+    def __init__(
+        self, store: Store, market_ids: Mapping[MarketKey, str], limiter: trio.CapacityLimiter | None = None
+    ) -> None:
         self.store = store
+        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(1)
         self.market_ids = market_ids
         self.events: list[OrderEventRecord] = []
         self.fills: list[FillRecord] = []
@@ -262,7 +265,7 @@ class AuditTrail:
         events, fills = self.events, self.fills
         self.events, self.fills = [], []
         try:
-            await trio.to_thread.run_sync(self.store.record, events, fills)
+            await trio.to_thread.run_sync(self.store.record, events, fills, limiter=self.limiter)
             self.written += len(events) + len(fills)
         except Exception as exc:
             log.error("could not write %d audit records (will retry): %s", len(events) + len(fills), exc)
@@ -288,7 +291,10 @@ class Service:
         self.manager = StrategyManager(sink, pm, instance_id=settings.instance_id, history=self.fill_history)
         self.records: dict[str, MarketRecord] = {}
         self.market_ids: dict[MarketKey, str] = {}
-        self.audit = AuditTrail(store, self.market_ids)
+        # One worker thread at a time talks to the store: SQLite has one writer, and hundreds of markets starting at
+        # once must queue for their fill history rather than fail with "database is locked".
+        self.store_limiter = trio.CapacityLimiter(1)
+        self.audit = AuditTrail(store, self.market_ids, self.store_limiter)
         self.started_at = time.monotonic()
         self.api = api
         self.binds: list[str] = []
@@ -302,7 +308,7 @@ class Service:
                 f"refusing to serve the control API on {self.settings.api_host} without MMFRAME_API_TOKEN: "
                 "set a token or bind to 127.0.0.1"
             )
-        rows = await trio.to_thread.run_sync(self.store.load_markets)
+        rows = await trio.to_thread.run_sync(self.store.load_markets, limiter=self.store_limiter)
         log.info("Loaded %d currencies from database", len(rows))
         for row in rows:
             if row.id in self.records:  # a second strategy_currency row for one market: the first one stands
@@ -334,7 +340,8 @@ class Service:
         the store and those the audit trail has not written yet, each once."""
         market_type = int(spec.market.market_type)
         records = await trio.to_thread.run_sync(
-            lambda: self.store.fills(spec.market.symbol, market_type, client_prefix=client_prefix)
+            lambda: self.store.fills(spec.market.symbol, market_type, client_prefix=client_prefix),
+            limiter=self.store_limiter,
         )
         pending = [
             r for r in self.audit.fills
@@ -441,7 +448,9 @@ class Service:
     async def reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
         """Stop the market, read its configuration again from the store, start it."""
         await self.stop(record)
-        row = await trio.to_thread.run_sync(self.store.load_market, record.row.currency_id, record.row.market_type)
+        row = await trio.to_thread.run_sync(
+            self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
+        )
         if row is None:
             raise UnknownMarket(f"market {record.id} is no longer in the database")
         fresh = self._add_record(row)
@@ -451,7 +460,9 @@ class Service:
         """Validate *changes* merged over the market's config against its strategy, persist them as the market's
         override, and return the new effective config. It applies on the next reload."""
         current = record.row
-        row = await trio.to_thread.run_sync(self.store.load_market, current.currency_id, current.market_type)
+        row = await trio.to_thread.run_sync(
+            self.store.load_market, current.currency_id, current.market_type, limiter=self.store_limiter
+        )
         if row is None:
             raise UnknownMarket(f"market {record.id} is no longer in the database")
         if row.strategy_name is None:
@@ -460,7 +471,9 @@ class Service:
         effective = {**row.strategy_config, **overrides}
         cls = get_strategies(self.pm).get_or_raise(row.strategy_name)
         structure_config(effective, cls.Config)
-        await trio.to_thread.run_sync(self.store.save_override, row.currency_id, row.market_type, overrides)
+        await trio.to_thread.run_sync(
+            self.store.save_override, row.currency_id, row.market_type, overrides, limiter=self.store_limiter
+        )
         return effective
 
     async def kill(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -641,3 +642,35 @@ async def test_live_orders_can_include_those_being_cancelled(nursery: trio.Nurse
         bid.client_order_id
     ]
     assert len(runner.ctx.live_orders(include_cancelling=True)) == 2
+
+
+class StalledPlaceSink(PaperSink):
+    """A paper sink whose place() waits for ``gate`` before the orders reach the book."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.placing = trio.Event()
+
+    async def place(self, requests: Any) -> None:
+        self.placing.set()
+        await self.gate.wait()
+        await super().place(requests)
+
+
+async def test_stopping_a_market_while_it_hands_orders_over_does_not_wait_for_them(
+    nursery: trio.Nursery, autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    sink = StalledPlaceSink()
+    engine = await start_engine(nursery, sink=sink)
+    await engine.manager.start_market(spec(strategy_config={"levels": 1}))
+    engine.feed.push_price("AAAUSDT", "100")
+    await sink.placing.wait()  # the market is inside place(): its two orders are pending, not on the book
+    stopped_at = trio.current_time()
+    status = await engine.manager.stop_market(MarketKey("AAA/USDT"))
+    assert trio.current_time() - stopped_at < 1.0  # not the 3 s cleanup timeout
+    assert status.state is MarketState.STOPPED and status.active_orders == 0
+    assert engine.book_orders() == []
+    assert "could not confirm" not in caplog.text and "still open" not in caplog.text
+    assert "2 orders interrupted while being sent never reached the book" in caplog.text

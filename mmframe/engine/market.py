@@ -313,6 +313,7 @@ class MarketRunner:
         )
         self.last_veto = ""
         self._veto_logged: dict[str, float] = {}
+        self._interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
         self.quote_latency = LatencyHistogram()
         self.rng = random.Random(spec.seed)
         self._local_depth: DepthSnapshot | None = None
@@ -373,6 +374,16 @@ class MarketRunner:
             finally:
                 await self._cleanup(sink_sub)
 
+    def _forget_interrupted(self, orders: Sequence[Order]) -> None:
+        """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
+        not reach it (an in-process sink) or, for a remote one, did not land in time; either way they are not ours
+        to wait for. One that lands later still carries our prefix, so the market's next start cancels it."""
+        now = trio.current_time()
+        for order in orders:
+            self.tracker.transition(order.client_order_id, OrderStatus.EXPIRED, now,
+                                    reason="its placing was interrupted and it never reached the book")
+        self.log.info("%d orders interrupted while being sent never reached the book", len(orders))
+
     async def _fetch_local_depth(self) -> None:
         if self._sink_degraded():
             return
@@ -420,11 +431,18 @@ class MarketRunner:
                 try:
                     # Repeat until the book holds none of ours and nothing we sent is still unconfirmed: a batch
                     # already on its way when we cancelled may land after the cancel-all.
+                    rounds = 0
                     while True:
                         await self.sink.cancel_all(symbol, prefix)
                         left = await self.sink.open_orders(symbol, prefix)
                         self._drain_events()
+                        rounds += 1
                         in_flight = [o for o in self.tracker.live() if o.status is OrderStatus.PENDING]
+                        if not left and in_flight and rounds >= INTERRUPTED_ROUNDS and all(
+                            o.client_order_id in self._interrupted for o in in_flight
+                        ):
+                            self._forget_interrupted(in_flight)
+                            in_flight = []
                         if not left and not in_flight:
                             break
                         await trio.sleep(0.05)
@@ -615,7 +633,12 @@ class MarketRunner:
             batch.append(request)
         if batch:
             self.counters["placed"] += len(batch)
-            await self.sink.place(batch)
+            try:
+                await self.sink.place(batch)
+            except BaseException:
+                # Cancelled (or failed) while handing the batch over: whether the sink took it is unknown.
+                self._interrupted.update(r.client_order_id for r in batch)
+                raise
 
     def _requests(
         self, places: Sequence[Quote], immediate: Sequence[tuple[str, Quote]]
@@ -687,6 +710,11 @@ class MarketRunner:
             feed=self._feed_statistics(),
             strategy_status=dict(self.strategy.status()),
         )
+
+
+#: Cancel-all rounds (0.05 s apart) after which orders whose placing was interrupted and that are on no book are
+#: given up as never placed.
+INTERRUPTED_ROUNDS = 3
 
 
 class LatencyHistogram:
