@@ -578,7 +578,7 @@ class HistoryPlugin:
 async def test_a_market_starts_with_its_fill_history_and_the_position_it_implies(
     nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
-    earlier = [
+    earlier: list[Fill] = [
         Fill("T1", "t-AAAUSDT1-a", "AAA/USDT", Side.BUY, Decimal("99"), Decimal("1.0")),
         Fill("T2", "t-AAAUSDT1-b", "AAA/USDT", Side.SELL, Decimal("101"), Decimal("0.4")),
     ]
@@ -605,13 +605,33 @@ async def test_a_market_starts_with_its_fill_history_and_the_position_it_implies
     sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("0.5"))
     await settle()
     assert engine.status().position == Decimal("1.1")
-    # Stopped and started again in this process: the history now holds this run's fill too, without asking the
-    # store again (it has not been written yet, and the fills of this process are known).
+    # Stopped and started again in this process: the loader is asked again (the store and the audit trail have
+    # every fill so far; the market keeps none in memory), and the position is carried over, not rebuilt.
+    earlier.append(Fill("T3", "t-AAAUSDT1-c", "AAA/USDT", Side.BUY, Decimal("99"), Decimal("0.5")))
     await manager.stop_market(MarketKey("AAA/USDT"))
     await manager.start_market(spec(strategy="history_watcher", strategy_config={"levels": 1}))
     history, base = HistoryWatcher.seen[-1]
-    assert len(asked) == 1 and base == Decimal("1.1")
-    assert history[:2] == tuple(earlier) and history[2].quantity == Decimal("0.5") and len(history) == 3
+    assert len(asked) == 2 and base == Decimal("1.1")
+    assert history == tuple(earlier)
+    runner = manager.runner(MarketKey("AAA/USDT"))
+    assert runner is not None and runner.fills == [] and not runner.keep_fills
+
+
+async def test_without_a_loader_a_market_remembers_its_fills_across_restarts(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    HistoryWatcher.seen.clear()
+    engine = await start_engine(nursery, HistoryPlugin())
+    await engine.manager.start_market(spec(strategy="history_watcher", strategy_config={"levels": 1}))
+    assert HistoryWatcher.seen == [((), Decimal(0))]
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("0.5"))
+    await settle()
+    await engine.manager.stop_market(MarketKey("AAA/USDT"))
+    await engine.manager.start_market(spec(strategy="history_watcher", strategy_config={"levels": 1}))
+    history, base = HistoryWatcher.seen[-1]
+    assert [(f.side, f.quantity) for f in history] == [(Side.BUY, Decimal("0.5"))] and base == Decimal("0.5")
 
 
 async def test_a_failing_history_loader_starts_the_market_without_history(

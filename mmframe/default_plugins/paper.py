@@ -92,6 +92,9 @@ class PaperSink:
         :param seed: seed of the simulation's random numbers (``None``: unpredictable).
         :param owner: the self-trade-prevention owner of the orders placed through the sink.
         :param taker_owner: the owner of simulated taker orders; their client ids start with ``"{taker_owner}-"``.
+        :param remember_finished: finished orders each symbol's book remembers (for duplicate client ids and
+            lookups). In-process nothing retries a place, so far fewer than the reference engine's 100,000 do; every
+            remembered order is an object the garbage collector walks on each full collection.
         """
 
         taker_flow_rate: float = attrs.field(default=0.0, validator=_non_negative_finite)
@@ -99,6 +102,7 @@ class PaperSink:
         seed: int | None = None
         owner: str = attrs.field(default="mmframe", validator=_non_empty)
         taker_owner: str = attrs.field(default="sim-taker", validator=_other_than_owner)
+        remember_finished: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else PaperSink.Config()
@@ -175,7 +179,7 @@ class PaperSink:
         """*symbol*'s matching book (made on first use)."""
         book = self._books.get(symbol)
         if book is None:
-            book = self._books[symbol] = OrderBook(symbol)
+            book = self._books[symbol] = OrderBook(symbol, remember_finished=self.config.remember_finished)
         return book
 
     def submit_external(

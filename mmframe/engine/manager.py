@@ -148,7 +148,7 @@ class StrategyManager:
         if previous is not None:  # a stopped market started again (or reloaded) keeps what it holds
             handle.position = previous.runner.position if previous.runner is not None else previous.position
             handle.history = previous.history
-            if previous.runner is not None:
+            if previous.runner is not None and self.history is None:
                 handle.history = (*(previous.history or ()), *previous.runner.fills)
         self._handles[spec.key] = handle
         await self._markets.start(self._supervise, handle)
@@ -250,12 +250,18 @@ class StrategyManager:
             return None
         if handle.runner is not None:
             handle.position = handle.runner.position
-            handle.history = (*(handle.history or ()), *handle.runner.fills)
-        elif handle.history is None:
+        if handle.history is None:
             handle.history = await self._load_history(spec)
             for fill in handle.history:  # what earlier processes bought and sold is still held
                 handle.position = handle.position.after(fill.side, fill.price, fill.quantity, fill.fee)
+        elif self.history is not None:
+            # Started again in this process: the loader (the store, and what the audit has not written yet) has
+            # every fill so far; the market's position is carried over, not rebuilt.
+            handle.history = await self._load_history(spec)
+        elif handle.runner is not None:
+            handle.history = (*handle.history, *handle.runner.fills)  # no loader: what this process saw
         runner.history = handle.history or ()
+        runner.keep_fills = self.history is None  # with a loader the store keeps them, not the market's memory
         runner.position = handle.position  # a restart or reload must not forget what the market holds
         handle.runner = runner
         error: BaseException | None = None

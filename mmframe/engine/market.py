@@ -299,7 +299,8 @@ class MarketRunner:
         self.inbox = _Inbox()
         self.position = Position()
         self.history: tuple[Fill, ...] = tuple(history)  # fills before this run (see StrategyContext.fill_history)
-        self.fills: list[Fill] = []  # fills of this run
+        self.fills: list[Fill] = []  # fills of this run, kept (keep_fills) when no store will hand them back
+        self.keep_fills = False
         self.last_tick: PriceTick | None = None
         self.last_tick_at: float | None = None
         self.last_depth: DepthSnapshot | None = None
@@ -565,7 +566,8 @@ class MarketRunner:
         fill = event.fill
         if fill is not None:
             self.position = self.position.after(fill.side, fill.price, fill.quantity, fill.fee)
-            self.fills.append(fill)
+            if self.keep_fills:
+                self.fills.append(fill)
             if self.hook is not None:
                 self.hook.order_filled(market=self.market, fill=fill, position=self.position)
         self.strategy.on_order_event(event, order, self.ctx)
