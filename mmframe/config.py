@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, TypeVar
+
+import attrs
 
 from . import _convert
 from .errors import ConfigError
+from .models import to_decimal
 
 T = TypeVar("T")
 
-__all__ = ["parse_duration", "structure_config"]
+__all__ = ["not_negative", "optional_decimal", "parse_duration", "positive", "structure_config"]
 
 
 def structure_config(data: Mapping[str, Any] | None, cls: type[T]) -> T:
@@ -44,3 +48,27 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ConfigError(f"a duration must not be negative: {value!r}")
     return seconds
+
+
+# ---- validators and converters a Config class uses (the message names the key) --------------------------------
+
+
+def positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: *value* is above zero (``None``, for an optional key, passes; NaN does not)."""
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def not_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: *value* is zero or more (``None``, for an optional key, passes; NaN does not)."""
+    if value is not None and not value >= 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+
+
+def optional_decimal(name: str) -> Callable[[object], Decimal | None]:
+    """An attrs converter: ``None`` stays ``None``, anything else becomes an exact Decimal (errors name *name*)."""
+
+    def convert(value: object) -> Decimal | None:
+        return None if value is None else to_decimal(value, name=name)
+
+    return convert

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from ..config import positive
 from ..feedtools import Backoff, BadMessage, FeedHub, FeedSymbolStats
 from ..hookspecs import hookimpl
 from ..models import MarketData
@@ -32,11 +33,6 @@ from .wire import decode_depth, decode_price, depth_channel, price_channel
 __all__ = ["RedisFeed", "register_feeds"]
 
 log = logging.getLogger("mmframe.feed.redis")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
 def _port(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -71,9 +67,9 @@ class RedisFeed:
         password: str | None = attrs.field(default=None, repr=False)
         exchange: str = attrs.field(default="binance", validator=_name)
         depth: bool = True
-        timeout: float = attrs.field(default=2.0, converter=float, validator=_positive)
-        backoff_initial: float = attrs.field(default=0.5, converter=float, validator=_positive)
-        backoff_max: float = attrs.field(default=10.0, converter=float, validator=_positive)
+        timeout: float = attrs.field(default=2.0, converter=float, validator=positive)
+        backoff_initial: float = attrs.field(default=0.5, converter=float, validator=positive)
+        backoff_max: float = attrs.field(default=10.0, converter=float, validator=positive)
 
         @property
         def address(self) -> RedisSettings:

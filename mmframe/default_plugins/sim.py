@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from mmframe.config import positive
 from mmframe.feedtools import FeedHub, FeedSymbolStats
 from mmframe.hookspecs import hookimpl
 from mmframe.models import DepthSnapshot, MarketData, PriceTick, to_decimal
@@ -95,11 +96,6 @@ def _to_prices(value: object) -> dict[str, Decimal]:
 def _finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
 def _volatility(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -186,10 +182,10 @@ class SimFeed:
 
         prices: dict[str, Decimal] = attrs.field(factory=dict, converter=_to_prices)
         volatility: float = attrs.field(default=0.0005, converter=float, validator=[_finite, _volatility])
-        tick_rate: float = attrs.field(default=2.0, converter=float, validator=[_finite, _positive])
+        tick_rate: float = attrs.field(default=2.0, converter=float, validator=[_finite, positive])
         seed: int | None = None
         replay_file: str | None = attrs.field(default=None, validator=_not_empty)
-        replay_speed: float = attrs.field(default=1.0, converter=float, validator=[_finite, _positive])
+        replay_speed: float = attrs.field(default=1.0, converter=float, validator=[_finite, positive])
         replay_loop: bool = False
         depth: bool = False
         exchange: str = attrs.field(default="sim", validator=_not_empty)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import attrs
 
 from mmframe import Market, OrderType, Quote, Side, Strategy, StrategyContext, hookimpl, to_decimal
+from mmframe.config import not_negative, optional_decimal, positive
 
 __all__ = ["FixedSpreadStrategy", "register_strategies"]
 
@@ -25,16 +26,13 @@ __version__ = "0.1.0"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Configuration validators: each message names the key, and mmframe's ConfigError reports it as is.
+# Configuration validators: each message names the key, and mmframe's ConfigError reports it as is. The common
+# ones (positive, not_negative, optional_decimal) come from mmframe.config; these are this strategy's own.
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def _decimal(value: object) -> Decimal:
     return to_decimal(value)
-
-
-def _optional_decimal(value: object) -> Decimal | None:
-    return None if value is None else to_decimal(value)
 
 
 def _fraction(*, zero_ok: bool) -> Callable[[object, attrs.Attribute[Any], Decimal], None]:
@@ -47,16 +45,6 @@ def _fraction(*, zero_ok: bool) -> Callable[[object, attrs.Attribute[Any], Decim
             raise ValueError(f"{attribute.name} must be {low} and below 1 (a fraction of the price), got {value}")
 
     return check
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Decimal | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
-def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
 def _levels(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -101,11 +89,13 @@ class FixedSpreadStrategy(Strategy):
         level_step: Decimal = attrs.field(
             default=Decimal("0.0005"), converter=_decimal, validator=_fraction(zero_ok=True)
         )
-        quantity: Decimal = attrs.field(default=Decimal("0.01"), converter=_decimal, validator=_positive)
-        quantity_growth: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=_not_negative)
-        skew_per_unit: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=_not_negative)
+        quantity: Decimal = attrs.field(default=Decimal("0.01"), converter=_decimal, validator=positive)
+        quantity_growth: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=not_negative)
+        skew_per_unit: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=not_negative)
         max_skew: Decimal = attrs.field(default=Decimal("0.005"), converter=_decimal, validator=_fraction(zero_ok=True))
-        max_inventory: Decimal | None = attrs.field(default=None, converter=_optional_decimal, validator=_positive)
+        max_inventory: Decimal | None = attrs.field(
+            default=None, converter=optional_decimal("max_inventory"), validator=positive
+        )
 
     def __init__(self, config: FixedSpreadStrategy.Config, market: Market) -> None:
         super().__init__(config, market)

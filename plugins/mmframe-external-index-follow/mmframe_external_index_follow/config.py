@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from mmframe import ConfigError, to_decimal
-from mmframe.config import parse_duration
+from mmframe.config import not_negative, optional_decimal, parse_duration, positive
 
 __all__ = ["IGNORED_KEYS", "MAX_LEVELS", "MODES", "Config", "Level"]
 
@@ -61,23 +61,6 @@ def _decimal(name: str) -> Callable[[object], Decimal]:
         return to_decimal(value, name=name)
 
     return convert
-
-
-def _optional_decimal(name: str) -> Callable[[object], Decimal | None]:
-    def convert(value: object) -> Decimal | None:
-        return None if value is None else to_decimal(value, name=name)
-
-    return convert
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
-def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Decimal | None) -> None:
@@ -203,16 +186,16 @@ class Config:
     is optional; see the package README for the table. Fractions are fractions (``0.001`` = 0.1 %)."""
 
     # ---- how the ladder is built -----------------------------------------------------------------------------
-    base_quantity: Decimal = attrs.field(converter=_decimal("base_quantity"), validator=_positive)
+    base_quantity: Decimal = attrs.field(converter=_decimal("base_quantity"), validator=positive)
     price_follow_percent: Decimal = attrs.field(
-        default=Decimal(100), converter=_decimal("price_follow_percent"), validator=_positive
+        default=Decimal(100), converter=_decimal("price_follow_percent"), validator=positive
     )
     max_order_quantity: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("max_order_quantity"), validator=_positive
+        default=None, converter=optional_decimal("max_order_quantity"), validator=positive
     )
     # spread_percent is declared before depth_levels: the count form of depth_levels reads it.
     spread_percent: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("spread_percent"), validator=_fraction
+        default=None, converter=optional_decimal("spread_percent"), validator=_fraction
     )
     # Any: a count or a list of objects in the config; always a tuple of Level once built.
     depth_levels: Any = attrs.field(converter=attrs.Converter(_depth_levels, takes_self=True))
@@ -221,18 +204,18 @@ class Config:
 
     # ---- when the ladder moves ---------------------------------------------------------------------------
     price_change_amount: Decimal = attrs.field(
-        default=Decimal(0), converter=_decimal("price_change_amount"), validator=_not_negative
+        default=Decimal(0), converter=_decimal("price_change_amount"), validator=not_negative
     )
     # Any: a duration string or a number of seconds in the config; always float seconds (or None) once built.
     maintenance_interval: Any = attrs.field(default=None, converter=_duration)
-    refresh_interval_ms: int | None = attrs.field(default=None, validator=_positive)
+    refresh_interval_ms: int | None = attrs.field(default=None, validator=positive)
 
     # ---- upkeep ------------------------------------------------------------------------------------------
-    order_refresh_interval_sec: float | None = attrs.field(default=None, validator=_positive)
+    order_refresh_interval_sec: float | None = attrs.field(default=None, validator=positive)
     order_refresh_percent: Decimal = attrs.field(
         default=Decimal("0.1"), converter=_decimal("order_refresh_percent"), validator=_share
     )
-    order_timeout_sec: float | None = attrs.field(default=None, validator=_positive)
+    order_timeout_sec: float | None = attrs.field(default=None, validator=positive)
 
     # ---- sweeping other participants' mispriced orders -------------------------------------------------------
     opponent_detection_enabled: bool = False
@@ -240,12 +223,12 @@ class Config:
         default=Decimal("0.02"), converter=_decimal("max_sweep_price_deviation"), validator=_fraction
     )
     max_sweep_quantity: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("max_sweep_quantity"), validator=_positive
+        default=None, converter=optional_decimal("max_sweep_quantity"), validator=positive
     )
-    sweep_cooldown_ms: int = attrs.field(default=1000, validator=_not_negative)
+    sweep_cooldown_ms: int = attrs.field(default=1000, validator=not_negative)
 
     # ---- the market's description and the index source (read by the service, not by the strategy) ---------
-    tick_size: Decimal | None = attrs.field(default=None, converter=_optional_decimal("tick_size"), validator=_positive)
+    tick_size: Decimal | None = attrs.field(default=None, converter=optional_decimal("tick_size"), validator=positive)
     base_precision: int | None = attrs.field(default=None, validator=_precision)
     quote_precision: int | None = attrs.field(default=None, validator=_precision)
     external_exchange: str | None = attrs.field(default=None, validator=_non_empty)
@@ -253,14 +236,14 @@ class Config:
 
     # ---- the seed's market-activity keys: accepted, ignored, reported once ---------------------------------
     market_order_interval_ms: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("market_order_interval_ms")
+        default=None, converter=optional_decimal("market_order_interval_ms")
     )
-    market_order_size: Decimal | None = attrs.field(default=None, converter=_optional_decimal("market_order_size"))
+    market_order_size: Decimal | None = attrs.field(default=None, converter=optional_decimal("market_order_size"))
     synthetic_trade_interval_ms: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("synthetic_trade_interval_ms")
+        default=None, converter=optional_decimal("synthetic_trade_interval_ms")
     )
     synthetic_trade_size: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("synthetic_trade_size")
+        default=None, converter=optional_decimal("synthetic_trade_size")
     )
 
     def __attrs_post_init__(self) -> None:

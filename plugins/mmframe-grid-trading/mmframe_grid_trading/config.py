@@ -21,30 +21,17 @@ strategy is built for its market (:class:`~mmframe_grid_trading.GridTrading`), w
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from mmframe import to_decimal
+from mmframe.config import optional_decimal, positive
 
 __all__ = ["DEFAULT_WINDOW", "Config"]
 
 #: The window size when neither the window nor ``grid_levels`` is configured.
 DEFAULT_WINDOW = 10
-
-
-def _optional_decimal(name: str) -> Callable[[object], Decimal | None]:
-    def convert(value: object) -> Decimal | None:
-        return None if value is None else to_decimal(value, name=name)
-
-    return convert
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Decimal | None) -> None:
@@ -81,18 +68,18 @@ class Config:
 
     # ---- the grid's spacing: exactly one of the two ----------------------------------------------------------
     price_interval: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("price_interval"), validator=_positive
+        default=None, converter=optional_decimal("price_interval"), validator=positive
     )
     grid_spacing_percent: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("grid_spacing_percent"), validator=_fraction
+        default=None, converter=optional_decimal("grid_spacing_percent"), validator=_fraction
     )
 
     # ---- the quantity of every buy: exactly one of the two (aliases) ------------------------------------------
     order_quantity: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("order_quantity"), validator=_positive
+        default=None, converter=optional_decimal("order_quantity"), validator=positive
     )
     grid_quantity: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("grid_quantity"), validator=_positive
+        default=None, converter=optional_decimal("grid_quantity"), validator=positive
     )
 
     # ---- where the grid stands and how far it reaches ---------------------------------------------------------
@@ -100,11 +87,11 @@ class Config:
     buy_window_size: int | None = attrs.field(default=None, validator=_count)
     sell_window_size: int | None = attrs.field(default=None, validator=_count)
     anchor_price: Decimal | None = attrs.field(
-        default=None, converter=_optional_decimal("anchor_price"), validator=_positive
+        default=None, converter=optional_decimal("anchor_price"), validator=positive
     )
 
     # ---- the market's description and the index source (read by the service, not by the strategy) ---------
-    tick_size: Decimal | None = attrs.field(default=None, converter=_optional_decimal("tick_size"), validator=_positive)
+    tick_size: Decimal | None = attrs.field(default=None, converter=optional_decimal("tick_size"), validator=positive)
     base_precision: int | None = attrs.field(default=None, validator=_precision)
     quote_precision: int | None = attrs.field(default=None, validator=_precision)
     external_exchange: str | None = attrs.field(default=None, validator=_non_empty)
