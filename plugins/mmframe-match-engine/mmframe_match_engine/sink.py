@@ -6,6 +6,11 @@ What it guarantees:
   same client order ids; the engine answers ``duplicate`` for those it already has.
 - **No lost order.** An order whose fate is unknown stays *pending* for the engine (it counts as live, so nothing
   is placed twice) until the sink has found out, by asking the engine, whether it exists.
+- **No lost cancel.** A cancel stays wanted until the order is known to be finished: from the stream, from a query,
+  or from a cancel answer ``cancelled``/``not_open``. A cancel the engine answers ``unknown`` for an order that
+  was still on its way (its batch queued or in flight) is sent again once the engine has the order; an ``unknown``
+  for an order the engine has since accepted (the cancel overtook the batch) makes the sink ask the engine, and
+  cancel again if the order is open.
 - **No stale view.** Order events come from the engine's event stream; after a gap (a reconnect the engine cannot
   replay, or a restart of the engine) the sink asks the engine how each of its open orders stands and turns the
   difference into events.
@@ -21,6 +26,7 @@ import logging
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -138,7 +144,11 @@ class MatchEngineSink:
         self._mirror: dict[str, _Mirror] = {}
         self._queue: list[OrderRequest] = []
         self._queue_wake = trio.Event()
-        self._unverified: dict[str, _Mirror] = {}  # orders whose batch was given up: do they exist?
+        self._unverified: dict[str, _Mirror] = {}  # orders whose state the engine must be asked for
+        self._in_flight: set[str] = set()  # client ids taken out of the queue whose batch answer is not yet handled
+        # Client ids of our orders that ended lately (bounded): a stream event that arrives for one after a query or
+        # a cancel answer already told its end is a repetition, not another process's order.
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._cancel_wanted: dict[str, str] = {}  # client id -> symbol: cancels still to be confirmed
         self._bucket: _TokenBucket | None = None
         self._failures = 0
@@ -213,8 +223,9 @@ class MatchEngineSink:
         if unqueue:
             self._queue = [r for r in self._queue if r.client_order_id not in unqueue]
             for coid in unqueue:
+                # Our own cancel, not a refusal: the order ends cancelled (pending → cancelled), without a fill.
                 self._mirror.pop(coid, None)
-                self._emit(OrderEvent(OrderEventKind.REJECTED, coid, symbol, reason="cancelled before it was sent"))
+                self._emit(OrderEvent(OrderEventKind.CANCELLED, coid, symbol, reason="cancelled before it was sent"))
         to_send = [coid for coid in client_order_ids if coid not in queued]
         for coid in to_send:
             self._cancel_wanted[coid] = symbol
@@ -223,10 +234,11 @@ class MatchEngineSink:
             return
         try:
             data = await self._request("POST", "/api/v1/orders/cancel", {"symbol": symbol, "client_order_ids": to_send})
-        except (SinkUnavailable, EngineRejected) as exc:
+            self._cancel_results(data)
+        except (SinkUnavailable, EngineRejected, WireError) as exc:
+            # Still wanted: the repair loop sends it again.
             log.warning("cancel of %d orders on %s not confirmed yet (%s); will retry", len(to_send), symbol, exc)
-            return
-        self._cancel_results(data)
+            self._resync_needed.set()
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         data = await self._request("POST", "/api/v1/orders/cancel-all", {"symbol": symbol, "prefix": prefix})
@@ -352,6 +364,7 @@ class MatchEngineSink:
                     await trio.sleep(self.config.linger)
                 while self._queue:
                     batch, self._queue = self._queue[: self.config.max_batch], self._queue[self.config.max_batch :]
+                    self._in_flight.update(r.client_order_id for r in batch)
                     token = object()
                     await limiter.acquire_on_behalf_of(token)
                     nursery.start_soon(self._send_batch, batch, limiter, token)
@@ -377,6 +390,7 @@ class MatchEngineSink:
                 return
             self._batch_results(batch, data)
         finally:
+            self._in_flight.difference_update(r.client_order_id for r in batch)
             limiter.release_on_behalf_of(token)
 
     def _batch_results(self, batch: list[OrderRequest], data: dict[str, Any]) -> None:
@@ -408,6 +422,9 @@ class MatchEngineSink:
 
     def _reject(self, request: OrderRequest, reason: str) -> None:
         self._mirror.pop(request.client_order_id, None)
+        self._cancel_wanted.pop(request.client_order_id, None)
+        self._unverified.pop(request.client_order_id, None)
+        self._remember_finished(request.client_order_id)
         self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol, reason=reason))
 
     # ---- cancels ----------------------------------------------------------------------------------------------
@@ -422,20 +439,33 @@ class MatchEngineSink:
                 self._cancel_wanted.pop(coid, None)  # the stream brings the order's end
             elif outcome == "unknown":
                 mirror = self._mirror.get(coid)
-                if mirror is None or mirror.status is not None:
-                    self._cancel_wanted.pop(coid, None)  # nothing to cancel (and not ours in flight)
-                # else: the place is still in flight; the cancel is sent again once it is confirmed
+                if mirror is None:
+                    self._cancel_wanted.pop(coid, None)  # not an order of ours that can still be open
+                elif mirror.status is None:
+                    pass  # the place is still on its way; the cancel is sent again once the engine has it
+                elif not mirror.status.is_terminal and coid in self._cancel_wanted:
+                    # The engine handled the cancel before the batch that placed the order, and we have heard of
+                    # the order since (the stream or the batch answer was faster than this answer). The cancel
+                    # stays wanted; ask the engine how the order stands: open → cancel again, absent → expired.
+                    self._unverified[coid] = mirror
+                    self._resync_needed.set()
 
     async def _retry_cancels(self) -> None:
         by_symbol: dict[str, list[str]] = {}
         for coid, symbol in list(self._cancel_wanted.items()):
             mirror = self._mirror.get(coid)
+            if coid in self._unverified:
+                continue  # asked about first (see _verify_unknown); a cancel follows if it is open
             if mirror is not None and mirror.status is None:
+                if coid not in self._in_flight and coid not in self._queue_ids():
+                    self._unverified[coid] = mirror  # its batch is settled but we never heard: ask the engine
                 continue  # still unconfirmed: cancel once the engine has it
             by_symbol.setdefault(symbol, []).append(coid)
         for symbol, ids in by_symbol.items():
-            data = await self._request("POST", "/api/v1/orders/cancel", {"symbol": symbol, "client_order_ids": ids})
-            self._cancel_results(data)
+            for start in range(0, len(ids), 100):
+                chunk = ids[start : start + 100]
+                body = {"symbol": symbol, "client_order_ids": chunk}
+                self._cancel_results(await self._request("POST", "/api/v1/orders/cancel", body))
 
     # ---- the event stream -------------------------------------------------------------------------------------
 
@@ -489,6 +519,8 @@ class MatchEngineSink:
     def _stream_event(self, event: OrderEvent, side: Side, status: OrderStatus) -> None:
         mirror = self._mirror.get(event.client_order_id)
         if mirror is None:
+            if event.client_order_id in self._finished:
+                return  # its end was told already (by a query, or the batch's answer): nothing new
             self._emit(event)  # not one this process placed (a leftover, another process): pass it on
             return
         fresh = self._apply(mirror, event.kind, event.filled_quantity, status,
@@ -523,8 +555,14 @@ class MatchEngineSink:
         if mirror.status is not None and mirror.status.is_terminal:
             self._mirror.pop(coid, None)
             self._cancel_wanted.pop(coid, None)
+            self._remember_finished(coid)
         elif coid in self._cancel_wanted:
             self._resync_needed.set()  # a cancel that arrived before the order did: send it again now
+
+    def _remember_finished(self, coid: str) -> None:
+        self._finished[coid] = None
+        if len(self._finished) > REMEMBER_FINISHED:
+            self._finished.popitem(last=False)
 
     # ---- resynchronisation ------------------------------------------------------------------------------------
 
@@ -536,6 +574,8 @@ class MatchEngineSink:
         await self._query_and_reconcile(list(self._mirror))
 
     async def _verify_unknown(self) -> None:
+        for coid in [c for c in self._unverified if c not in self._mirror]:
+            del self._unverified[coid]  # settled meanwhile
         if self._unverified:
             await self._query_and_reconcile(list(self._unverified))
 
@@ -562,8 +602,8 @@ class MatchEngineSink:
         if mirror is None:
             return
         if mirror.status is None:
-            if coid in self._queue_ids():
-                return  # still waiting for its batch
+            if coid in self._in_flight or coid in self._queue_ids():
+                return  # still waiting for its batch (or for its answer): the batch settles it
             reason, kind = "never reached the match engine", OrderEventKind.REJECTED
             mirror.status = OrderStatus.REJECTED
         else:
@@ -606,6 +646,10 @@ class MatchEngineSink:
 
     def _emit(self, event: OrderEvent) -> None:
         self._listeners.emit(event)
+
+
+#: Client ids of finished orders the sink remembers, to tell a late repetition of an order's end from news.
+REMEMBER_FINISHED = 20_000
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
