@@ -188,10 +188,20 @@ class FeedHub:
     :param name: the feed's name, for logs and statistics.
     :param clock: the clock of update ages (default ``trio.current_time``, so ages follow trio's MockClock).
     :param logger: where rejects and failing listeners are logged (default ``mmframe.feed.<name>``).
+    :param max_clock_skew: a tick stamped more than this many seconds in the future (by the wall clock) is rejected
+        and counted, not delivered: a future-dated tick must never become a market's "last good tick".
     """
 
+    #: Rejections are logged at WARNING at most once per this many seconds (with a count of the ones in between).
+    REJECT_LOG_INTERVAL = 10.0
+
     def __init__(
-        self, name: str, *, clock: Callable[[], float] = trio.current_time, logger: logging.Logger | None = None
+        self,
+        name: str,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        logger: logging.Logger | None = None,
+        max_clock_skew: float = 2.0,
     ) -> None:
         self.name = name
         self.log = logger if logger is not None else logging.getLogger(f"mmframe.feed.{name}")
@@ -204,7 +214,9 @@ class FeedHub:
         self.reconnects = 0
         self.is_connected = False
         self.listener_errors = 0
-        self._reject_logged = 0
+        self.max_clock_skew = max_clock_skew
+        self._reject_logged_at: float | None = None
+        self._reject_suppressed = 0
 
     # -- subscriptions ------------------------------------------------------------------------------------------
 
@@ -253,6 +265,10 @@ class FeedHub:
     def deliver(self, item: MarketData) -> None:
         """Count *item* and hand it to its symbol's listeners (an item for a symbol nobody follows is dropped)."""
         symbol = item.symbol
+        if isinstance(item, PriceTick) and item.timestamp - time.time() > self.max_clock_skew:
+            self.reject(f"price {item.price} stamped {item.timestamp - time.time():.1f}s in the future "
+                        f"(max_clock_skew {self.max_clock_skew}s)", symbol)
+            return
         counters = self._counters.get(symbol)
         if counters is None:
             counters = self._counters[symbol] = _SymbolCounters()
@@ -269,18 +285,27 @@ class FeedHub:
                 self._remove(symbol, token)
 
     def reject(self, reason: str, symbol: str | None = None, *, raw: object = None, level: int | None = None) -> None:
-        """Count a message that was skipped, and log why: at *level* if given (an exchange's error reply), else the
-        first ten at WARNING and the rest at DEBUG (a stream of garbage must not flood the log)."""
+        """Count a message that was skipped, and log why: at *level* if given (an exchange's error reply), else at
+        WARNING at most once per :attr:`REJECT_LOG_INTERVAL` seconds, saying how many were not logged in between
+        (a stream of garbage must not flood the log, and must not go unseen either)."""
         if symbol is not None and symbol in self._counters:
             self._counters[symbol].rejected += 1
         else:
             self.unattributed_rejected += 1
-        self._reject_logged += 1
+        suppressed = ""
         if level is None:
-            level = logging.WARNING if self._reject_logged <= 10 else logging.DEBUG
+            now = time.monotonic()
+            if self._reject_logged_at is not None and now - self._reject_logged_at < self.REJECT_LOG_INTERVAL:
+                self._reject_suppressed += 1
+                return
+            self._reject_logged_at = now
+            if self._reject_suppressed:
+                suppressed = f" ({self._reject_suppressed} more rejected since the last report)"
+                self._reject_suppressed = 0
+            level = logging.WARNING
         snippet = "" if raw is None else f": {_snippet(raw)}"
-        self.log.log(level, "%s feed: rejected a message%s (%s)%s", self.name,
-                     f" for {symbol}" if symbol else "", reason, snippet)
+        self.log.log(level, "%s feed: rejected a message%s (%s)%s%s", self.name,
+                     f" for {symbol}" if symbol else "", reason, snippet, suppressed)
 
     def connected(self) -> None:
         """The connection is up (and subscribed)."""

@@ -185,6 +185,9 @@ class RedisFeed:
         except (BadMessage, ValueError) as exc:
             self.hub.reject(f"{channel.decode(errors='replace')}: {exc}", symbol, raw=data)
             return
+        except Exception as exc:  # a trio callback: anything escaping it would end the process
+            self.hub.reject(f"{channel.decode(errors='replace')}: {type(exc).__name__}: {exc}", symbol, raw=data)
+            return
         self.hub.deliver(item)
 
 

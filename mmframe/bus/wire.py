@@ -81,6 +81,8 @@ def _object(payload: bytes | str, symbol: str) -> dict[str, object]:
         raise BadMessage("payload is not UTF-8") from None
     except ValueError as exc:
         raise BadMessage(f"payload is not JSON ({exc})") from None
+    except RecursionError:  # "[[[[...": nested deeper than the parser goes; never a price
+        raise BadMessage("payload is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadMessage(f"payload must be a JSON object, got {type(data).__name__}")
     named = data.get("symbol")
