@@ -21,6 +21,7 @@ import pluggy
 import trio
 
 from .config import structure_config
+from .engine.index import IndexGuard, IndexSource
 from .engine.manager import StrategyManager
 from .engine.market import MarketSpec, MarketState, MarketStatus, RestartPolicy
 from .engine.reconcile import Tolerance
@@ -33,7 +34,7 @@ from .protocols import OrderSink, Position
 from .settings import Settings
 from .store import FillRecord, MarketRow, OrderEventRecord, Store
 
-__all__ = ["MarketOptions", "MarketRecord", "Service", "UnknownMarket", "split_symbol"]
+__all__ = ["MarketOptions", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket", "split_symbol"]
 
 log = logging.getLogger("mmframe.service")
 
@@ -47,6 +48,10 @@ ACTIVE = frozenset({MarketState.RUNNING, MarketState.STARTING, MarketState.DEGRA
 
 class UnknownMarket(MMFrameError, LookupError):
     """No configured market matches the symbol and market type asked for."""
+
+
+class ReloadRefused(MMFrameError):
+    """A reload whose fresh configuration cannot be used: the market goes on as it was (the API answers 422)."""
 
 
 def split_symbol(index_symbol: str) -> str:
@@ -73,6 +78,9 @@ class MarketOptions:
     :param feed: the feed plugin (default: the service's ``feed`` setting).
     :param feed_config: that feed's configuration.
     :param index_symbol: the symbol the feed knows the index by (default: ``strategy_currency.index_symbol``).
+    :param index_guard: how the index is screened (:class:`~mmframe.engine.index.IndexGuard`).
+    :param index_sources: more feeds for a composite index (each ``{"feed", "feed_config", "index_symbol"}``); a
+        ``redis`` source's connection defaults to ``MARKET_REDIS_*`` like the market's own feed.
     """
 
     feed: str | None = None
@@ -83,10 +91,14 @@ class MarketOptions:
     refresh_interval: float = 1.0
     stale_after: float = 10.0
     max_tick_jump: Decimal = Decimal("0.1")
-    confirm_ticks: int = 5
+    confirm_ticks: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    index_guard: IndexGuard = IndexGuard()
+    index_sources: tuple[IndexSource, ...] = ()
     restart: RestartPolicy = RestartPolicy()
     leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
     seed: int | None = None
+    reconcile_interval: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    reconcile_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
 
 
 @attrs.define
@@ -163,13 +175,20 @@ def choose_feed(
         feed = exchange
     if feed == "redis":
         feed_config.setdefault("exchange", exchange)
-        address = settings.market_redis
-        if address is not None:
-            for key, value in (("host", address.host), ("port", address.port), ("db", address.db),
-                               ("password", address.password)):
-                if value is not None:
-                    feed_config.setdefault(key, value)
+        feed_config = _bus_defaults(feed, feed_config, settings)
     return feed, feed_config, index_symbol
+
+
+def _bus_defaults(feed: str, config: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """A ``redis`` feed's connection defaults to ``MARKET_REDIS_*``; other feeds' configs are left as they are."""
+    config = dict(config)
+    address = settings.market_redis
+    if feed == "redis" and address is not None:
+        for key, value in (("host", address.host), ("port", address.port), ("db", address.db),
+                           ("password", address.password)):
+            if value is not None:
+                config.setdefault(key, value)
+    return config
 
 
 def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] | None = None) -> MarketSpec:
@@ -181,6 +200,10 @@ def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] |
     options_data = row.description.options if row.description is not None else {}
     options = structure_config(options_data or {}, MarketOptions)
     feed, feed_config, index_symbol = choose_feed(row, options, settings, feeds)
+    sources = tuple(
+        attrs.evolve(source, feed_config=_bus_defaults(source.feed, source.feed_config, settings))
+        for source in options.index_sources
+    )
     return MarketSpec(
         market=market,
         strategy=row.strategy_name,
@@ -194,9 +217,13 @@ def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] |
         stale_after=options.stale_after,
         max_tick_jump=options.max_tick_jump,
         confirm_ticks=options.confirm_ticks,
+        index_guard=options.index_guard,
+        index_sources=sources,
         restart=options.restart,
         leftovers=options.leftovers,
         seed=options.seed,
+        reconcile_interval=options.reconcile_interval,
+        reconcile_grace=options.reconcile_grace,
         name=row.id,
     )
 
@@ -299,6 +326,9 @@ class Service:
         self.api = api
         self.binds: list[str] = []
         self._nursery: trio.Nursery | None = None
+        # Commands on one market (start, stop, reload, config update, the kill switch's stop) run one at a time, in
+        # the order they came: two concurrent starts give the answer two sequential ones give.
+        self._locks: dict[str, trio.Lock] = {}
 
     # ---- running ----------------------------------------------------------------------------------------------
 
@@ -359,33 +389,51 @@ class Service:
         return fills
 
     def _add_record(self, row: MarketRow) -> MarketRecord:
+        record = self._make_record(row)
+        if record.error:
+            log.error("Strategy [%s] failed to load: %s", row.id, record.error)
+        self._register(record)
+        return record
+
+    def _make_record(self, row: MarketRow) -> MarketRecord:
+        """The record of *row*: its spec, checked against the strategy and the feed, or why there is none."""
         record = MarketRecord(row)
         try:
             spec = spec_from_row(row, self.settings, get_feeds(self.pm))
             self._check_strategy_config(spec)
             self._check_feed(spec)
             record.spec = spec
-        except (ValueError, TypeError) as exc:  # ConfigError, and a value an attrs validator refused
-            record.error = str(exc)
-            log.error("Strategy [%s] failed to load: %s", row.id, exc)
-        self.records[row.id] = record
-        if record.spec is not None:
-            self.market_ids[record.spec.key] = row.id
+        except (ValueError, TypeError, ArithmeticError, MMFrameError) as exc:  # ConfigError, an attrs validator,
+            record.error = str(exc) or type(exc).__name__  # a decimal overflow in a strategy's own checks
         return record
 
+    def _register(self, record: MarketRecord) -> None:
+        self.records[record.row.id] = record
+        if record.spec is not None:
+            self.market_ids[record.spec.key] = record.row.id
+
+    def _lock(self, record: MarketRecord) -> trio.Lock:
+        return self._locks.setdefault(record.id, trio.Lock())
+
+    def _current(self, record: MarketRecord) -> MarketRecord:
+        """The market's record now (a reload that ran while this command waited for its turn replaced it)."""
+        return self.records.get(record.id, record)
+
     def _check_feed(self, spec: MarketSpec) -> None:
-        """Refuse a feed that is not installed, or options it would refuse, before anything starts."""
+        """Refuse a feed (the market's own, or an index source's) that is not installed, or options it would refuse,
+        before anything starts."""
         feeds = get_feeds(self.pm)
-        if spec.feed not in feeds:
-            hint = f" (pip install mmframe-{spec.feed}, or set MARKET_REDIS_HOST to follow the Redis bus)"
-            raise ConfigError(
-                f"feed {spec.feed!r} is not installed{hint if spec.feed in KNOWN_FEED_PLUGINS else ''}; "
-                f"installed feeds: {', '.join(sorted(feeds))}"
-            )
-        try:
-            structure_config(spec.feed_config, feeds[spec.feed].Config)
-        except ConfigError as exc:
-            raise ConfigError(f"feed {spec.feed!r}: {exc}") from None
+        for name, config in [(spec.feed, spec.feed_config), *((s.feed, s.feed_config) for s in spec.index_sources)]:
+            if name not in feeds:
+                hint = f" (pip install mmframe-{name}, or set MARKET_REDIS_HOST to follow the Redis bus)"
+                raise ConfigError(
+                    f"feed {name!r} is not installed{hint if name in KNOWN_FEED_PLUGINS else ''}; "
+                    f"installed feeds: {', '.join(sorted(feeds))}"
+                )
+            try:
+                structure_config(config, feeds[name].Config)
+            except ConfigError as exc:
+                raise ConfigError(f"feed {name!r}: {exc}") from None
 
     def _check_strategy_config(self, spec: MarketSpec) -> None:
         """Refuse a config the strategy would refuse, before anything starts: the key is named."""
@@ -433,32 +481,70 @@ class Service:
     # ---- commands ---------------------------------------------------------------------------------------------
 
     async def start(self, record: MarketRecord) -> MarketStatus:
+        """Start the market (after any command on it under way); one already running is left as it is."""
+        async with self._lock(record):
+            return await self._start(self._current(record))
+
+    async def _start(self, record: MarketRecord) -> MarketStatus:
         if record.spec is None:
             raise ConfigError(record.error)
         status = self.status_of(record)
-        if status is not None and status.state in ACTIVE:
-            return status
+        if status is not None and (status.state in ACTIVE or self.manager.is_active(record.spec.key)):
+            return status  # running, or failed and about to be restarted by its supervisor
         return await self.manager.start_market(record.spec)
 
     async def stop(self, record: MarketRecord) -> MarketStatus | None:
+        """Stop the market (after any command on it under way); its orders are cancelled before this returns."""
+        async with self._lock(record):
+            return await self._stop(self._current(record))
+
+    async def _stop(self, record: MarketRecord) -> MarketStatus | None:
         if record.spec is None or record.spec.key not in self.manager.markets:
             return None
         return await self.manager.stop_market(record.spec.key)
 
     async def reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
-        """Stop the market, read its configuration again from the store, start it."""
-        await self.stop(record)
-        row = await trio.to_thread.run_sync(
-            self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
-        )
-        if row is None:
-            raise UnknownMarket(f"market {record.id} is no longer in the database")
-        fresh = self._add_record(row)
-        return fresh, await self.start(fresh)
+        """Read the market's configuration again from the store; if it builds (the strategy and feed accept it and
+        a dry build of its book passes, see :meth:`StrategyManager.dry_build`), stop the market and start it with
+        it. If it does not, raise :class:`ReloadRefused` and leave the market as it was, on its previous config."""
+        async with self._lock(record):
+            record = self._current(record)
+            row = await trio.to_thread.run_sync(
+                self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
+            )
+            if row is None:
+                await self._stop(record)
+                raise UnknownMarket(f"market {record.id} is no longer in the database")
+            fresh = self._make_record(row)
+            if fresh.spec is not None:
+                try:
+                    self.manager.dry_build(fresh.spec)
+                except ConfigError as exc:
+                    fresh.spec, fresh.error = None, str(exc)
+            if fresh.spec is None:
+                if record.spec is None:
+                    self._register(fresh)  # nothing ran before: show the new reason
+                state = self.state_of(record)
+                keeps = "keeps running on its previous config" if state in ("running", "degraded") else (
+                    f"stays {state}" + (", with its previous config" if record.spec is not None else "")
+                )
+                log.error("Strategy [%s] reload refused, it %s: %s", record.id, keeps, fresh.error)
+                raise ReloadRefused(f"reload of {record.id} refused, the market {keeps}: {fresh.error}")
+            await self._stop(record)
+            self._register(fresh)
+            return fresh, await self._start(fresh)
 
     async def update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate *changes* merged over the market's config against its strategy, persist them as the market's
-        override, and return the new effective config. It applies on the next reload."""
+        """Validate *changes* merged over the market's config, persist them as the market's override, and return
+        the new effective config. It applies on the next reload.
+
+        Validated are the strategy's own config checks and a dry build of the market's book with the new config at
+        the market's current index (see :meth:`StrategyManager.dry_build`); a refusal names the key(s) to blame.
+        """
+        async with self._lock(record):
+            return await self._update_config(self._current(record), changes)
+
+    async def _update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:
         current = record.row
         row = await trio.to_thread.run_sync(
             self.store.load_market, current.currency_id, current.market_type, limiter=self.store_limiter
@@ -471,21 +557,48 @@ class Service:
         effective = {**row.strategy_config, **overrides}
         cls = get_strategies(self.pm).get_or_raise(row.strategy_name)
         structure_config(effective, cls.Config)
+        error = self._build_error(attrs.evolve(row, overrides=overrides))
+        if error:
+            raise ConfigError(f"{self._blame(row, changes)}: {error}")
         await trio.to_thread.run_sync(
             self.store.save_override, row.currency_id, row.market_type, overrides, limiter=self.store_limiter
         )
         return effective
 
+    def _build_error(self, row: MarketRow) -> str:
+        """Why *row* would fail to load or to build its book (see :meth:`StrategyManager.dry_build`), or ``""``."""
+        record = self._make_record(row)
+        if record.spec is None:
+            return record.error
+        try:
+            self.manager.dry_build(record.spec)
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    def _blame(self, row: MarketRow, changes: Mapping[str, Any]) -> str:
+        """The changed keys that fail alone (``config.base_quantity``), else all the changed keys."""
+        alone = [k for k in changes if self._build_error(attrs.evolve(row, overrides={**row.overrides, k: changes[k]}))]
+        return ", ".join(f"config.{k}" for k in sorted(alone or changes, key=str))
+
     async def kill(self) -> dict[str, Any]:
-        """The kill switch: stop every market (each cancels its orders), then cancel anything left with our
-        instance prefix on every configured symbol."""
-        stopped = []
-        async with trio.open_nursery() as nursery:
-            for record in self.records.values():
+        """The kill switch: stop every market (each cancels its orders, after any command on it under way), then
+        cancel anything left with our instance prefix on every configured symbol."""
+        stopped: list[str] = []
+
+        async def stop(record: MarketRecord) -> None:
+            async with self._lock(record):
+                record = self._current(record)
                 status = self.status_of(record)
-                if status is not None and status.state in ACTIVE:
+                if record.spec is not None and status is not None and (
+                    status.state in ACTIVE or self.manager.is_active(record.spec.key)
+                ):
                     stopped.append(record.id)
-                    nursery.start_soon(self.stop, record)
+                    await self._stop(record)
+
+        async with trio.open_nursery() as nursery:
+            for record in list(self.records.values()):
+                nursery.start_soon(stop, record)
         cancelled = 0
         unconfirmed: dict[str, str] = {}
         prefix = f"{self.settings.instance_id}-"
@@ -529,4 +642,7 @@ def metrics_of(status: MarketStatus | None) -> dict[str, Any]:
         "position": str(status.position),
         "pnl": str(status.pnl),
         "stale": status.stale,
+        "ticks": status.ticks,
+        "ticks_rejected": status.ticks_rejected,
+        "ticks_rejected_by_reason": dict(status.ticks_rejected_by_reason),
     }

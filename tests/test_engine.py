@@ -13,6 +13,7 @@ import trio
 
 from mmframe import Fill, Market, OrderRequest, OrderType, Side, hookimpl
 from mmframe.default_plugins.paper import PaperSink
+from mmframe.engine.index import IndexGuard
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketState, RestartPolicy
 from mmframe.engine.reconcile import Tolerance
@@ -102,7 +103,10 @@ async def test_one_failing_market_does_not_disturb_another(nursery: trio.Nursery
             stopped.append((market.symbol, error))
 
     engine = await start_engine(nursery, Observer())
-    await engine.manager.start_market(spec("AAA/USDT", strategy_config={"fail_at": "200"}))
+    # The index screen lets a burst confirm a big move here (no confirm_seconds, no halt): this test is about a
+    # strategy that raises, not about the screen.
+    loose = IndexGuard(confirm_seconds=0, halt_move=None)
+    await engine.manager.start_market(spec("AAA/USDT", strategy_config={"fail_at": "200"}, index_guard=loose))
     await engine.manager.start_market(spec("BBB/USDT"))
     engine.feed.push_price("AAAUSDT", "100")
     engine.feed.push_price("BBBUSDT", "50")
@@ -222,18 +226,21 @@ async def test_the_market_status_carries_the_feed_figures_for_its_symbol(
 
 async def test_bad_ticks_are_rejected_and_counted(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await start_engine(nursery)
-    await engine.manager.start_market(spec(confirm_ticks=3))
+    await engine.manager.start_market(spec(confirm_ticks=3, index_guard=IndexGuard(halt_move=None)))
     t0 = time.time()
     engine.feed.push_price("AAAUSDT", "100", timestamp=t0)
     await settle()
     engine.feed.push_price("AAAUSDT", "101", timestamp=t0 - 1)  # older than the last good tick
     await settle()
-    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 1)  # a 50 % jump
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 0.01)  # a 50 % jump
     await settle()
     assert engine.status().ticks_rejected == 2 and engine.status().index_price == Decimal("100")
-    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 2)
+    assert engine.status().ticks_rejected_by_reason == {"older": 1, "jump": 1}
+    await trio.sleep(0.5)
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 0.02)
     await settle()
-    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 3)  # the third agreeing tick is accepted
+    await trio.sleep(0.5)
+    engine.feed.push_price("AAAUSDT", "150", timestamp=t0 + 0.03)  # the third agreeing tick, 1 s on: accepted
     await settle()
     assert engine.status().index_price == Decimal("150")
     assert engine.prices()[0][0] == Decimal("149.00")

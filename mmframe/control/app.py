@@ -3,7 +3,9 @@
 Responses are ``{"code": 0, "message": ..., "data": ...}`` (the seed's shape; ``/health``, ``/api/v1/health`` and
 ``/api/v1/strategies`` keep the seed's own plain shapes). Every error is a 4xx (or, for a bug, a 500) with
 ``{"code": <the HTTP status>, "message": "<what is wrong>"}``. Every POST needs ``Authorization: Bearer <token>``;
-with no token configured, they are refused. Bodies are JSON objects of at most ``max_body_bytes``.
+with no token configured, they are refused. Bodies are UTF-8 JSON objects of at most ``max_body_bytes``, nested
+at most :data:`MAX_JSON_DEPTH` deep (checked before parsing). A reply renders whatever text a client sent
+(a lone surrogate comes back as a ``\\udXXX`` escape).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,14 +30,17 @@ from .. import _convert
 from ..errors import ConfigError, MMFrameError, UnknownPlugin
 from ..models import MarketType
 from ..plugins import get_routes, list_plugins
-from ..service import MarketRecord, Service, UnknownMarket, metrics_of
+from ..service import MarketRecord, ReloadRefused, Service, UnknownMarket, metrics_of
 from .metrics import make_registry, render_metrics
 
-__all__ = ["ApiError", "create_app", "serve_api"]
+__all__ = ["MAX_JSON_DEPTH", "ApiError", "ApiResponse", "create_app", "json_too_deep", "serve_api"]
 
 log = logging.getLogger("mmframe.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: The deepest nesting of arrays and objects a request body may have (the deepest valid one has 4 levels).
+MAX_JSON_DEPTH = 32
 
 
 class ApiError(Exception):
@@ -45,12 +51,37 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class ApiResponse(JSONResponse):
+    """A JSON response that renders any text: one that UTF-8 cannot encode (a lone surrogate a client sent as a
+    ``\\ud800`` escape) is written as a JSON ``\\u`` escape instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def ok(data: Any = None, message: str = "Success") -> JSONResponse:
-    return JSONResponse({"code": 0, "message": message, "data": data})
+    return ApiResponse({"code": 0, "message": message, "data": data})
 
 
 def fail(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
+    return ApiResponse({"code": status, "message": message}, status_code=status, headers=headers)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A client's value for a message: its ``repr`` (surrogates and control characters escaped), shortened."""
+    text = repr(value) if isinstance(value, str) else _short_repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'} of {len(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return "a very long integer"
+    return repr(value)
 
 
 # ---- request handling ------------------------------------------------------------------------------------------
@@ -70,14 +101,33 @@ def check_token(request: Request) -> None:
         raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="mmframe"'})
 
 
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)  # a JSON string (or an unterminated one, to the end)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether *text* nests arrays and objects deeper than *limit* (brackets inside strings do not count): checked
+    before parsing, so a hostile document never reaches the parser's recursion."""
+    depth = 0
+    for bracket in _NOT_BRACKETS.sub("", _STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, read with a size cap."""
+    """The request's JSON object, read with a size cap, a depth cap, and UTF-8 only."""
     limit = _service(request).settings.max_body_bytes
     content_type = request.headers.get("content-type", "")
     if content_type and "json" not in content_type.lower():
-        raise ApiError(415, f"the body must be application/json, got {content_type}")
+        raise ApiError(415, f"the body must be application/json, got {shown(content_type)}")
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not _DIGITS.fullmatch(declared) or int(declared) > limit):
         raise ApiError(413, f"the body must be at most {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -87,9 +137,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not body:
         raise ApiError(400, "the body must be a JSON object")
     try:
-        data = json.loads(body, parse_float=str, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body must be UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
+    if json_too_deep(text):
+        raise ApiError(400, f"the body nests arrays and objects more than {MAX_JSON_DEPTH} deep")
+    try:
+        data = json.loads(text, parse_float=str, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"malformed JSON: {shown(str(exc), 200)[1:-1]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     return data
@@ -100,25 +156,32 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _market_type(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"market_type must be an integer (1 spot, 2 margin), got {value!r}")
+        raise ApiError(400, f"market_type must be an integer (1 spot, 2 margin), got {shown(value)}")
     if value not in {t.value for t in MarketType}:
-        raise ApiError(400, f"market_type must be 1 (spot) or 2 (margin), got {value}")
+        raise ApiError(400, f"market_type must be 1 (spot) or 2 (margin), got {shown(value)}")
     return value
 
 
 def _symbol(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 50:
         raise ApiError(400, "symbol must be a non-empty string like BTC/USDT or BTCUSDT")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"symbol must be valid Unicode text, got {shown(value)}") from None
     return value.strip()
 
 
 def find_market(request: Request, data: dict[str, Any], allowed: set[str]) -> MarketRecord:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        names = ", ".join(
+            name if re.fullmatch(r"[\w.-]{1,40}", name, re.ASCII) else shown(name, 40) for name in unknown[:5]
+        ) + (" ..." if len(unknown) > 5 else "")
+        raise ApiError(400, f"unknown field(s): {names} (allowed: {', '.join(sorted(allowed))})")
     if "symbol" not in data:
         raise ApiError(400, "symbol is required")
     return _service(request).find(_symbol(data["symbol"]), _market_type(data.get("market_type", 1)))
@@ -128,14 +191,14 @@ def find_market(request: Request, data: dict[str, Any], allowed: set[str]) -> Ma
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "healthy", "service": "market-maker"})
+    return ApiResponse({"status": "healthy", "service": "market-maker"})
 
 
 async def api_health(request: Request) -> Response:
     service = _service(request)
     states = [service.state_of(r) for r in service.records.values()]
     running = states.count("running") + states.count("degraded")
-    return JSONResponse(
+    return ApiResponse(
         {
             "status": "healthy",
             "service": "market-maker",
@@ -170,7 +233,7 @@ async def strategies(request: Request) -> Response:
                 "error": _error_of(record, status),
             }
         )
-    return JSONResponse(out)
+    return ApiResponse(out)
 
 
 def _error_of(record: MarketRecord, status: Any) -> str:
@@ -239,7 +302,9 @@ def _command(action: str, message: str) -> Callable[[Request], Awaitable[Respons
             record, status = await service.reload(record)
         state = str(status.state) if status is not None else "stopped"
         if action != "stop" and state not in ("running", "degraded"):
-            error = status.error if status is not None else record.error
+            error = (status.error if status is not None else "") or record.error or f"the market is {state}"
+            if record.spec is not None and service.manager.is_active(record.spec.key):
+                error += " (it is being restarted)"
             raise ApiError(422, f"strategy {record.id} did not start: {error}")
         log.info("control: %s %s -> %s", action, record.id, state)
         return ok({"strategy_id": _strategy_id(record), "id": record.id, "status": state}, message)
@@ -290,11 +355,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _known_error(request: Request, exc: Exception) -> Response:
+    message = str(exc) or type(exc).__name__
     if isinstance(exc, UnknownMarket | UnknownPlugin):
-        return fail(404, str(exc))
+        return fail(404, message)
     if isinstance(exc, ConfigError):
-        return fail(400, str(exc))
-    return fail(409, str(exc))
+        return fail(400, message)
+    if isinstance(exc, ReloadRefused):
+        return fail(422, message)
+    return fail(409, message)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,9 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
 - ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
 - ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
 - ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``
+- the periodic reconciliation against the sink: ``mmframe_reconcile_cancelled_total``,
+  ``mmframe_reconcile_gone_total``, ``mmframe_cancel_retries_total``, ``mmframe_reconcile_errors_total``, and
+  ``mmframe_orders_cancelling`` (live orders whose cancel is not confirmed yet)
 - per market, what its feed reports for its index symbol (extra label ``feed``): ``mmframe_feed_messages_total``,
   ``mmframe_feed_rejected_total`` (messages skipped as bad), ``mmframe_feed_reconnects_total``,
   ``mmframe_feed_last_price``, ``mmframe_feed_update_age_seconds``, ``mmframe_feed_connected``
@@ -55,9 +58,17 @@ COUNTERS = {
     "mmframe_volume": ("Filled quantity, base asset", "volume"),
     "mmframe_ticks": ("Index ticks accepted", "ticks"),
     "mmframe_ticks_rejected": ("Index ticks rejected as bad", "ticks_rejected"),
+    "mmframe_reconcile_cancelled": ("Open orders with our prefix the market did not track, cancelled by the "
+                                    "periodic reconciliation", "reconcile_cancelled"),
+    "mmframe_reconcile_gone": ("Orders the market believed live that the sink no longer had, marked gone",
+                               "reconcile_gone"),
+    "mmframe_cancel_retries": ("Unconfirmed cancels the periodic reconciliation sent again", "cancel_retries"),
+    "mmframe_reconcile_errors": ("Reconciliation passes the sink failed or did not answer in time",
+                                 "reconcile_errors"),
 }
 GAUGES = {
     "strategy_active_orders": ("Live orders", "active_orders"),
+    "mmframe_orders_cancelling": ("Live orders whose cancel is asked and not yet confirmed", "cancelling"),
     "mmframe_inventory": ("Net position, base asset", "position"),
     "mmframe_pnl": ("Profit and loss marked at the index, quote asset", "pnl"),
 }

@@ -15,10 +15,12 @@ cancelled, and (by its :class:`RestartPolicy`) restarted or left failed. No othe
 
 from __future__ import annotations
 
+import decimal
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -27,12 +29,25 @@ import trio
 
 from ..config import structure_config
 from ..errors import ConfigError, MMFrameError
-from ..models import Fill, MarketKey
+from ..models import (
+    DepthSnapshot,
+    Fill,
+    Market,
+    MarketKey,
+    Order,
+    OrderRequest,
+    OrderType,
+    PriceTick,
+    Quote,
+    Side,
+    to_decimal,
+)
 from ..plugins import Registry, get_feeds, get_strategies
 from ..protocols import ExchangeFeed, OrderSink, Position
-from .market import MarketHalted, MarketRunner, MarketSpec, MarketState, MarketStatus
+from .market import MarketHalted, MarketRunner, MarketSpec, MarketState, MarketStatus, UnplaceableQuote, put_on_grid
+from .risk import RiskContext, RiskGate
 
-__all__ = ["HistoryLoader", "StrategyManager"]
+__all__ = ["DryBuild", "HistoryLoader", "StrategyManager"]
 
 log = logging.getLogger("mmframe.engine")
 
@@ -175,6 +190,11 @@ class StrategyManager:
         handles = [self._require(key)] if key is not None else list(self._handles.values())
         return [self._status(h) for h in handles]
 
+    def is_active(self, key: MarketKey) -> bool:
+        """Whether the market is supervised now: starting, running, or failed and waiting to be restarted."""
+        handle = self._handles.get(key)
+        return handle is not None and not handle.stopped.is_set()
+
     def runner(self, key: MarketKey) -> MarketRunner | None:
         """The market's current runner (for its figures), or ``None`` before it was built."""
         handle = self._handles.get(key)
@@ -301,24 +321,133 @@ class StrategyManager:
         cls = self.strategies.get_or_raise(spec.strategy)
         config = structure_config(spec.strategy_config, cls.Config)
         strategy = cls(config, spec.market)
-        feed = await self._feed(spec)
+        feed = await self._feed(spec.feed, spec.feed_config)
+        index_feeds = [await self._feed(source.feed, source.feed_config) for source in spec.index_sources]
         runner = MarketRunner(
-            spec, strategy, feed, self.sink, client_prefix=self.client_prefix(spec), hook=self.pm.hook
+            spec, strategy, feed, self.sink, client_prefix=self.client_prefix(spec), hook=self.pm.hook,
+            index_feeds=index_feeds,
         )
         log.info("Strategy [%s] initialized successfully (%s, %s)", spec.label, spec.strategy, spec.key)
         return runner
 
+    # ---- dry builds -------------------------------------------------------------------------------------------
+
+    def reference_price(self, spec: MarketSpec) -> tuple[Decimal, str]:
+        """The price a dry build of *spec* puts its ladder at, and where it comes from, in this order: the market's
+        index (``index``: its last good tick, running or from its last run in this process); the feed's last price
+        for the index symbol (``feed``); the config's ``anchor_price`` (``anchor_price``); else a nominal price of
+        100,000 ticks (``nominal``). The risk gate's price band is checked only against a price from the market."""
+        runner = self.runner(spec.key)
+        if runner is not None and runner.last_tick is not None:
+            return runner.last_tick.price, "index"
+        key = (spec.feed, json.dumps(spec.feed_config, sort_keys=True, default=str))
+        statistics = getattr(self._feed_instances.get(key), "symbol_statistics", None)
+        if statistics is not None:
+            try:
+                last = getattr(statistics(spec.feed_symbol), "last_price", None)
+            except Exception:  # a figure we can do without
+                last = None
+            if isinstance(last, Decimal) and last.is_finite() and last > 0:
+                return last, "feed"
+        anchor = spec.strategy_config.get("anchor_price")
+        if anchor is not None:
+            try:
+                price = to_decimal(anchor, name="anchor_price")
+            except ValueError:
+                price = Decimal(0)
+            if price > 0:
+                return price, "anchor_price"
+        return spec.market.tick_size * 100_000, "nominal"
+
+    def dry_build(self, spec: MarketSpec) -> DryBuild:
+        """Build *spec*'s strategy, hand it one tick at :meth:`reference_price` through a throwaway context, and
+        check every quote it wants as the engine would place it: representable at the market's precision, on the
+        tick grid, at least the minimum quantity, within the market's risk limits from a flat position, and bids
+        below asks (the self-trade check against live orders and plugins' ``pre_trade_check`` hooks are not run).
+        Nothing is sent anywhere.
+
+        Raises :class:`~mmframe.ConfigError` saying what would fail at run time.
+        """
+        market = spec.market
+        try:
+            cls = self.strategies.get_or_raise(spec.strategy)
+        except MMFrameError as exc:
+            raise ConfigError(str(exc)) from None
+        config = structure_config(spec.strategy_config, cls.Config)
+        try:
+            strategy = cls(config, market)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"the strategy refuses the config: {_describe(exc)}") from None
+        reference, source = self.reference_price(spec)
+        ctx = _DryContext(market, reference)
+        where = f"at the {source} price {reference}"
+        try:
+            strategy.on_start(ctx)
+            strategy.on_tick(ctx.tick, ctx)
+            desired = strategy.desired_orders(ctx)
+            quotes = [*(desired or ()), *ctx.submitted]
+        except decimal.DecimalException as exc:
+            raise ConfigError(
+                f"the strategy cannot build its book {where}: {type(exc).__name__}: a value too large or too precise "
+                f"for exact decimal arithmetic ({decimal.getcontext().prec} significant digits)"
+            ) from None
+        except Exception as exc:
+            raise ConfigError(f"the strategy cannot build its book {where}: {_describe(exc)}") from None
+        limits = spec.risk if source in ("index", "feed") else attrs.evolve(spec.risk, price_band=None)
+        gate = RiskGate(market, limits)
+        problems = []
+        if len(quotes) > limits.max_active_orders:
+            problems.append(f"{len(quotes)} orders wanted, more than max_active_orders {limits.max_active_orders}")
+        placed = []
+        for quote in quotes:
+            if not isinstance(quote, Quote):
+                problems.append(f"the strategy wants {type(quote).__name__} {quote!r}, not a Quote")
+                continue
+            try:
+                quote = put_on_grid(market, quote)
+            except UnplaceableQuote as exc:
+                problems.append(str(exc))
+                continue
+            request = OrderRequest(
+                client_order_id="dry-build",
+                symbol=market.symbol,
+                side=quote.side,
+                type=quote.type,
+                quantity=quote.quantity,
+                price=None if quote.type is OrderType.MARKET else quote.price,
+                market_type=market.market_type,
+            )
+            try:
+                reason = gate.check(request, RiskContext(reference, (), Position()))
+            except ArithmeticError as exc:
+                reason = f"cannot be checked: {_describe(exc)}"
+            if reason is not None:
+                problems.append(f"{quote.side} {quote.quantity} @ {quote.price}: {reason}")
+            placed.append(quote)
+        bids = [q.price for q in placed if q.side is Side.BUY and q.type is not OrderType.MARKET]
+        asks = [q.price for q in placed if q.side is Side.SELL and q.type is not OrderType.MARKET]
+        if bids and asks and max(bids) >= min(asks):
+            # The engine never lets our own orders cross: one side would wait for the other forever.
+            problems.append(f"its bids and asks cross (best bid {max(bids)}, best ask {min(asks)})")
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ConfigError(f"its book {where} would fail: {'; '.join(problems[:3])}{more}")
+        return DryBuild(reference=reference, source=source, quotes=tuple(placed))
+
     # ---- feeds ------------------------------------------------------------------------------------------------
 
-    async def _feed(self, spec: MarketSpec) -> ExchangeFeed:
-        key = (spec.feed, json.dumps(spec.feed_config, sort_keys=True, default=str))
+    async def _feed(self, name: str, config: Mapping[str, Any]) -> ExchangeFeed:
+        """The running feed *name* with *config*: markets (and index sources) with equal ones share one instance."""
+        key = (name, json.dumps(config, sort_keys=True, default=str))
         async with self._feed_lock:
             feed = self._feed_instances.get(key)
             if feed is None:
-                cls = self.feeds.get_or_raise(spec.feed)
-                feed = cls(structure_config(spec.feed_config, cls.Config))
+                cls = self.feeds.get_or_raise(name)
+                feed = cls(structure_config(config, cls.Config))
                 assert self._infra is not None
-                await self._infra.start(self._run_feed, spec.feed, feed)
+                await self._infra.start(self._run_feed, name, feed)
                 self._feed_instances[key] = feed
         return feed
 
@@ -344,6 +473,60 @@ class StrategyManager:
                 log.error("feed %s failed: %s; restarting in %.0fs", name, _describe(exc), backoff)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
+
+
+@attrs.frozen
+class DryBuild:
+    """What a dry build found: the reference price (and its source, see :meth:`StrategyManager.reference_price`)
+    and the quotes as the engine would place them."""
+
+    reference: Decimal
+    source: str
+    quotes: tuple[Quote, ...]
+
+
+class _DryContext:
+    """The :class:`~mmframe.StrategyContext` of a dry build: one tick at the reference price, a flat position, no
+    orders; what the strategy submits is kept for the checks, never sent."""
+
+    def __init__(self, market: Market, price: Decimal) -> None:
+        self.market = market
+        self.tick = PriceTick(exchange="dry-build", symbol=market.symbol, price=price)
+        self.submitted: list[Quote] = []
+
+    @property
+    def now(self) -> float:
+        return trio.current_time()
+
+    @property
+    def index_price(self) -> Decimal | None:
+        return self.tick.price
+
+    @property
+    def last_tick(self) -> PriceTick | None:
+        return self.tick
+
+    @property
+    def depth(self) -> DepthSnapshot | None:
+        return None
+
+    @property
+    def position(self) -> Position:
+        return Position()
+
+    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
+        return ()
+
+    @property
+    def fill_history(self) -> Sequence[Fill]:
+        return ()
+
+    def submit(self, quote: Quote) -> str:
+        self.submitted.append(quote)
+        return f"dry-build-{len(self.submitted)}"
+
+    def cancel(self, client_order_id: str) -> None:
+        pass
 
 
 class _Started:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import functools
 import logging
 import random
 import re
@@ -45,6 +46,7 @@ from ..models import (
     Side,
 )
 from ..protocols import ExchangeFeed, OrderSink, Position, Strategy
+from .index import REJECT_REASONS, IndexGuard, IndexHalt, IndexScreen, IndexSource, Rejection
 from .reconcile import Plan, Reconciler, Tolerance
 from .risk import RiskContext, RiskGate, RiskLimits, self_trade_reason
 from .tracker import OrderTracker, best_first
@@ -106,12 +108,24 @@ class MarketSpec:
     :param refresh_interval: the longest time between two evaluations of the desired book.
     :param stale_after: seconds without a good index tick after which the market pulls its quotes; a tick whose
         own timestamp (the exchange's or the bus publisher's) is already older than this is rejected as stale.
-    :param max_tick_jump: a tick further than this fraction from the last good price is rejected (and accepted
-        once ``confirm_ticks`` consecutive ticks agree on the new level).
+    :param max_tick_jump: a tick further than this fraction from the index is rejected, and accepted only once
+        ``confirm_ticks`` consecutive ticks agree on the new level (within ``index_guard.confirm_band``, over at
+        least ``index_guard.confirm_seconds``); see :mod:`mmframe.engine.index`.
+    :param index_guard: the rest of the index screen: agreement band, clock skew, composite band, halt circuit.
+    :param index_sources: more feeds to take the index from beside ``feed``: the index is then their median
+        (a composite index, as exchanges build theirs), a source that disagrees or goes stale is dropped.
     :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
     :param seed: seeds the market's random numbers (the size variation of placed orders).
     :param leftovers: what to do at start with open orders an earlier run left (found by client-id prefix):
         ``cancel`` them (the default), or ``adopt`` them (the reconciler then keeps those that match the desired book).
+        The periodic reconciliation treats an order with our prefix that we do not track the same way.
+    :param reconcile_interval: seconds between two reconciliations of our orders against the sink's open orders
+        (``OrderSink.open_orders`` for our prefix), 0 turns it off. An order the sink has and we do not track (or
+        know as finished) is cancelled (or adopted, see ``leftovers``); an order we believe pending or resting that
+        the sink does not have in two consecutive passes is marked gone (``expired``, or ``cancelled`` when we had
+        asked for its cancel); a cancel not confirmed after ``reconcile_grace`` is sent again.
+    :param reconcile_grace: seconds an order must have been sent (or its cancel asked) before a reconciliation
+        judges it: what is still on its way to the book is never declared gone.
     """
 
     market: Market
@@ -125,12 +139,16 @@ class MarketSpec:
     refresh_interval: float = attrs.field(default=1.0, validator=_positive_float)
     stale_after: float = attrs.field(default=10.0, validator=_positive_float)
     max_tick_jump: Decimal = attrs.field(default=Decimal("0.1"), converter=Decimal)
-    confirm_ticks: int = 5
+    confirm_ticks: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    index_guard: IndexGuard = IndexGuard()
+    index_sources: tuple[IndexSource, ...] = attrs.field(default=(), converter=tuple)
     restart: RestartPolicy = RestartPolicy()
     cleanup_timeout: float = 3.0
     name: str = ""
     leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
     seed: int | None = None
+    reconcile_interval: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    reconcile_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
 
     @property
     def label(self) -> str:
@@ -144,6 +162,19 @@ class MarketSpec:
     @property
     def feed_symbol(self) -> str:
         return self.index_symbol or re.sub(r"[^A-Za-z0-9]", "", self.market.symbol)
+
+    @property
+    def source_names(self) -> list[str]:
+        """How statuses and logs name the index sources: ``feed:symbol`` (``redis:BTCUSDT@okex`` on the bus)."""
+        names = [_source_name(self.feed, self.feed_config, self.feed_symbol)]
+        for source in self.index_sources:
+            names.append(_source_name(source.feed, source.feed_config, source.index_symbol or self.feed_symbol))
+        return names
+
+
+def _source_name(feed: str, config: Mapping[str, Any], symbol: str) -> str:
+    exchange = config.get("exchange")
+    return f"{feed}:{symbol}" + (f"@{exchange}" if exchange and exchange != feed else "")
 
 
 @attrs.frozen
@@ -161,14 +192,23 @@ class MarketStatus:
     stale: bool = False
     bids: int = 0
     asks: int = 0
+    cancelling: int = 0
     active_orders: int = 0
     ticks: int = 0
     ticks_rejected: int = 0
+    ticks_rejected_by_reason: Mapping[str, int] = attrs.field(factory=dict)
+    index_sources: Sequence[Mapping[str, Any]] = ()
     orders_placed: int = 0
     orders_cancelled: int = 0
     orders_rejected: int = 0
     orders_vetoed: int = 0
     orders_deferred: int = 0
+    reconciliations: int = 0
+    reconcile_cancelled: int = 0
+    reconcile_adopted: int = 0
+    reconcile_gone: int = 0
+    cancel_retries: int = 0
+    reconcile_errors: int = 0
     fills: int = 0
     volume: Decimal = Decimal(0)
     position: Decimal = Decimal(0)
@@ -183,11 +223,12 @@ class MarketStatus:
 class _Inbox:
     """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated)."""
 
-    __slots__ = ("_wake", "conflated", "depth", "events", "tick", "tick_at")
+    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at")
 
     def __init__(self) -> None:
         self.events: deque[OrderEvent] = deque()
         self.tick: PriceTick | None = None
+        self.extra_ticks: dict[int, PriceTick] = {}  # the latest tick of each extra index source (a composite)
         self.tick_at = 0.0  # perf_counter() when the latest tick arrived: where quote latency starts
         self.depth: DepthSnapshot | None = None
         self.conflated = 0
@@ -208,6 +249,17 @@ class _Inbox:
             self.depth = item
         else:
             return
+        self._wake.set()
+
+    def push_source(self, source: int, item: MarketData) -> None:
+        """A tick of extra index source number *source* (1, 2, ...); its depth is not the market's."""
+        if not isinstance(item, PriceTick):
+            return
+        if self.tick is None and not self.extra_ticks:
+            self.tick_at = time.perf_counter()
+        if source in self.extra_ticks:
+            self.conflated += 1
+        self.extra_ticks[source] = item
         self._wake.set()
 
     async def wait(self) -> None:
@@ -284,11 +336,28 @@ class MarketRunner:
         client_prefix: str,
         hook: Any = None,
         history: Sequence[Fill] = (),
+        index_feeds: Sequence[ExchangeFeed] = (),
     ) -> None:
+        if len(index_feeds) != len(spec.index_sources):
+            raise MMFrameError(f"{len(spec.index_sources)} index sources but {len(index_feeds)} feeds for them")
         self.spec = spec
         self.market = spec.market
         self.strategy = strategy
         self.feed = feed
+        self.index_feeds = tuple(index_feeds)
+        self.index = IndexScreen(
+            spec.source_names,
+            symbol=spec.feed_symbol,
+            max_tick_jump=spec.max_tick_jump,
+            confirm_ticks=spec.confirm_ticks,
+            stale_after=spec.stale_after,
+            guard=spec.index_guard,
+        )
+        if spec.risk.settled_band is not None:
+            self.index.history_seconds = spec.risk.settled_after
+        self.rejected_by_reason: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        self._reject_logged: dict[str, tuple[float, int]] = {}  # reason -> (last logged at, rejected since)
+        self.book_mid: Decimal | None = None  # the local book's mid without our orders (risk.book_band)
         self.sink = sink
         self.client_prefix = client_prefix
         self.hook = hook
@@ -308,13 +377,20 @@ class MarketRunner:
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
         self._seq = int(time.time() * 1_000_000)
-        self._jump_candidates = 0
         self.counters: dict[str, int] = dict.fromkeys(
             ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred"), 0
         )
         self.last_veto = ""
         self._veto_logged: dict[str, float] = {}
         self._interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
+        #: The periodic reconciliation's figures (see MarketSpec.reconcile_interval) and its state.
+        self.reconcile_counts: dict[str, int] = dict.fromkeys(
+            ("reconciliations", "reconcile_cancelled", "reconcile_adopted", "reconcile_gone", "cancel_retries",
+             "reconcile_errors"), 0
+        )
+        self._next_reconcile: float | None = None
+        self._missing: dict[str, int] = {}  # client id -> consecutive reconciliations the sink did not have it
+        self._rejects_logged: tuple[float, int] = (-1e18, 0)  # (last "order rejected" line at, rejections since)
         self.quote_latency = LatencyHistogram()
         self.rng = random.Random(spec.seed)
         self._local_depth: DepthSnapshot | None = None
@@ -336,18 +412,31 @@ class MarketRunner:
         symbol, prefix = self.market.symbol, self.client_prefix
         sink_sub = self.sink.subscribe(symbol, prefix, self.inbox.push_event)
         feed_sub = None
+        extra_subs: list[Any] = []
         try:
             await self._wait_for_sink()
             await self._handle_leftovers()
             feed_sub = self.feed.subscribe(self.spec.feed_symbol, self.inbox.push_data)
+            for number, (source, feed) in enumerate(zip(self.spec.index_sources, self.index_feeds, strict=True), 1):
+                extra_subs.append(feed.subscribe(source.index_symbol or self.spec.feed_symbol,
+                                                 functools.partial(self.inbox.push_source, number)))
             self.strategy.on_start(self.ctx)
             if self.hook is not None:
                 self.hook.market_started(market=self.market, strategy=self.spec.strategy)
             task_status.started()
             next_refresh = trio.current_time()
-            depth_every = self.strategy.local_depth_interval
+            if self.spec.reconcile_interval > 0:
+                self._next_reconcile = next_refresh + self.spec.reconcile_interval
+            depth_every = min(
+                (every for every in (self.strategy.local_depth_interval,
+                                     self.spec.risk.book_interval if self.spec.risk.book_band is not None else None)
+                 if every), default=None,
+            )
             while True:
-                with trio.move_on_at(min(next_refresh, self._next_local_depth) if depth_every else next_refresh):
+                wake_at = min(next_refresh, self._next_local_depth) if depth_every else next_refresh
+                if self._next_reconcile is not None:
+                    wake_at = min(wake_at, self._next_reconcile)
+                with trio.move_on_at(wake_at):
                     await self.inbox.wait()
                 now = trio.current_time()
                 if now >= next_refresh:
@@ -355,6 +444,8 @@ class MarketRunner:
                 if depth_every and now >= self._next_local_depth:
                     self._next_local_depth = now + depth_every
                     await self._fetch_local_depth()
+                if self._next_reconcile is not None and now >= self._next_reconcile:
+                    await self._reconcile_orders(now)
                 plan = self._step(now)
                 if self._sink_degraded():
                     # The sink cannot take orders: decide again once it can (within a refresh interval). An
@@ -370,6 +461,8 @@ class MarketRunner:
         finally:
             if feed_sub is not None:
                 feed_sub.close()
+            for sub in extra_subs:
+                sub.close()
             try:
                 self.strategy.on_stop(self.ctx)
             finally:
@@ -389,9 +482,15 @@ class MarketRunner:
         if self._sink_degraded():
             return
         try:
-            self._local_depth = await self.sink.depth(self.market.symbol, 50)
+            depth = await self.sink.depth(self.market.symbol, 50)
         except MMFrameError as exc:  # the sink could not answer now: the strategy sees the book next time
             self.log.warning("could not read the local book: %s", exc)
+            self.book_mid = None
+            return
+        if self.strategy.local_depth_interval:
+            self._local_depth = depth
+        if self.spec.risk.book_band is not None:
+            self.book_mid = others_mid(depth, self.tracker.live())
 
     def _sink_degraded(self) -> bool:
         degraded = bool(getattr(self.sink, "degraded", False))
@@ -474,8 +573,8 @@ class MarketRunner:
         local, self._local_depth = self._local_depth, None
         if local is not None:
             self.strategy.on_local_depth(local, self.ctx)
-        tick, self.inbox.tick = self.inbox.tick, None
-        if tick is not None and self._accept(tick, now):
+        tick = self._screen_index(now)
+        if tick is not None:
             self._latency_from = self.inbox.tick_at
             self.strategy.on_tick(tick, self.ctx)
             self._check_kill_switch()
@@ -487,31 +586,58 @@ class MarketRunner:
             return Plan()
         return self.reconciler.plan(self._on_grid(desired), self.tracker.quoting())
 
-    def _accept(self, tick: PriceTick, now: float) -> bool:
-        last = self.last_tick
-        reason = ""
-        if not tick.price > 0:
-            reason = f"non-positive price {tick.price}"
-        elif last is not None and tick.timestamp < last.timestamp:
-            reason = "older than the last good tick"
-        elif time.time() - tick.timestamp > self.spec.stale_after:
-            reason = f"stamped {time.time() - tick.timestamp:.1f}s ago, older than stale_after"
-        elif last is not None and abs(tick.price - last.price) > last.price * self.spec.max_tick_jump:
-            self._jump_candidates += 1
-            if self._jump_candidates < self.spec.confirm_ticks:
-                reason = f"jump from {last.price} to {tick.price}"
-            else:
-                self.log.warning("index moved from %s to %s; accepted after %d ticks agreed",
-                                 last.price, tick.price, self._jump_candidates)
-        if reason:
+    def _screen_index(self, now: float) -> PriceTick | None:
+        """Hand the ticks that arrived to the index screen (:mod:`mmframe.engine.index`); the new index, if any."""
+        inbox = self.inbox
+        tick, inbox.tick = inbox.tick, None
+        extra = inbox.extra_ticks
+        if tick is None and not extra:
+            return None
+        wall = time.time()
+        offered = False
+        if tick is not None:
+            offered |= self._offer(0, tick, now, wall)
+        if extra:
+            for number, item in sorted(extra.items()):
+                offered |= self._offer(number, item, now, wall)
+            extra.clear()
+        if not offered:
+            return None
+        try:
+            verdict = self.index.update(now, wall)
+        except IndexHalt as exc:
             self.counters["ticks_rejected"] += 1
-            self.log.debug("rejected tick: %s", reason)
-            return False
-        self._jump_candidates = 0
+            raise MarketHalted(str(exc)) from None
+        for rejection in verdict.rejections:
+            self._rejected(rejection, now)
+        if verdict.tick is None:
+            return None
+        if verdict.note:
+            self.log.warning("%s", verdict.note)
         self.counters["ticks"] += 1
-        self.last_tick = tick
+        self.last_tick = verdict.tick
         self.last_tick_at = now
-        return True
+        return verdict.tick
+
+    def _offer(self, source: int, tick: PriceTick, now: float, wall: float) -> bool:
+        rejection = self.index.offer(source, tick, now, wall)
+        if rejection is None:
+            return True
+        self._rejected(rejection, now)
+        return False
+
+    def _rejected(self, rejection: Rejection, now: float) -> None:
+        """Count a rejected tick by reason and log it at WARNING: the first of each reason, then at most one line
+        per reason every ten seconds, saying how many more there were."""
+        self.counters["ticks_rejected"] += 1
+        self.rejected_by_reason[rejection.reason] = self.rejected_by_reason.get(rejection.reason, 0) + 1
+        logged_at, since = self._reject_logged.get(rejection.reason, (-1e18, 0))
+        if now - logged_at < REJECT_LOG_INTERVAL:
+            self._reject_logged[rejection.reason] = (logged_at, since + 1)
+            return
+        self._reject_logged[rejection.reason] = (now, 0)
+        more = f" ({since} more {rejection.reason} rejections since the last report)" if since else ""
+        self.log.warning("rejected an index tick from %s: %s%s", rejection.source, rejection.message, more)
 
     def _check_stale(self, now: float) -> None:
         stale = self.last_tick_at is not None and now - self.last_tick_at > self.spec.stale_after
@@ -539,14 +665,30 @@ class MarketRunner:
             if (
                 price.as_tuple().exponent != price_exp
                 or qty.as_tuple().exponent != qty_exp
-                or not market.is_on_grid(price)
+                or not _on_grid_safely(market, price)
             ):
-                price, qty = market.round_price(price, q.side), market.round_quantity(qty)
-                q = attrs.evolve(q, price=price, quantity=qty)
+                try:
+                    q = put_on_grid(market, q)
+                except UnplaceableQuote as exc:
+                    if exc.unrepresentable:  # a decimal overflow: dropped and counted, never a market failure
+                        self._unplaceable(q, str(exc))
+                    continue
+                price, qty = q.price, q.quantity
             if qty > 0 and qty >= market.min_quantity and price > 0:
                 out.append(q)
         self._grid_memo = (quotes, out)
         return list(out)
+
+    def _unplaceable(self, quote: Quote, reason: str) -> None:
+        """A desired quote that cannot be written at the market's precision: counted as vetoed, logged (rate
+        limited like the risk gate's refusals)."""
+        self.counters["vetoed"] += 1
+        self.last_veto = reason
+        now = trio.current_time()
+        key = "unplaceable"
+        if now - self._veto_logged.get(key, -1e18) >= 60.0:
+            self._veto_logged[key] = now
+            self.log.warning("dropped a desired %s quote: %s", quote.side, reason)
 
     def _drain_events(self) -> None:
         events = self.inbox.events
@@ -554,13 +696,21 @@ class MarketRunner:
             self._apply(events.popleft())
 
     def _apply(self, event: OrderEvent) -> None:
-        if event.client_order_id not in self.tracker:
+        tracked = self.tracker.get(event.client_order_id)
+        if tracked is None:
             self.log.debug("event for an order we do not track: %s %s", event.kind, event.client_order_id)
             return
-        order = self.tracker.apply(event, trio.current_time())
+        if tracked.status.is_terminal and event.fill is None:
+            # An acknowledgement or an end for an order that has already ended for us: one the reconciliation
+            # marked gone, or the cancel it sent for an order it found open. Nothing changes (a fill still fails
+            # the market below: money moved on an order we no longer understand).
+            self.log.debug("%s for order %s, already %s", event.kind, event.client_order_id, tracked.status)
+            return
+        now = trio.current_time()
+        order = self.tracker.apply(event, now)
         if event.kind is OrderEventKind.REJECTED:
             self.counters["rejected"] += 1
-            self.log.warning("order %s rejected: %s", order.client_order_id, event.reason)
+            self._log_rejection(order.client_order_id, event.reason, now)
         if self.hook is not None:
             self.hook.order_event(market=self.market, event=event, order=order)
         fill = event.fill
@@ -606,6 +756,8 @@ class MarketRunner:
         live = list(self.tracker.live())
         batch: list[OrderRequest] = []
         ref = self.last_tick.price if self.last_tick is not None and not self.stale else None
+        risk = self.spec.risk
+        settled = self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None
         for coid, quote, from_plan in self._requests(plan.places, immediate):
             quantity = quote.quantity
             if quote.size_variation:
@@ -626,7 +778,7 @@ class MarketRunner:
                 # Our own opposite order is still being cancelled: place this one on a later step.
                 self.counters["deferred"] += 1
                 continue
-            reason = self.gate.check(request, RiskContext(ref, live, self.position))
+            reason = self.gate.check(request, RiskContext(ref, live, self.position, settled, self.book_mid))
             if reason is not None:
                 self._vetoed(request, reason, now)
                 continue
@@ -661,6 +813,111 @@ class MarketRunner:
             self.log.warning("risk gate refused %s %s %s @ %s: %s", request.side, request.quantity,
                              request.type, request.price, reason)
 
+    def _log_rejection(self, client_order_id: str, reason: str, now: float) -> None:
+        """A rejected order at WARNING: the first, then at most one line every ten seconds with the count since."""
+        logged_at, since = self._rejects_logged
+        if now - logged_at < ORDER_REJECT_LOG_INTERVAL:
+            self._rejects_logged = (logged_at, since + 1)
+            return
+        self._rejects_logged = (now, 0)
+        more = f" ({since} more orders rejected since the last report)" if since else ""
+        self.log.warning("order %s rejected: %s%s", client_order_id, reason, more)
+
+    # ---- periodic reconciliation against the sink ---------------------------------------------------------------
+
+    async def _reconcile_orders(self, now: float) -> None:
+        """One reconciliation pass (``MarketSpec.reconcile_interval``), on the market's own task between two steps:
+        our orders against the sink's open orders with our prefix. What the sink has and we do not track (or know
+        as finished) is cancelled, or adopted; what we believe pending or resting and the sink has not had in two
+        consecutive passes is marked gone; a cancel not confirmed within ``reconcile_grace`` is sent again.
+
+        Bounded in time; a sink error is logged and counted, and the pass is tried again one interval later."""
+        interval = self.spec.reconcile_interval
+        self._next_reconcile = now + interval
+        if self._sink_degraded():
+            return  # the sink cannot answer now; a degraded market holds its orders anyway
+        symbol, prefix = self.market.symbol, self.client_prefix
+        with trio.move_on_after(max(interval, RECONCILE_MIN_BUDGET)) as scope:
+            asked_at = trio.current_time()
+            try:
+                found = await self.sink.open_orders(symbol, prefix)
+            except Exception as exc:  # whatever a sink raises, the market goes on
+                self.reconcile_counts["reconcile_errors"] += 1
+                self.log.warning("reconciliation: could not read the sink's open orders (%s); next try in %ss",
+                                 exc or type(exc).__name__, interval)
+                return
+            self._drain_events()  # what arrived while we asked: the tracker as of the answer (or later)
+            self.reconcile_counts["reconciliations"] += 1
+            now = trio.current_time()
+            to_cancel, adopted, retried, gone = self._compare(found, asked_at, now)
+            for order in gone:
+                kind = OrderEventKind.CANCELLED if order.cancel_requested else OrderEventKind.EXPIRED
+                self._apply(OrderEvent(kind, order.client_order_id, symbol, filled_quantity=order.filled_quantity,
+                                       order_id=order.order_id,
+                                       reason="gone: the order sink no longer has this order (reconciliation)"))
+            self.reconcile_counts["reconcile_gone"] += len(gone)
+            self.reconcile_counts["reconcile_adopted"] += len(adopted)
+            self.reconcile_counts["reconcile_cancelled"] += len(to_cancel)
+            self.reconcile_counts["cancel_retries"] += len(retried)
+            if to_cancel or adopted or retried or gone:
+                self.log.warning(
+                    "reconciliation against the sink: cancelled %d orders we do not track%s, adopted %d, marked %d "
+                    "gone%s, sent %d unconfirmed cancels again%s",
+                    len(to_cancel), _some(to_cancel), len(adopted), len(gone),
+                    _some(o.client_order_id for o in gone), len(retried), _some(retried),
+                )
+            for coid in retried:
+                self.tracker.mark_cancel_requested(coid, now)  # the grace starts again
+            if to_cancel or retried:
+                try:
+                    await self.sink.cancel(symbol, to_cancel + retried)
+                except Exception as exc:
+                    self.reconcile_counts["reconcile_errors"] += 1
+                    self.log.warning("reconciliation: the sink refused the cancels (%s); next try in %ss",
+                                     exc or type(exc).__name__, interval)
+            self._drain_events()
+        if scope.cancelled_caught:
+            self.reconcile_counts["reconcile_errors"] += 1
+            self.log.warning("reconciliation: no answer from the sink within %ss; next try in %ss",
+                             max(interval, RECONCILE_MIN_BUDGET), interval)
+
+    def _compare(
+        self, found: Sequence[Order], asked_at: float, now: float
+    ) -> tuple[list[str], list[Order], list[str], list[Order]]:
+        """``(to cancel, adopted, cancels to send again, gone)`` from the sink's open orders *found* (asked for at
+        *asked_at*) and the tracker. Adopts what it adopts; changes nothing else."""
+        grace = self.spec.reconcile_grace
+        on_sink = {o.client_order_id: o for o in found if o.client_order_id.startswith(self.client_prefix)}
+        to_cancel: list[str] = []
+        adopted: list[Order] = []
+        for coid, order in on_sink.items():
+            tracked = self.tracker.get(coid)
+            if tracked is None:
+                if self.spec.leftovers == "adopt" and order.status.is_live and order.status is not OrderStatus.PENDING:
+                    adopted.append(self.tracker.adopt(order, now))
+                else:
+                    to_cancel.append(coid)
+            elif tracked.status.is_terminal and tracked.updated_at <= asked_at:
+                to_cancel.append(coid)  # it ended for us before we asked, yet the sink has it open
+        retried: list[str] = []
+        gone: list[Order] = []
+        missing: dict[str, int] = {}
+        for order in self.tracker.live():
+            coid = order.client_order_id
+            if coid in on_sink:
+                if order.cancel_requested and now - order.updated_at >= grace:
+                    retried.append(coid)
+                continue
+            if order.status is OrderStatus.NEW or asked_at - order.created_at < grace:
+                continue  # still on its way to the book
+            misses = self._missing.get(coid, 0) + 1
+            if misses >= RECONCILE_MISSES:
+                gone.append(order)
+            else:
+                missing[coid] = misses
+        self._missing = missing
+        return to_cancel, adopted, retried, gone
+
     # ---- status -----------------------------------------------------------------------------------------------
 
     def _feed_statistics(self) -> FeedSymbolStats | None:
@@ -678,8 +935,15 @@ class MarketRunner:
     def status(self, state: MarketState, *, error: str = "", restarts: int = 0) -> MarketStatus:
         if state is MarketState.RUNNING and self.degraded:
             state = MarketState.DEGRADED
-        quoting = self.tracker.quoting()
-        bids = sum(1 for o in quoting if o.side is Side.BUY)
+        # One pass over the live orders: bids + asks + cancelling == active_orders, always.
+        bids = asks = cancelling = 0
+        for order in self.tracker.live():
+            if order.cancel_requested:
+                cancelling += 1
+            elif order.side is Side.BUY:
+                bids += 1
+            else:
+                asks += 1
         mark = self.last_tick.price if self.last_tick is not None else None
         c = self.counters
         return MarketStatus(
@@ -693,15 +957,19 @@ class MarketRunner:
             index_price=mark,
             stale=self.stale,
             bids=bids,
-            asks=len(quoting) - bids,
-            active_orders=self.tracker.live_count(),
+            asks=asks,
+            cancelling=cancelling,
+            active_orders=bids + asks + cancelling,
             ticks=c["ticks"],
             ticks_rejected=c["ticks_rejected"],
+            ticks_rejected_by_reason={k: v for k, v in self.rejected_by_reason.items() if v},
+            index_sources=self.index.status(trio.current_time()) if self.index.composite else (),
             orders_placed=c["placed"],
             orders_cancelled=c["cancelled"],
             orders_rejected=c["rejected"],
             orders_vetoed=c["vetoed"],
             orders_deferred=c["deferred"],
+            **self.reconcile_counts,
             fills=self.position.fills,
             volume=self.position.volume,
             position=self.position.base,
@@ -712,6 +980,85 @@ class MarketRunner:
             feed=self._feed_statistics(),
             strategy_status=dict(self.strategy.status()),
         )
+
+
+def others_mid(depth: DepthSnapshot, ours: Iterable[Order]) -> Decimal | None:
+    """The mid of the local book without our own orders (their unfilled quantity taken off their levels), or ``None``
+    when no other participant has an order on one of the sides."""
+    mine: dict[tuple[Side, Decimal], Decimal] = {}
+    for order in ours:
+        if order.price is not None:
+            key = (order.side, order.price)
+            mine[key] = mine.get(key, Decimal(0)) + order.quantity - order.filled_quantity
+    best = []
+    for side, levels in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
+        prices = [Decimal(price) for price, qty in levels if Decimal(qty) - mine.get((side, Decimal(price)), 0) > 0]
+        if not prices:
+            return None
+        best.append(max(prices) if side is Side.BUY else min(prices))
+    bid, ask = best
+    return (bid + ask) / 2 if bid < ask else None
+
+
+class UnplaceableQuote(ValueError):
+    """A quote that cannot be placed: ``unrepresentable`` when its price or quantity cannot be written at the market's
+    precision at all (a decimal overflow), else it is below the minimum quantity or not at a positive price."""
+
+    def __init__(self, message: str, *, unrepresentable: bool) -> None:
+        super().__init__(message)
+        self.unrepresentable = unrepresentable
+
+
+def _on_grid_safely(market: Market, price: Decimal) -> bool:
+    try:
+        return market.is_on_grid(price)
+    except ArithmeticError:  # too many digits for the decimal context: certainly not a price we can send
+        return False
+
+
+def put_on_grid(market: Market, quote: Quote) -> Quote:
+    """*quote* on *market*'s tick grid (never more aggressively: a bid rounds down, an ask up) and at its quantity
+    precision, as the engine sends it; raises :class:`UnplaceableQuote` saying why it cannot be placed."""
+    try:
+        price, qty = market.round_price(quote.price, quote.side), market.round_quantity(quote.quantity)
+        on_grid = market.is_on_grid(price)
+    except (ArithmeticError, ValueError):
+        raise UnplaceableQuote(
+            f"{quote.side} {quote.quantity} @ {quote.price} cannot be written with {market.price_precision} price "
+            f"and {market.quantity_precision} quantity decimals",
+            unrepresentable=True,
+        ) from None
+    if not on_grid:
+        raise UnplaceableQuote(f"price {quote.price} does not round onto the tick grid", unrepresentable=True)
+    if not price > 0:
+        raise UnplaceableQuote(
+            f"{quote.side} price {quote.price} rounds to {price}, not positive", unrepresentable=False
+        )
+    if not (qty > 0 and qty >= market.min_quantity):
+        raise UnplaceableQuote(
+            f"{quote.side} quantity {quote.quantity} rounds to {qty}, below the minimum {market.min_quantity}",
+            unrepresentable=False,
+        )
+    return attrs.evolve(quote, price=price, quantity=qty)
+
+
+#: A market logs a rejected index tick at most once per this many seconds per reason (with a count in between).
+REJECT_LOG_INTERVAL = 10.0
+
+#: A market logs a rejected order at most once per this many seconds (with a count of those in between).
+ORDER_REJECT_LOG_INTERVAL = 10.0
+#: The least time a reconciliation pass may take before it is abandoned (it may take up to its interval).
+RECONCILE_MIN_BUDGET = 2.0
+#: Consecutive reconciliation passes an order must be missing from the sink before it is marked gone.
+RECONCILE_MISSES = 2
+
+
+def _some(ids: Iterable[str], limit: int = 5) -> str:
+    """`` (a, b, c, ...)`` for a log line: the first few of *ids*."""
+    listed = list(ids)
+    if not listed:
+        return ""
+    return f" ({', '.join(listed[:limit])}{', ...' if len(listed) > limit else ''})"
 
 
 #: Cancel-all rounds (0.05 s apart) after which orders whose placing was interrupted and that are on no book are

@@ -2,8 +2,11 @@
 
 Built-in checks, in order: the price is on the tick grid and the quantity at the market's precision and at least
 its minimum; the quantity is at most ``max_order_quantity``; the market has fewer than ``max_active_orders``
-live orders; the price is within ``price_band`` of the reference (index) price; the position after a full fill
-stays within ``max_position``; and self-trade prevention: the order would not cross one of our own live orders.
+live orders; the price is within ``price_band`` of the reference (index) price; a second line of defence that does
+not trust the index alone: the price is within ``settled_band`` of the index as it stood ``settled_after`` seconds ago
+and within ``book_band`` of the local book's mid (the other participants' orders, ours left out); the position after
+a full fill stays within ``max_position``; and self-trade prevention: the order would not cross one of our own live
+orders.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ class RiskLimits:
     :param max_position: the largest absolute base position a fill of the order could leave.
     :param max_loss: the kill switch: a market whose PnL falls below ``-max_loss`` (quote currency) cancels
         everything and halts.
+    :param settled_band: the largest distance of an order's price from the *settled* index — the index as it stood
+        ``settled_after`` seconds ago (or the first index, in a market younger than that) — as a fraction of it.
+        A sudden move of the index, right or wrong, is not quoted on at once: orders wait until it has held.
+    :param settled_after: seconds back to the settled index.
+    :param book_band: the largest distance of an order's price from the mid of the local book (the match engine's
+        own book, our orders left out) as a fraction of it. Checked only while the book has other participants'
+        orders on both sides; the book is read every ``book_interval`` seconds.
+    :param book_interval: how often the market reads the local book for ``book_band``.
     """
 
     max_order_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
@@ -47,15 +58,22 @@ class RiskLimits:
     price_band: Decimal | None = attrs.field(default=Decimal("0.1"), converter=_opt_decimal, validator=_non_negative)
     max_position: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
     max_loss: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
+    settled_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
+    settled_after: float = attrs.field(default=10.0, validator=_non_negative)
+    book_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
+    book_interval: float = attrs.field(default=2.0, validator=_non_negative)
 
 
 @attrs.frozen
 class RiskContext:
-    """What a pre-trade check may look at: the reference price, every live order of the market, the position."""
+    """What a pre-trade check may look at: the reference price, every live order of the market, the position, and
+    (when the market's limits use them) the settled index and the local book's mid without our orders."""
 
     reference_price: Decimal | None
     live_orders: Sequence[Order]
     position: Position
+    settled_price: Decimal | None = None
+    book_mid: Decimal | None = None
 
 
 PreTradeHook = Callable[..., str | None]
@@ -99,6 +117,17 @@ class RiskGate:
             assert price is not None
             if abs(price - ref) > ref * limits.price_band:
                 return f"price {price} is outside the price band of {limits.price_band} around {ref}"
+        if limits.settled_band is not None and price is not None:
+            settled = context.settled_price
+            if settled is None:
+                return "no settled index price to check settled_band against"
+            if abs(price - settled) > settled * limits.settled_band:
+                return (f"price {price} is outside settled_band {limits.settled_band} around {settled}, the index "
+                        f"{limits.settled_after:g}s ago")
+        if limits.book_band is not None and price is not None and context.book_mid is not None:
+            mid = context.book_mid
+            if abs(price - mid) > mid * limits.book_band:
+                return f"price {price} is outside book_band {limits.book_band} around the local book's mid {mid}"
         if limits.max_position is not None:
             after = context.position.base + request.side.sign * qty
             if abs(after) > limits.max_position and abs(after) > abs(context.position.base):

@@ -113,13 +113,13 @@ async def test_a_bad_tick_is_not_quoted_until_confirmed(nursery: trio.Nursery, a
     engine.tick("45000", timestamp=t0)
     await settle()
     first = engine.prices()
-    engine.tick("50000", timestamp=t0 + 1)  # an 11 % jump (max_tick_jump 10 %): rejected
+    engine.tick("50000", timestamp=t0 + 0.01)  # an 11 % jump (max_tick_jump 10 %): rejected
     await trio.sleep(2)
-    engine.tick("50000", timestamp=t0 + 2)  # the second agreeing tick: still rejected
+    engine.tick("50000", timestamp=t0 + 0.02)  # the second agreeing tick: still rejected
     await trio.sleep(2)
     assert engine.status().ticks_rejected == 2 and engine.status().index_price == D("45000")
     assert engine.prices() == first
-    engine.tick("50000", timestamp=t0 + 3)  # the third agrees: the new level is accepted, the ladder follows
+    engine.tick("50000", timestamp=t0 + 0.03)  # the third agrees: the new level is accepted, the ladder follows
     await settle()
     want = expected_ladder("50000", seed_levels(), 10)
     assert engine.prices() == ([p for p, _ in want[0]], [p for p, _ in want[1]])
