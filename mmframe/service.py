@@ -200,6 +200,10 @@ def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] |
     options_data = row.description.options if row.description is not None else {}
     options = structure_config(options_data or {}, MarketOptions)
     feed, feed_config, index_symbol = choose_feed(row, options, settings, feeds)
+    for number, source in enumerate(options.index_sources):
+        if source.feed == "redis" and not source.feed_config.get("exchange"):
+            raise ConfigError(f"index_sources[{number}]: a redis source needs feed_config.exchange, the bus channels "
+                              "to follow (price:update:{exchange}:{symbol})")
     sources = tuple(
         attrs.evolve(source, feed_config=_bus_defaults(source.feed, source.feed_config, settings))
         for source in options.index_sources

@@ -374,3 +374,97 @@ def test_others_mid_leaves_our_orders_out() -> None:
     assert others_mid(depth, [ours(Side.BUY, "101", "1"), ours(Side.BUY, "99", "1")]) == D("100.5")
     assert others_mid(depth, []) == D("101.5")
     assert others_mid(depth, [ours(Side.SELL, "102", "2"), ours(Side.SELL, "104", "1")]) is None
+
+
+async def test_two_sources_that_disagree_move_nothing_and_the_market_pulls_its_quotes(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start(nursery, stale_after=3.0,
+                         index_sources=(IndexSource("tagged", {"which": "b"}),))
+    engine.push("45000", feed=0)
+    engine.push("45000", feed=1)
+    await settle()
+    assert len(engine.book_orders()) == 4
+    for _ in range(40):  # ten seconds: one source says 45000, the other 52000 (fast); nobody can tell who is right
+        engine.push("45000", feed=0)
+        for _ in range(5):
+            engine.push("52000", feed=1)
+            await trio.sleep(0.05)
+    status = engine.status()
+    assert status.index_price == D("45000")  # the last index both agreed on, never 52000 nor the mean
+    assert status.stale and engine.book_orders() == []
+    assert status.ticks_rejected_by_reason["disagrees"] > 100
+
+
+async def test_a_restarted_market_screens_its_first_tick_against_its_last_index(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start(nursery)
+    engine.push("45000")
+    await settle()
+    await engine.manager.stop_market(MarketKey("AAA/USDT"))
+    await engine.manager.start_market(spec())
+    for _ in range(3):  # a wild burst right after the start: jumps against the last index, never quoted
+        engine.push("90000")
+        await trio.sleep(0.05)
+    assert engine.book_orders() == [] and engine.status().index_price is None
+    assert engine.status().ticks_rejected_by_reason == {"jump": 3}
+    engine.push("45010")
+    await settle()
+    assert engine.status().index_price == D("45010") and len(engine.book_orders()) == 4
+
+
+async def test_a_market_restarted_after_a_real_move_confirms_it_and_does_not_halt(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start(nursery, stale_after=30.0)
+    engine.push("100")
+    await settle()
+    await engine.manager.stop_market(MarketKey("AAA/USDT"))
+    await trio.sleep(3600)  # stopped for an hour; the price has moved 30 %
+    await engine.manager.start_market(spec(stale_after=30.0))
+    for _ in range(6):
+        engine.push("130")
+        await trio.sleep(0.25)
+    status = engine.status()
+    assert status.state is MarketState.RUNNING and status.index_price == D("130")
+    assert all_within(engine.prices(), D("130"), D("0.02"))
+
+
+def test_a_source_named_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="more than once"):
+        spec(feed="redis", feed_config={"exchange": "binance", "depth": False},
+             index_sources=(IndexSource("redis", {"exchange": "binance"}),))
+    with pytest.raises(ValueError, match="more than once"):
+        spec(index_sources=(IndexSource("tagged", {"which": "a"}),))
+    spec(index_sources=(IndexSource("tagged", {"which": "b"}),))  # another channel is fine
+
+
+def test_a_redis_source_must_name_its_channels() -> None:
+    from mmframe.config import ConfigError
+    from mmframe.service import spec_from_row
+    from mmframe.settings import Settings
+    from mmframe.store import MarketDescription, MarketRow
+
+    def row(options: dict[str, Any]) -> MarketRow:
+        description = MarketDescription("BTC/USDT", tick_size="0.01", price_precision=2, quantity_precision=2,
+                                        options=options)
+        return MarketRow(id="879_1", currency_id=879, market_type=1, index_symbol="BTCUSDT", index_source=1,
+                         market_status=1, strategy_id=1, strategy_name="external_index_follow", strategy_config={},
+                         overrides={}, description=description)
+
+    with pytest.raises(ConfigError, match=r"index_sources\[0\]: a redis source needs feed_config.exchange"):
+        spec_from_row(row({"feed": "redis", "index_sources": [{"feed": "redis"}]}), Settings())
+    built = spec_from_row(row({"feed": "redis", "feed_config": {"exchange": "binance"},
+                               "index_sources": [{"feed": "redis", "feed_config": {"exchange": "okex"}}]}), Settings())
+    assert built.source_names == ["redis:BTCUSDT@binance", "redis:BTCUSDT@okex"]
+
+
+def test_a_few_lots_far_away_do_not_move_the_books_mid_when_book_quantity_is_set() -> None:
+    depth = DepthSnapshot("paper", "AAA/USDT", bids=[("99.5", "5"), ("1", "0.01")], asks=[("100.5", "5")])
+    spoofed = DepthSnapshot("paper", "AAA/USDT", bids=[("99.9", "0.01"), ("99.5", "5")],
+                            asks=[("99.95", "0.01"), ("100.5", "5")])
+    assert others_mid(depth, [], D("1")) == D("100")
+    assert others_mid(spoofed, [], None) == D("99.925")  # the top of the book, however small
+    assert others_mid(spoofed, [], D("1")) == D("100")  # the price where 1 lot is there to trade
+    assert others_mid(DepthSnapshot("paper", "AAA/USDT", bids=[("99", "0.5")], asks=[("101", "5")]), [], D("1")) is None

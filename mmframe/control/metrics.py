@@ -9,7 +9,9 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
 - ``mmframe_fills_total``, ``mmframe_volume_total`` (base asset)
 - ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
 - ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
-- ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``
+- ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``, and
+  ``mmframe_ticks_rejected_by_reason_total`` (extra label ``reason``: ``invalid``, ``future``, ``older``, ``stale``,
+  ``jump``, ``disagrees``; see :mod:`mmframe.engine.index`)
 - the periodic reconciliation against the sink: ``mmframe_reconcile_cancelled_total``,
   ``mmframe_reconcile_gone_total``, ``mmframe_cancel_retries_total``, ``mmframe_reconcile_errors_total``, and
   ``mmframe_orders_cancelling`` (live orders whose cancel is not confirmed yet)
@@ -38,6 +40,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..engine.index import REJECT_REASONS
 from ..engine.market import LatencyHistogram, MarketState
 
 if TYPE_CHECKING:
@@ -92,6 +95,7 @@ METRIC_NAMES = (
         "mmframe_quote_latency_seconds",
         "mmframe_feed_staleness_seconds",
         "mmframe_strategy_status",
+        "mmframe_ticks_rejected_by_reason_total",
         "mmframe_sink_degraded",
         "mmframe_sink_circuit_open",
         "mmframe_sink_request_seconds",
@@ -123,6 +127,10 @@ class _Collector:
                                             labels=[*LABELS, "key"])
         state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
                                   labels=[*LABELS, "state"])
+        rejected_by_reason = CounterMetricFamily(
+            "mmframe_ticks_rejected_by_reason", "Index ticks the market's index screen rejected, by reason",
+            labels=[*LABELS, "reason"],
+        )
         for record in service.records.values():
             labels = [record.id, record.symbol, str(record.row.market_type)]
             current = service.state_of(record)
@@ -139,6 +147,8 @@ class _Collector:
                 staleness.add_metric(labels, status.index_age)
             for key, value in _numbers(status.strategy_status):
                 strategy_values.add_metric([*labels, key], value)
+            for reason in REJECT_REASONS:
+                rejected_by_reason.add_metric([*labels, reason], float(status.ticks_rejected_by_reason.get(reason, 0)))
             if status.feed is not None:
                 feed = status.feed
                 for name, (_, attr) in FEED_COUNTERS.items():
@@ -156,6 +166,7 @@ class _Collector:
         yield from feed_counters.values()
         yield from feed_gauges.values()
         yield strategy_values
+        yield rejected_by_reason
         yield latency
         yield staleness
         yield state

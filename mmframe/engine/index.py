@@ -165,7 +165,9 @@ class IndexScreen:
         self.guard = guard
         self.index: PriceTick | None = None
         self._candidates: list[tuple[float, Decimal]] = []  # (arrival, price) of a big move's candidate ticks
-        self._window: deque[tuple[float, Decimal]] = deque()  # accepted index prices within halt_window
+        # The lowest and highest accepted index within halt_window, as monotonic queues (O(1) per tick).
+        self._lows: deque[tuple[float, Decimal]] = deque()
+        self._highs: deque[tuple[float, Decimal]] = deque()
         self._history: deque[tuple[float, Decimal]] = deque()  # accepted index prices, for settled_price
         self.history_seconds = 0.0  # how far back settled_price may ask (set by the market from its risk limits)
         self.agreeing = 0
@@ -252,15 +254,18 @@ class IndexScreen:
             self._proposer = "composite"
             self._contributors = agreeing
             return PriceTick("composite", self.symbol, price, timestamp=stamp), rejections, True
-        # No majority: the source nearest the index we have (or the freshest, at the start) is screened alone.
-        if self.index is not None:
-            index = self.index.price
-            best = min(fresh, key=lambda s: abs(s.last.price - index) if s.last is not None else index)
-        else:
-            best = max(fresh, key=lambda s: s.last_at or 0.0)
-        self._proposer = best.name
-        self._contributors = [best]
-        return best.last, [r for r in rejections if r.source != best.name], False
+        if len(fresh) == 1:  # the others are stale: the one left is screened alone, like a single feed
+            self._proposer = fresh[0].name
+            self._contributors = fresh
+            return fresh[0].last, [], False
+        # Fresh sources that do not agree (two far apart, or no majority): nobody can tell which is right. The index
+        # stays; if they keep disagreeing it goes stale and the market pulls its quotes.
+        self._contributors = []
+        return None, [
+            Rejection(s.name, "disagrees", f"{s.last.price}: the {len(fresh)} fresh sources do not agree within "
+                      f"{self.guard.composite_band} of their median {median}")
+            for s in fresh if s.last is not None
+        ], False
 
     def _confirm_move(self, price: Decimal, now: float) -> tuple[bool, str]:
         """Add a candidate of a big move; True once enough candidates agree over enough time."""
@@ -287,25 +292,38 @@ class IndexScreen:
 
     def _record(self, price: Decimal, now: float, confirmed: bool) -> None:
         guard = self.guard
-        window = self._window
+        lows, highs = self._lows, self._highs
         if confirmed and self.composite:
-            window.clear()  # the sources agree on the new level: it is the new base of the circuit
-        window.append((now, price))
-        while window and now - window[0][0] > guard.halt_window:
-            window.popleft()
+            lows.clear()  # the sources agree on the new level: it is the new base of the circuit
+            highs.clear()
+        while lows and lows[-1][1] >= price:
+            lows.pop()
+        lows.append((now, price))
+        while highs and highs[-1][1] <= price:
+            highs.pop()
+        highs.append((now, price))
+        for queue in (lows, highs):
+            while now - queue[0][0] > guard.halt_window:
+                queue.popleft()
         history = self._history
         history.append((now, price))
         while len(history) > 1 and now - history[1][0] >= self.history_seconds:
             history.popleft()
         if guard.halt_move is not None and not confirmed:
-            low = min(p for _, p in window)
-            high = max(p for _, p in window)
+            low, high = lows[0][1], highs[0][1]
             if high - low > low * guard.halt_move:
+                start = low if price == high else high  # the move that trips it ends at the new price
                 raise IndexHalt(
-                    f"index moved from {low} to {high} ({(high - low) / low:.1%}) within {guard.halt_window:g}s "
-                    f"(halt_move {guard.halt_move}) with no second source confirming it: market halted until an "
-                    "operator starts it again"
+                    f"index moved from {start} to {price} ({(price - start) / start:+.1%}) within "
+                    f"{guard.halt_window:g}s (halt_move {guard.halt_move}) with no second source confirming it: "
+                    "market halted until an operator starts it again"
                 )
+
+    def seed(self, index: PriceTick) -> None:
+        """Start from *index*, the last index of an earlier run of the same market with the same sources: the first
+        tick of this run is then screened against it (a wild first tick is a jump, not the index). It is not
+        quoted on (the market waits for a tick of its own) and does not count in the halt circuit's window."""
+        self.index = index
 
     def settled_price(self, now: float, after: float) -> Decimal | None:
         """The index as it stood *after* seconds ago (the oldest one known if the market is younger than that)."""

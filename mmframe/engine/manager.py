@@ -66,6 +66,9 @@ class _Handle:
     restarts: int = 0
     position: Position = Position()
     history: tuple[Fill, ...] | None = None  # fills before the current run; None until loaded
+    # The index of the market's last run and the sources it came from: a new run with the same sources screens its
+    # first tick against it (see IndexScreen.seed), so a wild tick right after a start or reload is not the index.
+    last_index: tuple[tuple[str, ...], PriceTick] | None = None
 
 
 class StrategyManager:
@@ -163,6 +166,7 @@ class StrategyManager:
         if previous is not None:  # a stopped market started again (or reloaded) keeps what it holds
             handle.position = previous.runner.position if previous.runner is not None else previous.position
             handle.history = previous.history
+            handle.last_index = _last_index(previous)
             if previous.runner is not None and self.history is None:
                 handle.history = (*(previous.history or ()), *previous.runner.fills)
         self._handles[spec.key] = handle
@@ -270,6 +274,9 @@ class StrategyManager:
             return None
         if handle.runner is not None:
             handle.position = handle.runner.position
+            handle.last_index = _last_index(handle)
+        if handle.last_index is not None and handle.last_index[0] == tuple(spec.source_names):
+            runner.index.seed(handle.last_index[1])
         if handle.history is None:
             handle.history = await self._load_history(spec)
             for fill in handle.history:  # what earlier processes bought and sold is still held
@@ -539,6 +546,14 @@ class _Started:
         self._handle.state = MarketState.RUNNING
         log.info("[%s] quoting", self._handle.spec.label)
         self._report()
+
+
+def _last_index(handle: _Handle) -> tuple[tuple[str, ...], PriceTick] | None:
+    """The index the handle's last run ended with, and the sources it had (or what an earlier run left)."""
+    runner = handle.runner
+    if runner is not None and runner.index.index is not None:
+        return tuple(runner.spec.source_names), runner.index.index
+    return handle.last_index
 
 
 def _describe(exc: BaseException) -> str:

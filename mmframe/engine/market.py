@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
+import json
 import logging
 import random
 import re
@@ -162,6 +163,22 @@ class MarketSpec:
     @property
     def feed_symbol(self) -> str:
         return self.index_symbol or re.sub(r"[^A-Za-z0-9]", "", self.market.symbol)
+
+    def __attrs_post_init__(self) -> None:
+        # Two sources are the same when they are the same feed on the same symbol and the same channel (a config's
+        # ``exchange``, as on the bus) or, for a feed without channels, the same config.
+        sources = [(self.feed, self.feed_config, self.feed_symbol)]
+        sources += [(s.feed, s.feed_config, s.index_symbol or self.feed_symbol) for s in self.index_sources]
+        identities = [
+            (feed, symbol, config.get("exchange") or json.dumps(config, sort_keys=True, default=str))
+            for feed, config, symbol in sources
+        ]
+        names = self.source_names
+        repeated = sorted({names[i] for i, key in enumerate(identities) if identities.count(key) > 1})
+        if repeated:
+            # The same feed and symbol twice would "agree" with itself: every tick a confirmed move.
+            raise ValueError(f"index_sources: {', '.join(repeated)} is named more than once (with the market's own "
+                             "feed or another source); each source must be a different feed, channel or symbol")
 
     @property
     def source_names(self) -> list[str]:
@@ -490,7 +507,7 @@ class MarketRunner:
         if self.strategy.local_depth_interval:
             self._local_depth = depth
         if self.spec.risk.book_band is not None:
-            self.book_mid = others_mid(depth, self.tracker.live())
+            self.book_mid = others_mid(depth, self.tracker.live(), self.spec.risk.book_quantity)
 
     def _sink_degraded(self) -> bool:
         degraded = bool(getattr(self.sink, "degraded", False))
@@ -982,20 +999,31 @@ class MarketRunner:
         )
 
 
-def others_mid(depth: DepthSnapshot, ours: Iterable[Order]) -> Decimal | None:
+def others_mid(depth: DepthSnapshot, ours: Iterable[Order], quantity: Decimal | None = None) -> Decimal | None:
     """The mid of the local book without our own orders (their unfilled quantity taken off their levels), or ``None``
-    when no other participant has an order on one of the sides."""
+    when other participants do not have *quantity* (any, by default) on both sides. Each side's price is where the
+    others' quantity, best price first, adds up to *quantity*: a few lots far away cannot move it."""
     mine: dict[tuple[Side, Decimal], Decimal] = {}
     for order in ours:
         if order.price is not None:
             key = (order.side, order.price)
             mine[key] = mine.get(key, Decimal(0)) + order.quantity - order.filled_quantity
+    wanted = quantity if quantity is not None and quantity > 0 else Decimal(0)
     best = []
     for side, levels in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
-        prices = [Decimal(price) for price, qty in levels if Decimal(qty) - mine.get((side, Decimal(price)), 0) > 0]
-        if not prices:
+        others = sorted(((Decimal(price), Decimal(qty) - mine.get((side, Decimal(price)), 0)) for price, qty in levels),
+                        key=lambda level: level[0], reverse=side is Side.BUY)
+        total, reached = Decimal(0), None
+        for price, qty in others:
+            if qty <= 0:
+                continue
+            total += qty
+            if total >= wanted:
+                reached = price
+                break
+        if reached is None:
             return None
-        best.append(max(prices) if side is Side.BUY else min(prices))
+        best.append(reached)
     bid, ask = best
     return (bid + ask) / 2 if bid < ask else None
 

@@ -51,6 +51,8 @@ class RiskLimits:
         own book, our orders left out) as a fraction of it. Checked only while the book has other participants'
         orders on both sides; the book is read every ``book_interval`` seconds.
     :param book_interval: how often the market reads the local book for ``book_band``.
+    :param book_quantity: each side of that mid is the price where the others' quantity, best first, adds up to
+        this much (default: any): a few lots placed far away cannot move it and block our quotes.
     """
 
     max_order_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
@@ -62,6 +64,7 @@ class RiskLimits:
     settled_after: float = attrs.field(default=10.0, validator=_non_negative)
     book_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
     book_interval: float = attrs.field(default=2.0, validator=_non_negative)
+    book_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
 
 
 @attrs.frozen
