@@ -245,6 +245,25 @@ async def test_client_order_id_used_on_another_symbol_is_rejected() -> None:
     assert await sink.open_orders("ETH/USDT") == []
 
 
+async def test_an_id_another_participant_holds_is_never_taken_for_ours() -> None:
+    """A squatter's order with one of our next client ids: our place is rejected (not silently taken for theirs),
+    and neither cancel nor cancel_all nor open_orders touches or lists it."""
+    sink = PaperSink(PaperSink.Config())
+    events = recorder(sink, prefix="mm-")
+    squat = sink.submit_external(SYMBOL, side=SELL, type=OrderType.LIMIT, quantity=D(1), price=D(500),
+                                 owner="evil", client_order_id="mm-1")
+    assert squat.accepted
+    await sink.place([req("mm-1", BUY, "99", "1"), req("mm-2", BUY, "98", "1")])
+    assert kinds(events) == [("mm-1", K.REJECTED), ("mm-2", K.ACCEPTED)]
+    assert "another participant" in events[0].reason
+    await sink.cancel(SYMBOL, ["mm-1"])
+    assert await sink.cancel_all(SYMBOL, "mm-") == 1  # mm-2 only
+    assert kinds(events)[2:] == [("mm-2", K.CANCELLED)]
+    assert await sink.open_orders(SYMBOL, "mm-") == []
+    left = sink.book(SYMBOL).get("mm-1")
+    assert left is not None and left.is_open and left.owner == "evil" and left.price == D(500)
+
+
 async def test_events_are_routed_by_symbol_and_prefix() -> None:
     sink = PaperSink(PaperSink.Config())
     a = recorder(sink, prefix="a-")

@@ -9,7 +9,9 @@ listeners subscribed for the order's symbol and client-id prefix:
   self-trade prevention expired. A refused order gets ``rejected`` with the reason;
 - ``cancelled`` for each order ``cancel`` or ``cancel_all`` took off the book.
 
-A duplicate client order id produces no event, nor does cancelling an order that is not open.
+A duplicate client order id produces no event, nor does cancelling an order that is not open. The sink acts only on
+its own ``owner``'s orders: an id another participant's order holds (``submit_external``) makes our place
+``rejected``, and ``cancel``, ``cancel_all`` and ``open_orders`` never touch or list another participant's order.
 
 Optionally the sink simulates other participants: with ``taker_flow_rate > 0`` taker orders (market or IOC, of
 a random side, owned by ``taker_owner``) arrive as a Poisson process, per symbol that has resting orders, each
@@ -141,7 +143,11 @@ class PaperSink:
         book = self._books.get(symbol)
         if book is None:
             return
+        owner = self.config.owner
         for coid in client_order_ids:
+            known = book.get(coid)
+            if known is None or known.owner != owner:
+                continue  # not open, or another participant's order with that id: not ours to cancel
             state = book.cancel(coid)
             if state is not None:
                 self._emit_cancelled(symbol, state)
@@ -255,9 +261,13 @@ class PaperSink:
             quantity=request.quantity,
             payload=request,
         )
-        if result.duplicate:
-            return
         coid = request.client_order_id
+        if result.duplicate:
+            if result.order.owner != self.config.owner:
+                # Another participant's order holds the id: ours was not placed; never take theirs for ours.
+                reason = "client order id is used by another participant's order"
+                self._emit(OrderEvent(kind=OrderEventKind.REJECTED, client_order_id=coid, symbol=symbol, reason=reason))
+            return
         order_id = result.order.order_id
         if result.rejected:
             self._emit(

@@ -44,7 +44,9 @@ from .wire import (
     MAX_BATCH_ORDERS,
     WireError,
     WireOrder,
+    account_from_wire,
     decimal_to_wire,
+    default_account,
     error_body,
     event_to_wire,
     json_loads,
@@ -110,9 +112,14 @@ class StreamSubscription:
     send: trio.MemorySendChannel[dict[str, Any]] = attrs.field(repr=False)
 
 
+def _client_id(key: str) -> str:
+    """The client order id of a book key (``"{account}/{client_order_id}"``, see :meth:`Engine.order_key`)."""
+    return key.partition("/")[2] or key
+
+
 def _wire_order(symbol: str, state: OrderState) -> WireOrder:
     return WireOrder(
-        client_order_id=state.client_order_id,
+        client_order_id=_client_id(state.client_order_id),
         account=state.owner,
         order_id=state.order_id,
         symbol=symbol,
@@ -138,7 +145,8 @@ class Engine:
     """The reference match engine's state and operations (no HTTP here; see :func:`create_app`).
 
     State: ``epoch`` (a random hex id of this engine run), ``books`` (one :class:`OrderBook` per symbol, made on
-    first use), ``seq`` (the last event sequence number, shared by all symbols), ``replay`` (the last
+    first use; an order's key in its book is ``"{account}/{client_order_id}"``, see :meth:`order_key`), ``seq``
+    (the last event sequence number, shared by all symbols), ``replay`` (the last
     ``replay_size`` stream lines as ``(seq, line)``), and the stream subscribers.
 
     Test and operations hooks, plain attributes to set at any time:
@@ -191,9 +199,11 @@ class Engine:
         self.delay_after_execute = 0.0
         self.requests: list[tuple[float, str]] = []
         # internals
-        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
-        # client order id -> the symbol it was first used on (bounded). An OrderedDict: forgetting the oldest of a
-        # plain dict (next(iter(d))) walks past every slot deleted before it, tens of µs per order once full.
+        # each subscriber's channel -> the account whose events it gets (None: every account's)
+        self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], str | None] = {}
+        # order key (account and client order id) -> the symbol it was first used on (bounded). An OrderedDict:
+        # forgetting the oldest of a plain dict (next(iter(d))) walks past every slot deleted before it, tens of µs
+        # per order once full.
         self._id_symbol: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._window: collections.deque[float] = collections.deque()  # admitted request times (rate limit)
         self._takers = TakerFlow(taker_flow_rate, taker_size_fraction, seed)
@@ -211,24 +221,32 @@ class Engine:
             book = self.books[symbol] = OrderBook(symbol, remember_finished=self.remember_finished)
         return book
 
+    @staticmethod
+    def order_key(account: str, client_order_id: str) -> str:
+        """The key of *account*'s order *client_order_id* in its book. Client order ids are scoped per account, as
+        on real exchanges: two accounts may use one id, and every request acts on its own account's orders only.
+        (``/`` never appears in an account or a client id.)"""
+        return f"{account}/{client_order_id}"
+
     def place(self, batch: Sequence[tuple[OrderRequest, str]]) -> list[PlaceResult]:
         """Place ``(request, account)`` pairs in order; one result each. Publishes their events."""
         return [self._place_one(request, account) for request, account in batch]
 
     def _place_one(self, request: OrderRequest, account: str) -> PlaceResult:
         coid = request.client_order_id
+        key = self.order_key(account, coid)
         symbol = request.symbol
-        first_symbol = self._id_symbol.get(coid)
+        first_symbol = self._id_symbol.get(key)
         if first_symbol is not None and first_symbol != symbol:
-            # Client order ids are unique per engine, not per symbol.
+            # Client order ids are unique per account on the engine, not per symbol.
             other = self.books.get(first_symbol)
-            existing = other.get(coid) if other is not None else None
+            existing = other.get(key) if other is not None else None
             if existing is not None:
                 return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(first_symbol, existing))
             reason = f"client order id already used on {first_symbol}"
             return PlaceResult(coid, "rejected", reason, self._unbooked(request, account, reason))
         result = self.book(symbol).submit(
-            client_order_id=coid,
+            client_order_id=key,
             owner=account,
             side=request.side,
             type=request.type,
@@ -238,7 +256,7 @@ class Engine:
         if result.duplicate:
             return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(symbol, result.order))
         if first_symbol is None:
-            self._id_symbol[coid] = symbol
+            self._id_symbol[key] = symbol
             if len(self._id_symbol) > self.remember_ids:
                 self._id_symbol.popitem(last=False)  # the oldest
         if result.rejected:
@@ -263,46 +281,65 @@ class Engine:
             reason=reason,
         )
 
-    def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> list[CancelResult]:
-        """Cancel by client id: ``cancelled`` (with a ``cancelled`` event), ``not_open`` or ``unknown``."""
+    def _key_of(self, account: str | None, client_order_id: str) -> str:
+        return self.order_key(default_account(client_order_id) if account is None else account, client_order_id)
+
+    def cancel(self, symbol: str, client_order_ids: Sequence[str], account: str | None = None) -> list[CancelResult]:
+        """Cancel *account*'s orders by client id: ``cancelled`` (with a ``cancelled`` event), ``not_open`` or
+        ``unknown`` (another account's order with that id is unknown). *account* ``None``: each id's default account
+        (:func:`~.wire.default_account`), as for a place that names none."""
         book = self.books.get(symbol)
         out = []
         for coid in client_order_ids:
-            state = book.cancel(coid) if book is not None else None
+            key = self._key_of(account, coid)
+            state = book.cancel(key) if book is not None else None
             if state is not None:
                 self._publish_cancelled(symbol, state)
                 out.append(CancelResult(coid, "cancelled", _wire_order(symbol, state)))
                 continue
-            known = book.get(coid) if book is not None else None
+            known = book.get(key) if book is not None else None
             if known is not None:
                 out.append(CancelResult(coid, "not_open", _wire_order(symbol, known)))
             else:
                 out.append(CancelResult(coid, "unknown", None))
         return out
 
-    def cancel_all(self, symbol: str, prefix: str = "") -> list[str]:
-        """Cancel every open order of *symbol* whose client id starts with *prefix*; their ids."""
+    def _open_states(self, book: OrderBook, prefix: str, account: str | None) -> list[OrderState]:
+        if account is not None:
+            return book.open_orders(self.order_key(account, prefix))
+        return [state for state in book.open_orders() if _client_id(state.client_order_id).startswith(prefix)]
+
+    def cancel_all(self, symbol: str, prefix: str = "", account: str | None = None) -> list[str]:
+        """Cancel every open order of *account* on *symbol* whose client id starts with *prefix*; their ids.
+        *account* ``None`` (operators and tests, never the HTTP API): every account's."""
         book = self.books.get(symbol)
         if book is None:
             return []
-        cancelled = book.cancel_all(prefix=prefix)
-        for state in cancelled:
-            self._publish_cancelled(symbol, state)
-        return [state.client_order_id for state in cancelled]
+        cancelled = []
+        for state in self._open_states(book, prefix, account):
+            done = book.cancel(state.client_order_id)
+            if done is not None:
+                cancelled.append(done)
+                self._publish_cancelled(symbol, done)
+        return [_client_id(state.client_order_id) for state in cancelled]
 
-    def open_orders(self, symbol: str, prefix: str = "") -> list[WireOrder]:
-        """*symbol*'s open orders whose client id starts with *prefix*, in arrival order."""
+    def open_orders(self, symbol: str, prefix: str = "", account: str | None = None) -> list[WireOrder]:
+        """*account*'s open orders on *symbol* whose client id starts with *prefix*, in arrival order. *account*
+        ``None`` (operators and tests, never the HTTP API): every account's."""
         book = self.books.get(symbol)
         if book is None:
             return []
-        return [_wire_order(symbol, state) for state in book.open_orders(prefix)]
+        return [_wire_order(symbol, state) for state in self._open_states(book, prefix, account)]
 
-    def query(self, symbol: str, client_order_ids: Sequence[str]) -> list[WireOrder | None]:
-        """The current state of each id on *symbol* (finished orders too), ``None`` for an unknown one."""
+    def query(
+        self, symbol: str, client_order_ids: Sequence[str], account: str | None = None
+    ) -> list[WireOrder | None]:
+        """The current state of each of *account*'s ids on *symbol* (finished orders too), ``None`` for an unknown
+        one (another account's order with that id is unknown). *account* ``None``: each id's default account."""
         book = self.books.get(symbol)
         out: list[WireOrder | None] = []
         for coid in client_order_ids:
-            state = book.get(coid) if book is not None else None
+            state = book.get(self._key_of(account, coid)) if book is not None else None
             out.append(None if state is None else _wire_order(symbol, state))
         return out
 
@@ -326,23 +363,30 @@ class Engine:
     # Events
     # ---------------------------------------------------------------------------------------------------------
 
-    def subscribe(self, since: int | None = None, epoch: str | None = None) -> StreamSubscription:
+    def subscribe(
+        self, since: int | None = None, epoch: str | None = None, account: str | None = None
+    ) -> StreamSubscription:
         """A new stream subscriber. With *since*, the events after it are replayed (``resumed: true``) unless the
-        engine cannot: *epoch* given and not ours, *since* ahead of ``seq``, or older than the replay buffer."""
+        engine cannot: *epoch* given and not ours, *since* ahead of ``seq``, or older than the replay buffer.
+        With *account*, only that account's orders' events are replayed and sent."""
         replay: list[dict[str, Any]] = []
         resumed = False
         if since is not None and (epoch is None or epoch == self.epoch) and 0 <= since <= self.seq:
             oldest = self.replay[0][0] if self.replay else self.seq + 1
             if since + 1 >= oldest or since == self.seq:
                 resumed = True
-                replay = [line for seq, line in self.replay if seq > since]
+                replay = [
+                    line
+                    for seq, line in self.replay
+                    if seq > since and (account is None or line["event"].get("account") == account)
+                ]
         send, receive = trio.open_memory_channel[dict[str, Any]](self.subscriber_buffer)
-        self._subscribers.add(send)
+        self._subscribers[send] = account
         hello = {"type": "hello", "epoch": self.epoch, "sequence": self.seq, "resumed": resumed}
         return StreamSubscription(hello=hello, replay=replay, receive=receive, send=send)
 
     def unsubscribe(self, subscription: StreamSubscription) -> None:
-        self._subscribers.discard(subscription.send)
+        self._subscribers.pop(subscription.send, None)
         subscription.send.close()
         subscription.receive.close()
 
@@ -354,9 +398,7 @@ class Engine:
         self,
         kind: OrderEventKind,
         symbol: str,
-        client_order_id: str,
-        order_id: str,
-        side: Side,
+        state: OrderState,
         status: OrderStatus,
         filled_quantity: Decimal,
         *,
@@ -365,29 +407,32 @@ class Engine:
     ) -> None:
         event = OrderEvent(
             kind=kind,
-            client_order_id=client_order_id,
+            client_order_id=_client_id(state.client_order_id),
             symbol=symbol,
             filled_quantity=filled_quantity,
-            order_id=order_id,
+            order_id=state.order_id,
             reason=reason,
             timestamp=timestamp,
         )
-        self._publish_event(event, side, status)
+        self._publish_event(event, state.side, status, state.owner)
 
-    def _publish_event(self, event: OrderEvent, side: Side, status: OrderStatus) -> None:
+    def _publish_event(self, event: OrderEvent, side: Side, status: OrderStatus, account: str) -> None:
         self.seq += 1
-        line = {"type": "order", "seq": self.seq, "epoch": self.epoch, "event": event_to_wire(event, side, status)}
+        wire = event_to_wire(event, side, status, account)
+        line = {"type": "order", "seq": self.seq, "epoch": self.epoch, "event": wire}
         self.replay.append((self.seq, line))
-        for send in list(self._subscribers):
+        for send, only in list(self._subscribers.items()):
+            if only is not None and only != account:
+                continue
             try:
                 send.send_nowait(line)
             except trio.WouldBlock:
                 # Never block the engine for a slow reader: drop it; it reconnects with ``since``.
                 log.warning("stream subscriber fell %d events behind; disconnecting it", self.subscriber_buffer)
-                self._subscribers.discard(send)
+                self._subscribers.pop(send, None)
                 send.close()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.discard(send)
+                self._subscribers.pop(send, None)
 
     def _publish_submit(self, symbol: str, result: SubmitResult) -> None:
         """accepted, then per trade the incoming order's taker fill and the maker's fill, then expired."""
@@ -396,9 +441,7 @@ class Engine:
         self._publish(
             OrderEventKind.ACCEPTED,
             symbol,
-            state.client_order_id,
-            state.order_id,
-            state.side,
+            state,
             OrderStatus.OPEN,
             Decimal(0),
             timestamp=now,
@@ -411,9 +454,7 @@ class Engine:
             self._publish(
                 OrderEventKind.EXPIRED,
                 symbol,
-                state.client_order_id,
-                state.order_id,
-                state.side,
+                state,
                 OrderStatus.EXPIRED,
                 state.filled_quantity,
                 reason=state.reason,
@@ -422,15 +463,17 @@ class Engine:
 
     def _publish_fill(self, trade: Trade, party: TradeParty, complete: bool, now: float) -> None:
         event = trade.fill_event(party, complete=complete, timestamp=now)
-        self._publish_event(event, party.side, OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED)
+        coid = _client_id(party.client_order_id)
+        assert event.fill is not None
+        event = attrs.evolve(event, client_order_id=coid, fill=attrs.evolve(event.fill, client_order_id=coid))
+        status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
+        self._publish_event(event, party.side, status, party.owner)
 
     def _publish_cancelled(self, symbol: str, state: OrderState) -> None:
         self._publish(
             OrderEventKind.CANCELLED,
             symbol,
-            state.client_order_id,
-            state.order_id,
-            state.side,
+            state,
             OrderStatus.CANCELLED,
             state.filled_quantity,
             reason=state.reason,
@@ -481,7 +524,7 @@ class Engine:
         if order is None:
             return None
         coid = f"{SIM_ACCOUNT}-{next(self._sim_ids)}"
-        while coid in self._id_symbol or coid in book:
+        while (key := self.order_key(SIM_ACCOUNT, coid)) in self._id_symbol or key in book:
             coid = f"{SIM_ACCOUNT}-{next(self._sim_ids)}"
         request = OrderRequest(
             client_order_id=coid,
@@ -552,6 +595,22 @@ def _prefix_of(value: object, field: str = "prefix") -> str:
     return value
 
 
+def _account_of(value: object, field: str = "account") -> str | None:
+    """The request's ``account`` (whose orders it acts on), ``None`` if it names none."""
+    return None if value is None or value == "" else account_from_wire(value, field)
+
+
+def _prefix_account(value: object, prefix: str) -> str:
+    """The account of a request by prefix: its ``account``, or else the prefix's part before its first ``-`` (the
+    default account of the ids it selects). A request that names neither is refused: it would act for nobody."""
+    account = _account_of(value)
+    if account is not None:
+        return account
+    if "-" not in prefix or prefix.startswith("-"):
+        raise WireError('account: required (or a prefix whose part before its first "-" names the account)')
+    return default_account(prefix)
+
+
 def _ids_of(data: dict[str, Any]) -> list[str]:
     ids = data.get("client_order_ids")
     if not isinstance(ids, list):
@@ -604,7 +663,7 @@ async def cancel(request: Request) -> Response:
     data = await _read_json(request)
     symbol = _symbol_of(data.get("symbol"))
     ids = _ids_of(data)
-    results = engine.cancel(symbol, ids)
+    results = engine.cancel(symbol, ids, _account_of(data.get("account")))
     await _after_mutating(engine)
     return JSONResponse({"results": [r.to_wire() for r in results]})
 
@@ -614,7 +673,8 @@ async def cancel_all(request: Request) -> Response:
     await _before_mutating(engine)
     data = await _read_json(request)
     symbol = _symbol_of(data.get("symbol"))
-    cancelled = engine.cancel_all(symbol, _prefix_of(data.get("prefix")))
+    prefix = _prefix_of(data.get("prefix"))
+    cancelled = engine.cancel_all(symbol, prefix, _prefix_account(data.get("account"), prefix))
     await _after_mutating(engine)
     return JSONResponse({"cancelled": cancelled})
 
@@ -622,14 +682,16 @@ async def cancel_all(request: Request) -> Response:
 async def open_orders(request: Request) -> Response:
     params = request.query_params
     symbol = _symbol_of(params.get("symbol"))
-    orders = _engine(request).open_orders(symbol, _prefix_of(params.get("prefix")))
+    prefix = _prefix_of(params.get("prefix"))
+    orders = _engine(request).open_orders(symbol, prefix, _prefix_account(params.get("account"), prefix))
     return JSONResponse({"orders": [o.to_wire() for o in orders]})
 
 
 async def query(request: Request) -> Response:
     data = await _read_json(request)
     symbol = _symbol_of(data.get("symbol"))
-    orders = _engine(request).query(symbol, _ids_of(data))
+    ids = _ids_of(data)
+    orders = _engine(request).query(symbol, ids, _account_of(data.get("account")))
     return JSONResponse({"orders": [None if o is None else o.to_wire() for o in orders]})
 
 
@@ -656,8 +718,9 @@ async def stream(request: Request) -> Response:
     engine = _engine(request)
     since = _int_param(request, "since", None, 0)
     epoch = request.query_params.get("epoch") or None
+    account = _account_of(request.query_params.get("account"))
     return StreamingResponse(
-        _stream_lines(engine, since, epoch),
+        _stream_lines(engine, since, epoch, account),
         media_type="application/x-ndjson",
         headers={"Cache-Control": "no-cache"},
     )
@@ -667,12 +730,18 @@ def _dump(line: dict[str, Any]) -> bytes:
     return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 
-async def _stream_lines(engine: Engine, since: int | None, epoch: str | None) -> AsyncIterator[bytes]:
+async def _stream_lines(
+    engine: Engine, since: int | None, epoch: str | None, account: str | None = None
+) -> AsyncIterator[bytes]:
     """hello, the replay, then live events and a heartbeat every ``heartbeat_interval``. Ends when the engine
-    drops the subscriber (too slow); cancelled when the client disconnects or the server stops.
+    drops the subscriber (too slow); cancelled when the client disconnects or the server stops. With *account*,
+    only that account's events.
+
+    A heartbeat's ``sequence`` is the engine's when nothing is waiting to be sent to this client (every event up to
+    it was sent or is another account's), else the last one sent: a client may resume from it.
 
     No ``yield`` happens inside a cancel scope (a trio rule for async generators)."""
-    subscription = engine.subscribe(since, epoch)
+    subscription = engine.subscribe(since, epoch, account)
     try:
         last_seq: int = subscription.hello["sequence"]
         yield _dump(subscription.hello)
@@ -700,6 +769,8 @@ async def _stream_lines(engine: Engine, since: int | None, epoch: str | None) ->
                 last_seq = lines[-1]["seq"]
                 yield b"".join(_dump(line) for line in lines)
             if not ended and trio.current_time() >= next_beat:
+                if subscription.receive.statistics().current_buffer_used == 0:
+                    last_seq = max(last_seq, engine.seq)
                 yield _dump({"type": "heartbeat", "sequence": last_seq})
                 next_beat = trio.current_time() + engine.heartbeat_interval
     finally:

@@ -11,6 +11,10 @@ What it guarantees:
   was still on its way (its batch queued or in flight) is sent again once the engine has the order; an ``unknown``
   for an order the engine has since accepted (the cancel overtook the batch) makes the sink ask the engine, and
   cancel again if the order is open.
+- **Only our account's orders.** Every request names the configured ``account``; the engine scopes client ids per
+  account, and the sink also checks what comes back: an answer, an open order or a stream event about another
+  account's order is never taken for one of ours (a ``duplicate`` of another account's order, or of a different
+  order, rejects our place), so another account's orders with our prefix are neither adopted nor cancelled.
 - **No stale view.** Order events come from the engine's event stream; after a gap (a reconnect the engine cannot
   replay, or a restart of the engine) the sink asks the engine how each of its open orders stands and turns the
   difference into events.
@@ -41,7 +45,7 @@ from mmframe.engine.market import LatencyHistogram
 from mmframe.listeners import OrderEventListeners
 from mmframe.models import DepthSnapshot, Fill, Liquidity, Order
 
-from .wire import WireError, WireOrder, event_from_wire, request_to_wire
+from .wire import WireError, WireOrder, event_account, event_from_wire, request_to_wire
 
 __all__ = ["EngineRejected", "MatchEngineSink", "SinkUnavailable"]
 
@@ -233,7 +237,8 @@ class MatchEngineSink:
             await trio.lowlevel.checkpoint()
             return
         try:
-            data = await self._request("POST", "/api/v1/orders/cancel", {"symbol": symbol, "client_order_ids": to_send})
+            body = {"symbol": symbol, "account": self.config.account, "client_order_ids": to_send}
+            data = await self._request("POST", "/api/v1/orders/cancel", body)
             self._cancel_results(data)
         except (SinkUnavailable, EngineRejected, WireError) as exc:
             # Still wanted: the repair loop sends it again.
@@ -241,15 +246,20 @@ class MatchEngineSink:
             self._resync_needed.set()
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
-        data = await self._request("POST", "/api/v1/orders/cancel-all", {"symbol": symbol, "prefix": prefix})
+        body = {"symbol": symbol, "account": self.config.account, "prefix": prefix}
+        data = await self._request("POST", "/api/v1/orders/cancel-all", body)
         cancelled = _list(data, "cancelled")
         for coid in cancelled:
             self._cancel_wanted.pop(coid, None)
         return len(cancelled)
 
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
-        data = await self._request("GET", "/api/v1/orders/open", params={"symbol": symbol, "prefix": prefix})
-        return [WireOrder.from_wire(o, f"orders[{i}]").to_order() for i, o in enumerate(_list(data, "orders"))]
+        params = {"symbol": symbol, "account": self.config.account, "prefix": prefix}
+        data = await self._request("GET", "/api/v1/orders/open", params=params)
+        orders = [WireOrder.from_wire(o, f"orders[{i}]") for i, o in enumerate(_list(data, "orders"))]
+        # Only ours, whatever the engine sent: another account's order with our prefix is not ours to cancel.
+        account = self.config.account
+        return [o.to_order() for o in orders if o.account == account and o.client_order_id.startswith(prefix)]
 
     async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
         data = await self._request("GET", "/api/v1/depth", params={"symbol": symbol, "limit": limit})
@@ -407,6 +417,20 @@ class MatchEngineSink:
             if kind == "rejected":
                 self._reject(request, str(result.get("reason") or "rejected by the match engine"))
             elif kind in ("accepted", "duplicate"):
+                order = result.get("order")
+                foreign = self._foreign(request, order, duplicate=kind == "duplicate")
+                if foreign is None:  # a duplicate we cannot check: ask the engine (the query checks it)
+                    self._unverified[request.client_order_id] = self._mirror.get(
+                        request.client_order_id, _Mirror(request.symbol, request.side)
+                    )
+                    self._resync_needed.set()
+                    continue
+                if foreign:
+                    # Not our order: our place did not make an order (another account's, or another order, holds
+                    # the id). Never take it for ours: we would track, and later cancel, an order not ours.
+                    log.warning("order %s refused: %s", request.client_order_id, foreign)
+                    self._reject(request, foreign)
+                    continue
                 if kind == "duplicate":
                     self.statistics["duplicates"] += 1
                 # The engine has it. Its fills and its end come on the stream (or, after a gap, from a resync),
@@ -414,11 +438,39 @@ class MatchEngineSink:
                 mirror = self._mirror.get(request.client_order_id)
                 self._unverified.pop(request.client_order_id, None)
                 if mirror is not None and mirror.status is None:
-                    order = result.get("order") or {}
+                    order = order or {}
                     mirror.status = OrderStatus.OPEN
                     self._emit(OrderEvent(OrderEventKind.ACCEPTED, request.client_order_id, request.symbol,
                                           order_id=order.get("order_id") if isinstance(order, dict) else None))
                     self._after_event(request.client_order_id, mirror)
+
+    def _is_ours(self, order: WireOrder, symbol: str, side: Side) -> bool:
+        """Whether the engine's *order* is our order of that id: our account, and the symbol and side we sent."""
+        return order.account == self.config.account and order.symbol == symbol and order.side is side
+
+    def _foreign(self, request: OrderRequest, raw: object, *, duplicate: bool) -> str | None:
+        """Why the batch answer's order *raw* for *request* is not our order: "" if it is (or an ``accepted`` answer
+        does not say), ``None`` if a ``duplicate`` answer's order cannot be read.
+
+        A ``duplicate`` must be the very order we sent (a retry of it); one of another account, or of another
+        symbol, side, type, price or quantity, is somebody else's (an engine that does not scope client ids per
+        account, or an id used before)."""
+        if not isinstance(raw, dict):
+            return None if duplicate else ""
+        account = raw.get("account")
+        if account is not None and account != self.config.account:
+            return f"client order id {request.client_order_id} is used by another account on the match engine"
+        if not duplicate:
+            return ""
+        try:
+            order = WireOrder.from_wire(raw)
+        except WireError:
+            return None
+        if not self._is_ours(order, request.symbol, request.side) or (order.type, order.price, order.quantity) != (
+            request.type, request.price, request.quantity
+        ):
+            return f"client order id {request.client_order_id} was used for another order on the match engine"
+        return ""
 
     def _reject(self, request: OrderRequest, reason: str) -> None:
         self._mirror.pop(request.client_order_id, None)
@@ -435,6 +487,9 @@ class MatchEngineSink:
                 continue
             coid = str(result.get("client_order_id"))
             outcome = result.get("result")
+            order = result.get("order")
+            if isinstance(order, dict) and order.get("account") not in (None, self.config.account):
+                outcome = "unknown"  # another account's order with our id: ours is not on the engine
             if outcome in ("cancelled", "not_open"):
                 self._cancel_wanted.pop(coid, None)  # the stream brings the order's end
             elif outcome == "unknown":
@@ -464,7 +519,7 @@ class MatchEngineSink:
         for symbol, ids in by_symbol.items():
             for start in range(0, len(ids), 100):
                 chunk = ids[start : start + 100]
-                body = {"symbol": symbol, "client_order_ids": chunk}
+                body = {"symbol": symbol, "account": self.config.account, "client_order_ids": chunk}
                 self._cancel_results(await self._request("POST", "/api/v1/orders/cancel", body))
 
     # ---- the event stream -------------------------------------------------------------------------------------
@@ -476,7 +531,9 @@ class MatchEngineSink:
         while True:
             await self._closed_event.wait()
             assert self._client is not None
-            params: dict[str, Any] = {"since": since, "epoch": epoch} if since is not None and epoch else {}
+            params: dict[str, Any] = {"account": self.config.account}
+            if since is not None and epoch:
+                params |= {"since": since, "epoch": epoch}
             timeout = httpx.Timeout(self.config.timeout, read=self.config.stream_stall)
             try:
                 async with self._client.stream("GET", "/api/v1/stream", params=params, timeout=timeout) as response:
@@ -502,8 +559,14 @@ class MatchEngineSink:
                         message = _parse_line(line)
                         if message.get("type") == "order":
                             since = int(message["seq"])
+                            account = event_account(message.get("event"))
                             event, side, status = event_from_wire(message.get("event"))
-                            self._stream_event(event, side, status)
+                            if account is None or account == self.config.account:
+                                self._stream_event(event, side, status)
+                            # else another account's order, even with one of our ids: not ours, not passed on
+                        elif message.get("type") == "heartbeat" and since is not None:
+                            # every event up to it was sent (the rest are other accounts'): resume from there
+                            since = max(since, int(message.get("sequence", since)))
             except (httpx.HTTPError, SinkUnavailable, EngineRejected, WireError, StopAsyncIteration, ValueError,
                     KeyError) as exc:
                 if self._stream_up:
@@ -588,14 +651,16 @@ class MatchEngineSink:
         for symbol, coids in by_symbol.items():
             for start in range(0, len(coids), 100):
                 chunk = coids[start : start + 100]
-                body = {"symbol": symbol, "client_order_ids": chunk}
+                body = {"symbol": symbol, "account": self.config.account, "client_order_ids": chunk}
                 data = await self._request("POST", "/api/v1/orders/query", body)
                 orders = _list(data, "orders")
                 for coid, raw in zip(chunk, orders, strict=False):
-                    if raw is None:
-                        self._unknown_to_engine(coid)
+                    order = None if raw is None else WireOrder.from_wire(raw)
+                    mirror = self._mirror.get(coid)
+                    if order is None or mirror is None or not self._is_ours(order, mirror.symbol, mirror.side):
+                        self._unknown_to_engine(coid)  # another account's order with our id is not ours
                     else:
-                        self._reconcile_order(coid, WireOrder.from_wire(raw))
+                        self._reconcile_order(coid, order)
 
     def _unknown_to_engine(self, coid: str) -> None:
         mirror = self._mirror.get(coid)

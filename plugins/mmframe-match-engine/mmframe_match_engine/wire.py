@@ -38,9 +38,12 @@ __all__ = [
     "ORDER_STATUSES",
     "WireError",
     "WireOrder",
+    "account_from_wire",
     "decimal_from_wire",
     "decimal_to_wire",
+    "default_account",
     "error_body",
+    "event_account",
     "event_from_wire",
     "event_to_wire",
     "json_loads",
@@ -190,6 +193,19 @@ def _identifier(data: Mapping[str, Any], key: str, field: str) -> str:
     value = _required(data, key, field)
     if not isinstance(value, str) or not CLIENT_ORDER_ID_PATTERN.fullmatch(value):
         raise WireError(f"{field}.{key}: must be 1 to 64 characters of [A-Za-z0-9._:-], got {_show(value)}")
+    return value
+
+
+def default_account(client_order_id: str) -> str:
+    """The account a request that names none acts for: the client id's (or prefix's) part before its first ``-``,
+    the whole id if it has none."""
+    return client_order_id.partition("-")[0] or client_order_id
+
+
+def account_from_wire(value: object, field: str) -> str:
+    """An account: 1 to 64 characters of ``[A-Za-z0-9._:-]`` (like a client order id)."""
+    if not isinstance(value, str) or not CLIENT_ORDER_ID_PATTERN.fullmatch(value):
+        raise WireError(f"{field}: must be 1 to 64 characters of [A-Za-z0-9._:-], got {_show(value)}")
     return value
 
 
@@ -402,10 +418,8 @@ def request_from_wire(data: object, field: str) -> tuple[OrderRequest, str]:
     """
     obj = _object(data, field)
     client_order_id = _identifier(obj, "client_order_id", field)
-    if obj.get("account") is None:
-        account = client_order_id.partition("-")[0] or client_order_id
-    else:
-        account = _identifier(obj, "account", field)
+    raw_account = obj.get("account")
+    account = default_account(client_order_id) if raw_account is None else _identifier(obj, "account", field)
     symbol = _symbol(obj, field)
     side = _side(obj, field)
     order_type = type_from_wire(obj, field)
@@ -427,12 +441,19 @@ def request_from_wire(data: object, field: str) -> tuple[OrderRequest, str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def event_to_wire(event: OrderEvent, side: Side, status: OrderStatus) -> dict[str, Any]:
+def event_to_wire(
+    event: OrderEvent, side: Side, status: OrderStatus, account: str | None = None
+) -> dict[str, Any]:
     """An :class:`OrderEvent` as the contract's ``event`` object; *side* is the order's side, *status* its status
-    after this event. ``fill`` is included when the event carries one."""
+    after this event, *account* whose order it is (included when given). ``fill`` is included when the event
+    carries one."""
     out: dict[str, Any] = {
         "kind": str(event.kind),
         "client_order_id": event.client_order_id,
+    }
+    if account is not None:
+        out["account"] = account
+    out |= {
         "order_id": event.order_id,
         "symbol": event.symbol,
         "side": str(side),
@@ -449,6 +470,13 @@ def event_to_wire(event: OrderEvent, side: Side, status: OrderStatus) -> dict[st
             "liquidity": str(event.fill.liquidity),
         }
     return out
+
+
+def event_account(data: object) -> str | None:
+    """The ``account`` of the contract's ``event`` object (whose order it is), ``None`` if the engine did not say."""
+    obj = _object(data, "event")
+    value = obj.get("account")
+    return None if value is None else account_from_wire(value, "event.account")
 
 
 def event_from_wire(data: object) -> tuple[OrderEvent, Side, OrderStatus]:

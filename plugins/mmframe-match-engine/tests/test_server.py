@@ -229,7 +229,8 @@ async def test_self_trade_prevention_per_account() -> None:
         # the account defaults to the client id's part before the first "-"
         carol = (await s.place(order("alice-9", "buy", "100", "1"))).json()["results"][0]["order"]
         assert carol["account"] == "alice" and carol["reason"] == "self-trade prevention"
-        open_ = (await s.client.get("/api/v1/orders/open", params={"symbol": BTC})).json()["orders"]
+        params = {"symbol": BTC, "account": "alice"}
+        open_ = (await s.client.get("/api/v1/orders/open", params=params)).json()["orders"]
         assert [(o["client_order_id"], o["filled_quantity"], o["status"]) for o in open_] == [
             ("x-1", "0.4", "partially_filled")
         ]
@@ -272,7 +273,7 @@ async def test_cancel_cancel_all_open_query_and_depth() -> None:
 
         open_a = await s.client.get("/api/v1/orders/open", params={"symbol": BTC, "prefix": "mmf-A-"})
         assert [o["client_order_id"] for o in open_a.json()["orders"]] == ["mmf-A-2", "mmf-A-3"]
-        open_all = await s.client.get("/api/v1/orders/open", params={"symbol": BTC})
+        open_all = await s.client.get("/api/v1/orders/open", params={"symbol": BTC, "account": "mmf"})
         assert [o["client_order_id"] for o in open_all.json()["orders"]] == ["mmf-A-2", "mmf-A-3", "mmf-B-2", "mmf-B-3"]
 
         cancel_all = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": BTC, "prefix": "mmf-B-"})
@@ -292,10 +293,169 @@ async def test_cancel_cancel_all_open_query_and_depth() -> None:
         ]
         assert orders[0]["filled_quantity"] == "1.5" and orders[0]["filled_notional"] == "151.5"
 
-        rest = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": BTC})
+        rest = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": BTC, "account": "mmf"})
         assert rest.json() == {"cancelled": ["mmf-A-2", "mmf-A-3"]}
-        nothing = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": "NO/BOOK"})
+        nothing = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": "NO/BOOK", "account": "mmf"})
         assert nothing.json() == {"cancelled": []}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Accounts: client order ids are scoped per account; every request acts on its own account's orders only
+# ---------------------------------------------------------------------------------------------------------------
+
+
+async def _squatted(s: Served) -> None:
+    """"evil" holds mmf-A-1 (a sell at 500) and mmf-A-2, ids of "our" prefix; "mmframe" (us) holds mmf-A-1 (a bid
+    at 99) and mmf-A-3."""
+    squat = await s.place(order("mmf-A-1", "sell", "500", "1", account="evil"),
+                          order("mmf-A-2", "sell", "501", "1", account="evil"))
+    assert [r["result"] for r in squat.json()["results"]] == ["accepted", "accepted"]
+    ours = await s.place(order("mmf-A-1", "buy", "99", "1", account="mmframe"),
+                         order("mmf-A-3", "buy", "98", "1", account="mmframe"))
+    assert [r["result"] for r in ours.json()["results"]] == ["accepted", "accepted"]
+
+
+def _open_ids(s: Served, account: str) -> list[str]:
+    return [o.client_order_id for o in s.engine.open_orders(BTC, account=account)]
+
+
+async def test_a_client_order_id_is_per_account() -> None:
+    async with served() as s:
+        squat = (await s.place(order("mmf-A-1", "sell", "500", "1", account="evil"))).json()["results"][0]
+        assert squat["result"] == "accepted" and squat["order"]["account"] == "evil"
+        # the same id for another account is another order, not a duplicate of the squatter's
+        ours = (await s.place(order("mmf-A-1", "buy", "99", "1", account="mmframe"))).json()["results"][0]
+        assert ours["result"] == "accepted"
+        assert (ours["order"]["account"], ours["order"]["side"], ours["order"]["price"]) == ("mmframe", "buy", "99")
+        assert ours["order"]["order_id"] != squat["order"]["order_id"]
+        # idempotency is per (account, client id): each account's retry finds its own order
+        again = (await s.place(order("mmf-A-1", "buy", "99", "1", account="mmframe"))).json()["results"][0]
+        assert again["result"] == "duplicate" and again["order"] == ours["order"]
+        theirs = (await s.place(order("mmf-A-1", "sell", "500", "1", account="evil"))).json()["results"][0]
+        assert theirs["result"] == "duplicate" and theirs["order"]["account"] == "evil"
+        # unique per account across symbols, as before
+        eth = (await s.place(order("mmf-A-1", "buy", "5", "1", account="mmframe", symbol="ETH/USDT"))).json()
+        assert eth["results"][0]["result"] == "duplicate" and eth["results"][0]["order"]["symbol"] == BTC
+        assert sorted((o.account, o.price) for o in s.engine.open_orders(BTC)) == [
+            ("evil", Decimal("500")), ("mmframe", Decimal("99"))
+        ]  # fmt: skip
+        depth = (await s.client.get("/api/v1/depth", params={"symbol": BTC})).json()
+        assert (depth["bids"], depth["asks"]) == ([["99", "1"]], [["500", "1"]])
+
+
+async def test_cancel_acts_on_the_callers_account_only() -> None:
+    async with served() as s:
+        await _squatted(s)
+        body = {"symbol": BTC, "account": "mmframe", "client_order_ids": ["mmf-A-1", "mmf-A-2"]}
+        results = (await s.client.post("/api/v1/orders/cancel", json=body)).json()["results"]
+        assert [(r["client_order_id"], r["result"]) for r in results] == [("mmf-A-1", "cancelled"),
+                                                                           ("mmf-A-2", "unknown")]
+        assert results[0]["order"]["account"] == "mmframe" and results[0]["order"]["price"] == "99"
+        assert _open_ids(s, "evil") == ["mmf-A-1", "mmf-A-2"]  # the squatter's orders are untouched
+        assert _open_ids(s, "mmframe") == ["mmf-A-3"]
+        # without an account, each id acts for its default account ("mmf"), which holds none of these
+        body = {"symbol": BTC, "client_order_ids": ["mmf-A-2", "mmf-A-3"]}
+        results = (await s.client.post("/api/v1/orders/cancel", json=body)).json()["results"]
+        assert [r["result"] for r in results] == ["unknown", "unknown"]
+        assert _open_ids(s, "evil") == ["mmf-A-1", "mmf-A-2"] and _open_ids(s, "mmframe") == ["mmf-A-3"]
+        bad = await s.client.post("/api/v1/orders/cancel", json={**body, "account": "a b"})
+        assert bad.status_code == 400 and "account" in bad.json()["error"]["message"]
+
+
+async def test_cancel_all_acts_on_the_callers_account_only() -> None:
+    async with served() as s:
+        await _squatted(s)
+        body = {"symbol": BTC, "account": "mmframe", "prefix": "mmf-A-"}
+        cancelled = (await s.client.post("/api/v1/orders/cancel-all", json=body)).json()
+        assert cancelled == {"cancelled": ["mmf-A-1", "mmf-A-3"]}
+        assert _open_ids(s, "evil") == ["mmf-A-1", "mmf-A-2"] and _open_ids(s, "mmframe") == []
+        # without an account, the prefix names it (its part before the first "-"): "mmf" has nothing here
+        none = await s.client.post("/api/v1/orders/cancel-all", json={"symbol": BTC, "prefix": "mmf-A-"})
+        assert none.json() == {"cancelled": []} and _open_ids(s, "evil") == ["mmf-A-1", "mmf-A-2"]
+        # ... and a request that names no account at all is refused, not executed for everybody
+        for nameless in ({"symbol": BTC}, {"symbol": BTC, "prefix": "mmf"}):
+            refused = await s.client.post("/api/v1/orders/cancel-all", json=nameless)
+            assert refused.status_code == 400 and "account" in refused.json()["error"]["message"]
+        assert _open_ids(s, "evil") == ["mmf-A-1", "mmf-A-2"]
+        body = {"symbol": BTC, "account": "evil"}
+        assert (await s.client.post("/api/v1/orders/cancel-all", json=body)).json() == {
+            "cancelled": ["mmf-A-1", "mmf-A-2"]
+        }
+
+
+async def test_open_orders_list_the_callers_account_only() -> None:
+    async with served() as s:
+        await _squatted(s)
+
+        async def open_(**params: str) -> Any:
+            return await s.client.get("/api/v1/orders/open", params={"symbol": BTC, **params})
+
+        ours = (await open_(account="mmframe", prefix="mmf-A-")).json()["orders"]
+        assert [(o["client_order_id"], o["account"], o["price"]) for o in ours] == [
+            ("mmf-A-1", "mmframe", "99"), ("mmf-A-3", "mmframe", "98")
+        ]  # fmt: skip
+        theirs = (await open_(account="evil")).json()["orders"]
+        assert [(o["client_order_id"], o["price"]) for o in theirs] == [("mmf-A-1", "500"), ("mmf-A-2", "501")]
+        assert (await open_(prefix="mmf-A-")).json()["orders"] == []  # the prefix's account "mmf" has none
+        for nameless in ({}, {"prefix": "mmf"}):
+            refused = await open_(**nameless)
+            assert refused.status_code == 400 and "account" in refused.json()["error"]["message"]
+
+
+async def test_query_answers_for_the_callers_account_only() -> None:
+    async with served() as s:
+        await _squatted(s)
+
+        async def query(**extra: str) -> list[Any]:
+            body = {"symbol": BTC, "client_order_ids": ["mmf-A-1", "mmf-A-2", "mmf-A-3"], **extra}
+            return (await s.client.post("/api/v1/orders/query", json=body)).json()["orders"]  # type: ignore[no-any-return]
+
+        ours = await query(account="mmframe")
+        assert [None if o is None else (o["account"], o["price"]) for o in ours] == [
+            ("mmframe", "99"), None, ("mmframe", "98")
+        ]  # fmt: skip
+        theirs = await query(account="evil")
+        assert [None if o is None else (o["account"], o["price"]) for o in theirs] == [
+            ("evil", "500"), ("evil", "501"), None
+        ]  # fmt: skip
+        assert await query() == [None, None, None]  # the ids' default account "mmf" has none of them
+
+
+async def test_the_stream_names_each_events_account_and_filters_by_it() -> None:
+    engine = Engine()
+    engine.heartbeat_interval = 0.1
+    async with served(engine) as s:
+        async with s.client.stream("GET", "/api/v1/stream") as every, \
+                s.client.stream("GET", "/api/v1/stream", params={"account": "mmframe"}) as mine:
+            all_lines, my_lines = Lines(every), Lines(mine)
+            await all_lines.next()
+            await my_lines.next()
+            await _squatted(s)
+            # a third account trades with the squatter's mmf-A-1: its fill is the squatter's, not ours
+            await s.place(order("tk-1", "buy", "500", "1", tif="ioc", account="tk"))
+            seen = await all_lines.take(7)
+            assert [(line["event"]["kind"], line["event"]["client_order_id"], line["event"]["account"])
+                    for line in seen] == [
+                ("accepted", "mmf-A-1", "evil"), ("accepted", "mmf-A-2", "evil"),
+                ("accepted", "mmf-A-1", "mmframe"), ("accepted", "mmf-A-3", "mmframe"),
+                ("accepted", "tk-1", "tk"), ("filled", "tk-1", "tk"), ("filled", "mmf-A-1", "evil"),
+            ]  # fmt: skip
+            assert seen[-1]["event"]["fill"]["price"] == "500"
+            mine_now = await my_lines.take(2)
+            assert [(line["seq"], line["event"]["account"]) for line in mine_now] == [(3, "mmframe"), (4, "mmframe")]
+            # nothing else for us; the heartbeat then says every event up to the engine's is accounted for
+            beat = await my_lines.next(heartbeats=True)
+            assert beat == {"type": "heartbeat", "sequence": 7}
+        # a resumed stream replays our account's events only
+        params = {"account": "mmframe", "since": "0", "epoch": engine.epoch}
+        async with s.client.stream("GET", "/api/v1/stream", params=params) as response:
+            lines = Lines(response)
+            assert (await lines.next())["resumed"] is True
+            replayed = await lines.take(2)
+            assert [line["event"]["account"] for line in replayed] == ["mmframe", "mmframe"]
+            assert await lines.next(heartbeats=True) == {"type": "heartbeat", "sequence": 7}
+        bad = await s.client.get("/api/v1/stream", params={"account": "no/slash"})
+        assert bad.status_code == 400 and "account" in bad.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,6 +491,7 @@ async def test_stream_events_in_causal_order() -> None:
         assert taker_fill == {
             "kind": "partially_filled",
             "client_order_id": "tk-1",
+            "account": "tk",
             "order_id": "3",
             "symbol": BTC,
             "side": "buy",
@@ -475,7 +636,8 @@ async def test_forced_429_says_when_to_retry() -> None:
     async with served() as s:
         s.engine.force_429_next = 1
         s.engine.retry_after = 0.25
-        assert (await s.client.get("/api/v1/orders/open", params={"symbol": BTC})).status_code == 200  # not mutating
+        params = {"symbol": BTC, "account": "a"}
+        assert (await s.client.get("/api/v1/orders/open", params=params)).status_code == 200  # not mutating
         limited = await s.place(order("a-1", "buy", "1", "1"))
         assert limited.status_code == 429 and limited.headers["retry-after"] == "0.25"
         assert limited.json() == error_body("rate_limited", "rate limited (forced)")
@@ -791,10 +953,10 @@ async def test_simulated_takers_use_the_sim_account() -> None:
     engine = Engine(seed=3)
     assert engine.simulate_taker(BTC) is None
     engine.place([(OrderRequest("mm-1", BTC, Side.SELL, OrderType.LIMIT, Decimal("2.00"), Decimal("100")), "mm")])
-    engine.place([(OrderRequest("sim-1", BTC, Side.SELL, OrderType.LIMIT, Decimal("1"), Decimal("200")), "x")])
+    engine.place([(OrderRequest("sim-1", BTC, Side.SELL, OrderType.LIMIT, Decimal("1"), Decimal("200")), "sim")])
     result = engine.simulate_taker(BTC)
     assert result is not None and result.order is not None
-    assert result.client_order_id == "sim-2"  # sim-1 was taken
+    assert result.client_order_id == "sim-2"  # the sim account's sim-1 was taken (ids are per account)
     assert result.order.account == "sim" and result.order.side is Side.BUY
     assert Decimal(0) < result.order.filled_quantity <= Decimal("0.6")
 

@@ -253,7 +253,8 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, seconds: float, lines: 
 def _open(url: str, prefix: str) -> list[str]:
     out = []
     for symbol in ("BTC/USDT", "ETH/USDT"):
-        data = httpx.get(f"{url}/api/v1/orders/open", params={"symbol": symbol, "prefix": prefix}).json()
+        params = {"symbol": symbol, "account": "mmframe", "prefix": prefix}
+        data = httpx.get(f"{url}/api/v1/orders/open", params=params).json()
         out += [o["client_order_id"] for o in data["orders"]]
     return out
 
