@@ -15,7 +15,27 @@ from .models import to_decimal
 
 T = TypeVar("T")
 
-__all__ = ["not_negative", "optional_decimal", "parse_duration", "positive", "structure_config"]
+__all__ = [
+    "MAX_CONFIG_DECIMAL",
+    "MAX_SIGNIFICANT_DIGITS",
+    "MIN_CONFIG_DECIMAL",
+    "at_least_seconds",
+    "bounded_decimal",
+    "config_decimal",
+    "not_negative",
+    "optional_decimal",
+    "parse_duration",
+    "positive",
+    "structure_config",
+]
+
+#: A decimal config value must be below this in magnitude: the bound prices have everywhere (the feeds' ``MAX_PRICE``),
+#: so that a price or quantity times another stays exact in the 28 digits of decimal arithmetic.
+MAX_CONFIG_DECIMAL = Decimal("1e15")
+#: A non-zero decimal config value must be at least this in magnitude (nothing a market quotes is smaller).
+MIN_CONFIG_DECIMAL = Decimal("1e-15")
+#: At most this many significant digits in a decimal config value.
+MAX_SIGNIFICANT_DIGITS = 20
 
 
 def structure_config(data: Mapping[str, Any] | None, cls: type[T]) -> T:
@@ -54,9 +74,12 @@ def parse_duration(value: object) -> float:
 
 
 def positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """An attrs validator: *value* is above zero (``None``, for an optional key, passes; NaN does not)."""
+    """An attrs validator: *value* is above zero (``None``, for an optional key, passes; NaN does not); a Decimal (an
+    amount, a price, a fraction) is at least :data:`MIN_CONFIG_DECIMAL`."""
     if value is not None and not value > 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
+    if isinstance(value, Decimal) and value < MIN_CONFIG_DECIMAL:
+        raise ValueError(f"{attribute.name} must be at least 1e-15, got {value}")
 
 
 def not_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -65,10 +88,60 @@ def not_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) 
         raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
-def optional_decimal(name: str) -> Callable[[object], Decimal | None]:
-    """An attrs converter: ``None`` stays ``None``, anything else becomes an exact Decimal (errors name *name*)."""
+def bounded_decimal(value: object, name: str) -> Decimal:
+    """*value* as an exact Decimal the engine can compute with exactly: finite, below :data:`MAX_CONFIG_DECIMAL` in
+    magnitude, zero or at least :data:`MIN_CONFIG_DECIMAL`, with at most :data:`MAX_SIGNIFICANT_DIGITS` significant
+    digits. Raises :class:`ValueError` naming *name* and saying why."""
+    result = to_decimal(value, name=name)
+    if result == 0:
+        return result
+    if abs(result) >= MAX_CONFIG_DECIMAL:
+        raise ValueError(
+            f"{name} must be below 1e15 in magnitude (larger is no price or quantity a market can hold exactly), "
+            f"got {_shown(value)}"
+        )
+    if abs(result) < MIN_CONFIG_DECIMAL:
+        raise ValueError(f"{name} must be 0 or at least 1e-15 in magnitude, got {_shown(value)}")
+    digits = result.as_tuple().digits
+    significant = len(digits)
+    while significant > 1 and digits[significant - 1] == 0:
+        significant -= 1
+    if significant > MAX_SIGNIFICANT_DIGITS:
+        raise ValueError(
+            f"{name} has {significant} significant digits, at most {MAX_SIGNIFICANT_DIGITS} are allowed: "
+            f"{_shown(value)}"
+        )
+    return result
 
-    def convert(value: object) -> Decimal | None:
-        return None if value is None else to_decimal(value, name=name)
+
+def _shown(value: object) -> str:
+    return str(value) if isinstance(value, Decimal | int | float) else repr(value)
+
+
+def config_decimal(name: str) -> Callable[[object], Decimal]:
+    """An attrs converter: an exact Decimal within :func:`bounded_decimal`'s bounds (errors name *name*)."""
+
+    def convert(value: object) -> Decimal:
+        return bounded_decimal(value, name)
 
     return convert
+
+
+def optional_decimal(name: str) -> Callable[[object], Decimal | None]:
+    """An attrs converter: ``None`` stays ``None``, anything else becomes an exact Decimal within
+    :func:`bounded_decimal`'s bounds (errors name *name*)."""
+
+    def convert(value: object) -> Decimal | None:
+        return None if value is None else bounded_decimal(value, name)
+
+    return convert
+
+
+def at_least_seconds(minimum: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: a number of seconds of at least *minimum* (``None``, for an optional key, passes)."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not value >= minimum:
+            raise ValueError(f"{attribute.name} must be at least {minimum:g} s, got {value!r}")
+
+    return check

@@ -22,7 +22,7 @@ import trio
 
 from .config import structure_config
 from .engine.index import IndexGuard, IndexSource
-from .engine.manager import StrategyManager
+from .engine.manager import DryBuild, StrategyManager
 from .engine.market import MarketSpec, MarketState, MarketStatus, RestartPolicy
 from .engine.reconcile import Tolerance
 from .engine.risk import RiskLimits
@@ -522,7 +522,15 @@ class Service:
             fresh = self._make_record(row)
             if fresh.spec is not None:
                 try:
-                    self.manager.dry_build(fresh.spec)
+                    built = self.manager.dry_build(fresh.spec)
+                    if not built.quotes and record.spec is not None and self.manager.is_active(record.spec.key):
+                        # A quoting market is not turned into one that quotes nothing (see _update_config).
+                        try:
+                            before = len(self.manager.dry_build(record.spec).quotes)
+                        except ConfigError:
+                            before = 0
+                        if before:
+                            raise ConfigError(_empty_book(built, f"the market's current config quotes {before}"))
                 except ConfigError as exc:
                     fresh.spec, fresh.error = None, str(exc)
             if fresh.spec is None:
@@ -543,7 +551,10 @@ class Service:
         the new effective config. It applies on the next reload.
 
         Validated are the strategy's own config checks and a dry build of the market's book with the new config at
-        the market's current index (see :meth:`StrategyManager.dry_build`); a refusal names the key(s) to blame.
+        the market's current index (see :meth:`StrategyManager.dry_build`); a refusal names the key(s) to blame. A
+        change that leaves the book empty is refused when the current config's book is not empty, or when a changed
+        key alone empties the book of the strategy's own config (without the market's overrides); a book that was
+        empty already (a grid with nothing in its window) may be changed in other ways.
         """
         async with self._lock(record):
             return await self._update_config(self._current(record), changes)
@@ -561,28 +572,61 @@ class Service:
         effective = {**row.strategy_config, **overrides}
         cls = get_strategies(self.pm).get_or_raise(row.strategy_name)
         structure_config(effective, cls.Config)
-        error = self._build_error(attrs.evolve(row, overrides=overrides))
+        before = self._book_size(row)  # what the config as stored now quotes
+        built, error = self._dry(attrs.evolve(row, overrides=overrides))
+        if built is not None and not built.quotes:
+            if before:
+                error = _empty_book(built, f"the current config quotes {before}")
+            else:
+                own = self._book_size(attrs.evolve(row, overrides={}))
+                guilty = [k for k in changes if own and self._empties(attrs.evolve(row, overrides={k: changes[k]}))]
+                if guilty:
+                    keys = ", ".join(f"config.{k}" for k in sorted(guilty, key=str))
+                    raise ConfigError(f"{keys}: {_empty_book(built, f'the strategy config alone quotes {own}')}")
         if error:
-            raise ConfigError(f"{self._blame(row, changes)}: {error}")
+            raise ConfigError(f"{self._blame(row, changes, before)}: {error}")
         await trio.to_thread.run_sync(
             self.store.save_override, row.currency_id, row.market_type, overrides, limiter=self.store_limiter
         )
         return effective
 
-    def _build_error(self, row: MarketRow) -> str:
-        """Why *row* would fail to load or to build its book (see :meth:`StrategyManager.dry_build`), or ``""``."""
+    def _dry(self, row: MarketRow) -> tuple[DryBuild | None, str]:
+        """The dry build of *row* (see :meth:`StrategyManager.dry_build`), or ``None`` and why it fails."""
         record = self._make_record(row)
         if record.spec is None:
-            return record.error
+            if record.error.startswith("[<class 'decimal."):  # a strategy's own check overflowed: say what it means
+                signal = record.error.split(".")[1].split("'")[0]
+                return None, (f"the strategy cannot check its config for this market: {signal}: a value too large or "
+                              "too precise for exact decimal arithmetic")
+            return None, record.error
         try:
-            self.manager.dry_build(record.spec)
+            return self.manager.dry_build(record.spec), ""
         except ConfigError as exc:
-            return str(exc)
-        return ""
+            return None, str(exc)
 
-    def _blame(self, row: MarketRow, changes: Mapping[str, Any]) -> str:
+    def _book_size(self, row: MarketRow) -> int:
+        """How many orders the dry build of *row* quotes (0 when it does not build)."""
+        built, _ = self._dry(row)
+        return len(built.quotes) if built is not None else 0
+
+    def _empties(self, row: MarketRow) -> bool:
+        built, _ = self._dry(row)
+        return built is not None and not built.quotes
+
+    def _build_error(self, row: MarketRow, before: int = 0) -> str:
+        """Why *row* would fail to load or to build its book (see :meth:`StrategyManager.dry_build`), or ``""``; with
+        *before* (the orders the current config quotes), a book left empty is a failure too."""
+        built, error = self._dry(row)
+        if built is not None and before and not built.quotes:
+            return _empty_book(built, f"the current config quotes {before}")
+        return error
+
+    def _blame(self, row: MarketRow, changes: Mapping[str, Any], before: int = 0) -> str:
         """The changed keys that fail alone (``config.base_quantity``), else all the changed keys."""
-        alone = [k for k in changes if self._build_error(attrs.evolve(row, overrides={**row.overrides, k: changes[k]}))]
+        alone = [
+            k for k in changes
+            if self._build_error(attrs.evolve(row, overrides={**row.overrides, k: changes[k]}), before)
+        ]
         return ", ".join(f"config.{k}" for k in sorted(alone or changes, key=str))
 
     async def kill(self) -> dict[str, Any]:
@@ -617,6 +661,15 @@ class Service:
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at
+
+
+def _empty_book(built: DryBuild, before: str) -> str:
+    """Why a config whose dry build quotes nothing is refused."""
+    return (
+        f"its book at the {built.source} price {built.reference} would be empty ({before} orders there): every "
+        "order is left out (a quantity below the market's minimum, a price outside the grid or the window); the "
+        "market would run and quote nothing"
+    )
 
 
 def metrics_of(status: MarketStatus | None) -> dict[str, Any]:

@@ -35,7 +35,10 @@ from ..models import (
     Market,
     MarketKey,
     Order,
+    OrderEvent,
+    OrderEventKind,
     OrderRequest,
+    OrderStatus,
     OrderType,
     PriceTick,
     Quote,
@@ -341,21 +344,16 @@ class StrategyManager:
 
     def reference_price(self, spec: MarketSpec) -> tuple[Decimal, str]:
         """The price a dry build of *spec* puts its ladder at, and where it comes from, in this order: the market's
-        index (``index``: its last good tick, running or from its last run in this process); the feed's last price
-        for the index symbol (``feed``); the config's ``anchor_price`` (``anchor_price``); else a nominal price of
-        100,000 ticks (``nominal``). The risk gate's price band is checked only against a price from the market."""
+        index (``index``: its last good tick, running or from its last run in this process, when *spec* takes its
+        index from the same source); the feed's last price for *spec*'s index symbol (``feed``); the config's
+        ``anchor_price`` (``anchor_price``); else a nominal price of 100,000 ticks (``nominal``). The risk gate's price
+        bands are checked only against a price from the market or its feed."""
         runner = self.runner(spec.key)
-        if runner is not None and runner.last_tick is not None:
+        if runner is not None and runner.last_tick is not None and _index_source(runner.spec) == _index_source(spec):
             return runner.last_tick.price, "index"
-        key = (spec.feed, json.dumps(spec.feed_config, sort_keys=True, default=str))
-        statistics = getattr(self._feed_instances.get(key), "symbol_statistics", None)
-        if statistics is not None:
-            try:
-                last = getattr(statistics(spec.feed_symbol), "last_price", None)
-            except Exception:  # a figure we can do without
-                last = None
-            if isinstance(last, Decimal) and last.is_finite() and last > 0:
-                return last, "feed"
+        last = self._feed_price(spec)
+        if last is not None:
+            return last, "feed"
         anchor = spec.strategy_config.get("anchor_price")
         if anchor is not None:
             try:
@@ -365,6 +363,46 @@ class StrategyManager:
             if price > 0:
                 return price, "anchor_price"
         return spec.market.tick_size * 100_000, "nominal"
+
+    def _feed_price(self, spec: MarketSpec) -> Decimal | None:
+        """The last price *spec*'s own feed (if it runs in this process) has for *spec*'s index symbol, or ``None``."""
+        key = (spec.feed, json.dumps(spec.feed_config, sort_keys=True, default=str))
+        statistics = getattr(self._feed_instances.get(key), "symbol_statistics", None)
+        if statistics is None:
+            return None
+        try:
+            last = getattr(statistics(spec.feed_symbol), "last_price", None)
+        except Exception:  # a figure we can do without
+            return None
+        if isinstance(last, Decimal) and last.is_finite() and last > 0:
+            return last
+        return None
+
+    def _check_index_switch(self, spec: MarketSpec) -> None:
+        """Refuse *spec* if it would move a quoting market's index to another source (another feed, feed config or
+        index symbol) whose price is further than the market's ``max_tick_jump`` from the market's index, or unknown:
+        the new index would be taken at its first tick, with no screen to say that this is another instrument."""
+        runner = self.runner(spec.key)
+        if runner is None or runner.last_tick is None or not self.is_active(spec.key):
+            return  # not running, or no index yet: the next start takes its first index from the new source
+        if _index_source(runner.spec) == _index_source(spec):
+            return
+        current = runner.last_tick.price
+        before, after = ", ".join(runner.spec.source_names), ", ".join(spec.source_names)
+        how = "a deliberate switch needs a stop, then a reload (which starts the market on the new source)"
+        price = self._feed_price(spec)
+        if price is None:
+            raise ConfigError(
+                f"the index would switch from {before} to {after}, whose price is not known here, so it cannot be "
+                f"checked against the market's index {current}; {how}"
+            )
+        jump = abs(price - current) / current
+        limit = runner.spec.max_tick_jump
+        if jump > limit:
+            raise ConfigError(
+                f"the index would switch from {before} at {current} to {after} at {price}, {jump:.1%} away, more than "
+                f"the market's max_tick_jump {limit}; {how}"
+            )
 
     def dry_build(self, spec: MarketSpec) -> DryBuild:
         """Build *spec*'s strategy, hand it one tick at :meth:`reference_price` through a throwaway context, and
@@ -387,35 +425,50 @@ class StrategyManager:
             raise
         except Exception as exc:
             raise ConfigError(f"the strategy refuses the config: {_describe(exc)}") from None
+        self._check_index_switch(spec)
         reference, source = self.reference_price(spec)
         ctx = _DryContext(market, reference)
         where = f"at the {source} price {reference}"
+        hook = "build its book"
         try:
             strategy.on_start(ctx)
             strategy.on_tick(ctx.tick, ctx)
             desired = strategy.desired_orders(ctx)
             quotes = [*(desired or ()), *ctx.submitted]
+            ctx.submitted.clear()
+            # The other hooks that run with the config's values: a snapshot of the local book with another
+            # participant's mispriced orders on both sides (what a sweep takes), then one order's events.
+            if getattr(strategy, "local_depth_interval", None):
+                hook = "handle a snapshot of the local book"
+                strategy.on_local_depth(_dry_depth(market, reference), ctx)
+            immediate = list(ctx.submitted)
+            hook = "handle an order's events"
+            for event, order in _dry_events(market, quotes):
+                strategy.on_order_event(event, order, ctx)
         except decimal.DecimalException as exc:
             raise ConfigError(
-                f"the strategy cannot build its book {where}: {type(exc).__name__}: a value too large or too precise "
+                f"the strategy cannot {hook} {where}: {type(exc).__name__}: a value too large or too precise "
                 f"for exact decimal arithmetic ({decimal.getcontext().prec} significant digits)"
             ) from None
         except Exception as exc:
-            raise ConfigError(f"the strategy cannot build its book {where}: {_describe(exc)}") from None
-        limits = spec.risk if source in ("index", "feed") else attrs.evolve(spec.risk, price_band=None)
+            raise ConfigError(f"the strategy cannot {hook} {where}: {_describe(exc)}") from None
+        real = source in ("index", "feed")
+        limits = spec.risk if real else attrs.evolve(spec.risk, price_band=None, settled_band=None, book_band=None)
         gate = RiskGate(market, limits)
+        # The index has held at the reference (the settled price); the local book's mid is unknown here.
+        context = RiskContext(reference, (), Position(), settled_price=reference, book_mid=None)
         problems = []
         if len(quotes) > limits.max_active_orders:
             problems.append(f"{len(quotes)} orders wanted, more than max_active_orders {limits.max_active_orders}")
         placed = []
-        for quote in quotes:
+        for quote, sweep in [*((q, False) for q in quotes), *((q, True) for q in immediate)]:
             if not isinstance(quote, Quote):
                 problems.append(f"the strategy wants {type(quote).__name__} {quote!r}, not a Quote")
                 continue
             try:
                 quote = put_on_grid(market, quote)
             except UnplaceableQuote as exc:
-                problems.append(str(exc))
+                problems.append(f"{'an immediate order (a sweep): ' if sweep else ''}{exc}")
                 continue
             request = OrderRequest(
                 client_order_id="dry-build",
@@ -427,12 +480,15 @@ class StrategyManager:
                 market_type=market.market_type,
             )
             try:
-                reason = gate.check(request, RiskContext(reference, (), Position()))
+                reason = gate.check(request, context)
             except ArithmeticError as exc:
                 reason = f"cannot be checked: {_describe(exc)}"
             if reason is not None:
-                problems.append(f"{quote.side} {quote.quantity} @ {quote.price}: {reason}")
-            placed.append(quote)
+                what = f"{quote.side} {quote.type} {quote.quantity} @ {quote.price}" if sweep else (
+                    f"{quote.side} {quote.quantity} @ {quote.price}")
+                problems.append(f"{what}: {reason}")
+            if not sweep:
+                placed.append(quote)
         bids = [q.price for q in placed if q.side is Side.BUY and q.type is not OrderType.MARKET]
         asks = [q.price for q in placed if q.side is Side.SELL and q.type is not OrderType.MARKET]
         if bids and asks and max(bids) >= min(asks):
@@ -536,6 +592,58 @@ class _DryContext:
         pass
 
 
+def _index_source(spec: MarketSpec) -> tuple[Any, ...]:
+    """Where *spec*'s index comes from: its feed, feed config and index symbol, and those of its extra sources."""
+
+    def config(value: Mapping[str, Any]) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    return (
+        spec.feed, config(spec.feed_config), spec.feed_symbol,
+        tuple((s.feed, config(s.feed_config), s.index_symbol or spec.feed_symbol) for s in spec.index_sources),
+    )
+
+
+def _dry_depth(market: Market, reference: Decimal) -> DepthSnapshot:
+    """A local book with another participant's mispriced orders: an ask one tick below *reference* and a bid one tick
+    above it, each for a large quantity (a sweep is then limited by the strategy's own maximum)."""
+    tick = market.tick_size
+    quantity = Decimal(10) ** min(12, 14 - market.quantity_precision)
+    ask = market.floor_price(reference) - tick
+    bid = market.ceil_price(reference) + tick
+    return DepthSnapshot(
+        exchange="dry-build", symbol=market.symbol, bids=((bid, quantity),), asks=((ask, quantity),) if ask > 0 else ()
+    )
+
+
+def _dry_events(market: Market, quotes: Sequence[object]) -> list[tuple[OrderEvent, Order]]:
+    """The first placeable quote of *quotes* accepted, then filled in full: the events a strategy sees for one of its
+    orders (none if no quote can be placed: that is reported on its own)."""
+    for candidate in quotes:
+        if isinstance(candidate, Quote) and candidate.type is not OrderType.MARKET:
+            try:
+                quote = put_on_grid(market, candidate)
+            except UnplaceableQuote:
+                continue
+            break
+    else:
+        return []
+    request = OrderRequest(
+        client_order_id="dry-build-1", symbol=market.symbol, side=quote.side, type=quote.type,
+        quantity=quote.quantity, price=None if quote.type is OrderType.MARKET else quote.price,
+        market_type=market.market_type, tag=quote.tag,
+    )
+    accepted = Order(request, OrderStatus.OPEN, order_id="dry-build-1")
+    fill = Fill("dry-build-1", request.client_order_id, market.symbol, quote.side, quote.price, quote.quantity)
+    filled = attrs.evolve(accepted, status=OrderStatus.FILLED, filled_quantity=quote.quantity,
+                          average_price=quote.price)
+    return [
+        (OrderEvent(OrderEventKind.ACCEPTED, request.client_order_id, market.symbol, order_id="dry-build-1"), accepted),
+        (OrderEvent(OrderEventKind.FILLED, request.client_order_id, market.symbol, filled_quantity=quote.quantity,
+                    order_id="dry-build-1", fill=fill), filled),
+    ]
+
+
 class _Started:
     """What a runner's ``task_status`` is: marks the market running and reports the supervisor started."""
 
@@ -559,4 +667,8 @@ def _last_index(handle: _Handle) -> tuple[tuple[str, ...], PriceTick] | None:
 def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
+    if isinstance(exc, decimal.DecimalException) and str(exc).startswith("[<class"):
+        # decimal's own message is the list of its signals: say what it means
+        return (f"{type(exc).__name__}: a value too large or too precise for exact decimal arithmetic "
+                f"({decimal.getcontext().prec} significant digits)")
     return f"{type(exc).__name__}: {exc}"

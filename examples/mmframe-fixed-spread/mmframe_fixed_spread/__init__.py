@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from mmframe import Market, OrderType, Quote, Side, Strategy, StrategyContext, hookimpl, to_decimal
-from mmframe.config import not_negative, optional_decimal, positive
+from mmframe import Market, OrderType, Quote, Side, Strategy, StrategyContext, hookimpl
+from mmframe.config import config_decimal, not_negative, optional_decimal, positive
 
 __all__ = ["FixedSpreadStrategy", "register_strategies"]
 
@@ -27,12 +27,10 @@ __version__ = "0.1.0"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration validators: each message names the key, and mmframe's ConfigError reports it as is. The common
-# ones (positive, not_negative, optional_decimal) come from mmframe.config; these are this strategy's own.
+# ones (positive, not_negative, config_decimal, optional_decimal) come from mmframe.config: a decimal is refused
+# unless the engine can compute with it exactly (below 1e15, at most 20 significant digits, 0 or at least 1e-15).
+# These are this strategy's own.
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _decimal(value: object) -> Decimal:
-    return to_decimal(value)
 
 
 def _fraction(*, zero_ok: bool) -> Callable[[object, attrs.Attribute[Any], Decimal], None]:
@@ -84,15 +82,25 @@ class FixedSpreadStrategy(Strategy):
             ``±max_inventory``: levels are dropped from the far end first (> 0).
         """
 
-        spread: Decimal = attrs.field(default=Decimal("0.001"), converter=_decimal, validator=_fraction(zero_ok=False))
+        spread: Decimal = attrs.field(
+            default=Decimal("0.001"), converter=config_decimal("spread"), validator=_fraction(zero_ok=False)
+        )
         levels: int = attrs.field(default=5, validator=_levels)
         level_step: Decimal = attrs.field(
-            default=Decimal("0.0005"), converter=_decimal, validator=_fraction(zero_ok=True)
+            default=Decimal("0.0005"), converter=config_decimal("level_step"), validator=_fraction(zero_ok=True)
         )
-        quantity: Decimal = attrs.field(default=Decimal("0.01"), converter=_decimal, validator=positive)
-        quantity_growth: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=not_negative)
-        skew_per_unit: Decimal = attrs.field(default=Decimal(0), converter=_decimal, validator=not_negative)
-        max_skew: Decimal = attrs.field(default=Decimal("0.005"), converter=_decimal, validator=_fraction(zero_ok=True))
+        quantity: Decimal = attrs.field(
+            default=Decimal("0.01"), converter=config_decimal("quantity"), validator=positive
+        )
+        quantity_growth: Decimal = attrs.field(
+            default=Decimal(0), converter=config_decimal("quantity_growth"), validator=not_negative
+        )
+        skew_per_unit: Decimal = attrs.field(
+            default=Decimal(0), converter=config_decimal("skew_per_unit"), validator=not_negative
+        )
+        max_skew: Decimal = attrs.field(
+            default=Decimal("0.005"), converter=config_decimal("max_skew"), validator=_fraction(zero_ok=True)
+        )
         max_inventory: Decimal | None = attrs.field(
             default=None, converter=optional_decimal("max_inventory"), validator=positive
         )

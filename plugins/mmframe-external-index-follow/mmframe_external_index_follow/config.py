@@ -28,16 +28,19 @@ from typing import Any
 
 import attrs
 
-from mmframe import ConfigError, to_decimal
-from mmframe.config import not_negative, optional_decimal, parse_duration, positive
+from mmframe import ConfigError
+from mmframe.config import at_least_seconds, bounded_decimal, not_negative, optional_decimal, parse_duration, positive
 
-__all__ = ["IGNORED_KEYS", "MAX_LEVELS", "MODES", "Config", "Level"]
+__all__ = ["IGNORED_KEYS", "MAX_LEVELS", "MIN_UPKEEP_SECONDS", "MODES", "Config", "Level"]
 
 #: The seed's market-activity keys: accepted, never acted on.
 IGNORED_KEYS = ("market_order_interval_ms", "market_order_size", "synthetic_trade_interval_ms", "synthetic_trade_size")
 #: ``reconcile``: the desired ladder, diffed by the engine; ``replace_all``: the seed's cancel-all-and-re-place loop.
 MODES = ("reconcile", "replace_all")
 MAX_LEVELS = 100
+#: The shortest ``order_timeout_sec`` and ``order_refresh_interval_sec``: a shorter one replaces orders on (nearly)
+#: every evaluation, thousands of messages a second for nothing.
+MIN_UPKEEP_SECONDS = 1.0
 
 
 @attrs.frozen
@@ -57,8 +60,11 @@ Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]
 
 
 def _decimal(name: str) -> Callable[[object], Decimal]:
+    """An exact Decimal within the bounds of :func:`mmframe.config.bounded_decimal` (below 1e15, at most 20
+    significant digits): a value the engine can compute with exactly."""
+
     def convert(value: object) -> Decimal:
-        return to_decimal(value, name=name)
+        return bounded_decimal(value, name)
 
     return convert
 
@@ -112,7 +118,7 @@ def _level_number(item: Mapping[str, Any], index: int, key: str) -> Decimal:
     name = f"depth_levels[{index}].{key}"
     if key not in item:
         raise ValueError(f"{name} is required")
-    return to_decimal(item[key], name=name)
+    return bounded_decimal(item[key], name)
 
 
 def _depth_levels(value: Any, config: Config) -> tuple[Level, ...]:
@@ -211,11 +217,13 @@ class Config:
     refresh_interval_ms: int | None = attrs.field(default=None, validator=positive)
 
     # ---- upkeep ------------------------------------------------------------------------------------------
-    order_refresh_interval_sec: float | None = attrs.field(default=None, validator=positive)
+    order_refresh_interval_sec: float | None = attrs.field(
+        default=None, validator=at_least_seconds(MIN_UPKEEP_SECONDS)
+    )
     order_refresh_percent: Decimal = attrs.field(
         default=Decimal("0.1"), converter=_decimal("order_refresh_percent"), validator=_share
     )
-    order_timeout_sec: float | None = attrs.field(default=None, validator=positive)
+    order_timeout_sec: float | None = attrs.field(default=None, validator=at_least_seconds(MIN_UPKEEP_SECONDS))
 
     # ---- sweeping other participants' mispriced orders -------------------------------------------------------
     opponent_detection_enabled: bool = False

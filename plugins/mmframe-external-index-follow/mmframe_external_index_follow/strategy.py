@@ -21,9 +21,10 @@ order event and refresh interval):
 5. **Sweeps** (``opponent_detection_enabled``). Every ``refresh_interval_ms`` the engine hands the strategy a
    snapshot of the local book. Our own resting quantity is subtracted level by level; what is left belongs to
    other participants. An ask below the reference (or a bid above it) no further than
-   ``max_sweep_price_deviation`` from it is taken with one IOC order for at most ``max_sweep_quantity``, at most
-   once per ``sweep_cooldown_ms``. A sweep never reaches our own orders: its limit stays strictly inside our own
-   best opposite quote (and the engine's self-trade prevention refuses a crossing order anyway).
+   ``max_sweep_price_deviation`` from it is taken with one IOC order for at most ``max_sweep_quantity`` (and at most
+   ``max_order_quantity``), at most once per ``sweep_cooldown_ms``. A sweep never reaches our own orders: its limit
+   stays strictly inside our own best opposite quote (and the engine's self-trade prevention refuses a crossing order
+   anyway).
 
 ``mode = "replace_all"`` runs the seed's original loop instead of step 2: every ``maintenance_interval`` it
 cancels every order and places the whole ladder again at the current reference. It exists to measure what the
@@ -268,7 +269,14 @@ class ExternalIndexFollow(Strategy):
         """
         config = self.config
         assert config.max_sweep_quantity is not None
-        wanted = market.round_quantity(config.max_sweep_quantity)
+        try:
+            wanted = market.round_quantity(config.max_sweep_quantity)
+            if config.max_order_quantity is not None:  # a sweep is one order: never larger than the ladder's cap
+                wanted = min(wanted, market.round_quantity(config.max_order_quantity))
+        except ArithmeticError:  # not a quantity the market can hold (the config's bounds make this unreachable)
+            log.error("[%s] max_sweep_quantity %s cannot be written at the market's precision: no sweep",
+                      market.symbol, config.max_sweep_quantity)
+            return None
         total = Decimal(0)
         limit: Decimal | None = None
         for price, quantity in levels:

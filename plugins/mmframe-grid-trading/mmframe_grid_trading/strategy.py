@@ -71,22 +71,32 @@ class GridTrading(Strategy):
     def __init__(self, config: Config, market: Market) -> None:
         super().__init__(config, market)
         self.config: Config = config
-        self.quantity = self._checked_quantity(config, market)
-        #: The absolute spacing: ``price_interval``, or ``grid_spacing_percent`` of the anchor once it is known.
-        self.spacing: Decimal | None = None
-        if config.price_interval is not None:
-            self.spacing = self._checked_step(config.price_interval, "price_interval", market)
-        self.grid: Grid | None = None
-        #: Where the anchor came from: ``config``, ``first_price`` or ``history`` (an earlier run's grid price).
-        self.anchor_source = ""
-        if config.anchor_price is not None:
-            anchor = config.anchor_price
-            if not market.is_on_grid(anchor):
-                raise ConfigError(
-                    f"anchor_price {anchor} is not on the market's tick grid (tick {market.tick_size}, "
-                    f"{market.price_precision} decimal places)"
-                )
-            self._set_grid(anchor.quantize(market.price_step), "config")
+        key = config.quantity_key
+        try:
+            self.quantity = self._checked_quantity(config, market)
+            #: The absolute spacing: ``price_interval``, or ``grid_spacing_percent`` of the anchor once it is known.
+            self.spacing: Decimal | None = None
+            if config.price_interval is not None:
+                key = "price_interval"
+                self.spacing = self._checked_step(config.price_interval, "price_interval", market)
+            self.grid: Grid | None = None
+            #: Where the anchor came from: ``config``, ``first_price`` or ``history`` (an earlier run's grid price).
+            self.anchor_source = ""
+            if config.anchor_price is not None:
+                key = "anchor_price"
+                anchor = config.anchor_price
+                if not market.is_on_grid(anchor):
+                    raise ConfigError(
+                        f"anchor_price {anchor} is not on the market's tick grid (tick {market.tick_size}, "
+                        f"{market.price_precision} decimal places)"
+                    )
+                self._set_grid(anchor.quantize(market.price_step), "config")
+        except ArithmeticError as exc:  # a value the market's precision cannot hold within exact decimal arithmetic
+            raise ConfigError(
+                f"{key} {getattr(config, key)} cannot be written at the market's precision (tick {market.tick_size}, "
+                f"{market.price_precision} price and {market.quantity_precision} quantity decimals): "
+                f"{type(exc).__name__}"
+            ) from None
         self.slots: dict[int, Slot] = {}
         self._order_slot: dict[str, int] = {}  # client order id → slot, for orders seen live
         self._live: dict[int, list[Order]] = {}  # slot → its live orders (as of the last evaluation)
