@@ -8,13 +8,15 @@ and records the latest figures against the targets.
 - :mod:`bench.sink_throughput`: the ``match-engine`` sink against the reference engine in a second process.
 - :mod:`bench.scale`: N markets in one service process on the sim feed and the paper sink.
 - :mod:`bench.message_efficiency`: ``reconcile`` against ``replace_all`` on the recorded price path.
+- :mod:`bench.soak`: cycles of 50 ticks/s bursts with takers on the reference engine: never more resting orders
+  than the ladder plus those in flight, exactly one ladder after each burst, none left after a stop.
 
 The test suite never runs them at full size: ``tests/test_bench.py`` runs each once at the tiny size.
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("quote_path", "sink_throughput", "scale", "message_efficiency")
+BENCHMARKS = ("quote_path", "sink_throughput", "scale", "message_efficiency", "soak")
 SIZES = ("tiny", "full")
 
 __all__ = ["BENCHMARKS", "SIZES"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("quote_path", "sink_throughput", "scale", "message_efficiency")
+NAMES = ("quote_path", "sink_throughput", "scale", "message_efficiency", "soak")
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,11 @@ def test_message_efficiency(lines: dict[str, dict[str, Any]]) -> None:
 def test_an_unknown_benchmark_is_refused() -> None:
     out = subprocess.run([sys.executable, "-m", "bench", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown benchmark nope" in out.stderr
+
+
+def test_soak(lines: dict[str, dict[str, Any]]) -> None:
+    line = lines["soak"]
+    assert line["samples"] > 10 and line["max_resting"] >= line["ladder"] == 20
+    assert line["orders_placed"] > 100
+    for key in ("over_allowance", "unsettled", "left_after_stop"):
+        assert isinstance(line[key], int), key
