@@ -505,6 +505,33 @@ async def test_a_degraded_sink_holds_orders_and_the_market_catches_up(
     assert engine.prices() == ([Decimal("109.00"), Decimal("108.00")], [Decimal("111.00"), Decimal("112.00")])
 
 
+async def test_a_market_whose_sink_is_down_at_start_does_not_hold_up_the_start(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    """An engine unreachable when the service starts: the start answers (degraded) instead of waiting for it, so
+    the service's API comes up and a stop is heard; the market quotes once the sink is back."""
+
+    class DownSink(PaperSink):
+        degraded = True
+
+    sink = DownSink()
+    engine = await start_engine(nursery, sink=sink)
+    with trio.fail_after(5):
+        status = await engine.manager.start_market(spec())
+    assert status.state is MarketState.DEGRADED
+    engine.feed.push_price("AAAUSDT", "100")
+    await trio.sleep(2)
+    assert engine.book_orders() == []
+    sink.degraded = False
+    await trio.sleep(1.5)
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert engine.status().state is MarketState.RUNNING and len(engine.book_orders()) == 4
+    sink.degraded = True  # and a stop while it waits again is prompt
+    with trio.fail_after(5):
+        await engine.manager.stop_market(MarketKey("AAA/USDT"))
+
+
 async def test_size_variation_applies_on_placement_only(nursery: trio.Nursery, autojump_clock: Any) -> None:
     from mmframe import Quote
 

@@ -19,7 +19,7 @@ from mmframe.engine.index import IndexGuard, IndexHalt, IndexScreen, IndexSource
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketState, others_mid
 from mmframe.engine.risk import RiskLimits
-from mmframe.feedtools import FeedHub
+from mmframe.feedtools import FeedHub, FeedSymbolStats
 from mmframe.models import DepthSnapshot, MarketKey
 from mmframe.plugins import make_plugin_manager
 from mmframe.testing import ScriptedFeed
@@ -44,6 +44,10 @@ class TaggedFeed(ScriptedFeed):
         super().__init__()
         self.config = config
         TaggedFeed.instances.append(self)
+
+    def symbol_statistics(self, symbol: str) -> FeedSymbolStats:
+        last = [t.price for t in self.pushed if isinstance(t, PriceTick) and t.symbol == symbol]
+        return FeedSymbolStats(self.name, symbol, last_price=last[-1] if last else None)
 
 
 class TaggedPlugin:
@@ -468,3 +472,56 @@ def test_a_few_lots_far_away_do_not_move_the_books_mid_when_book_quantity_is_set
     assert others_mid(spoofed, [], None) == D("99.925")  # the top of the book, however small
     assert others_mid(spoofed, [], D("1")) == D("100")  # the price where 1 lot is there to trade
     assert others_mid(DepthSnapshot("paper", "AAA/USDT", bids=[("99", "0.5")], asks=[("101", "5")]), [], D("1")) is None
+
+
+async def test_sources_that_disagree_pull_the_quotes_at_once(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    engine = await start(nursery, stale_after=30.0, **composite())
+    for feed in range(3):
+        engine.push("100", feed=feed)
+    await settle()
+    assert len(engine.book_orders()) == 4
+    engine.push("130", feed=1)  # one of three disagrees: dropped, the other two still hold the index
+    await settle()
+    assert len(engine.book_orders()) == 4 and not engine.status().index_in_doubt
+    engine.push("160", feed=2)  # now all three disagree: nobody can say which is right
+    await settle()
+    status = engine.status()
+    assert status.index_in_doubt and engine.book_orders() == [], "quotes stay up while the sources disagree"
+    engine.push("100.1", feed=1)
+    engine.push("100.2", feed=2)
+    await settle()
+    assert not engine.status().index_in_doubt and len(engine.book_orders()) == 4
+
+
+async def test_a_composite_takes_its_first_index_from_a_majority_only(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start(nursery, **composite())
+    for _ in range(8):  # one source alone at start-up (the one that ticks first may be the wrong one)
+        engine.push("90000", feed=2)
+        await trio.sleep(0.25)
+    assert engine.status().index_price is None and engine.book_orders() == []
+    engine.push("45000", feed=0)
+    engine.push("45001", feed=1)
+    await settle()
+    assert engine.status().index_price == D("45000.5") and all_within(engine.prices(), D("45000"), D("0.001"))
+
+
+async def test_a_reload_onto_sources_far_from_the_index_is_refused(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    from mmframe.errors import ConfigError
+
+    engine = await start(nursery, **composite())
+    for feed in range(3):
+        engine.push("100", feed=feed)
+        engine.feed(feed).push_price("BBBUSDT", "3000")  # the same feeds also carry another instrument
+    await settle()
+    # The market's own feed unchanged, its two other sources moved to the other instrument: they would outvote it.
+    moved = spec(index_sources=(IndexSource("tagged", {"which": "b"}, "BBBUSDT"),
+                                IndexSource("tagged", {"which": "c"}, "BBBUSDT")))
+    with pytest.raises(ConfigError, match=r"sources including tagged:BBBUSDT at 3000, .* more than .*max_tick_jump"):
+        engine.manager.dry_build(moved)
+    near = spec(index_sources=(IndexSource("tagged", {"which": "b"}), IndexSource("tagged", {"which": "c"}),
+                               IndexSource("tagged", {"which": "d"})))
+    with pytest.raises(ConfigError, match="whose price is not known here"):
+        engine.manager.dry_build(near)  # a feed not running yet cannot be checked
+    engine.manager.dry_build(spec(index_sources=(IndexSource("tagged", {"which": "c"}),)))  # dropping one is fine

@@ -148,7 +148,35 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise ApiError(400, f"malformed JSON: {shown(str(exc), 200)[1:-1]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    where = _not_unicode(data, "")
+    if where is not None:
+        # A lone surrogate ("\\ud800") is valid JSON but not text: no database, log or exchange can take it.
+        raise ApiError(400, f"{where or 'the body'} is not valid Unicode text (a lone surrogate)")
     return data
+
+
+def _not_unicode(value: Any, path: str) -> str | None:
+    """The path of the first key or string in *value* that UTF-8 cannot encode, or ``None``."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if _not_unicode(key, "") is not None:
+                return f"a key in {path or 'the body'}"
+            found = _not_unicode(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _not_unicode(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _refuse_constant(name: str) -> Any:

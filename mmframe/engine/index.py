@@ -171,6 +171,9 @@ class IndexScreen:
         self._history: deque[tuple[float, Decimal]] = deque()  # accepted index prices, for settled_price
         self.history_seconds = 0.0  # how far back settled_price may ask (set by the market from its risk limits)
         self.agreeing = 0
+        # True while the index is in doubt: a big move waits for confirmation, or fresh sources disagree. The market
+        # quotes nothing meanwhile (its last index may be the wrong one, and so may the new price).
+        self.in_doubt = False
         self._proposer = self.sources[0].name
         self._contributors: list[_Source] = []
 
@@ -207,6 +210,8 @@ class IndexScreen:
         """The index after the ticks offered since the last call. Raises :class:`IndexHalt` when the circuit trips."""
         candidate, rejections, confirmed = self._candidate(now)
         if candidate is None:
+            if any(r.reason == "disagrees" for r in rejections):
+                self.in_doubt = True
             return Verdict(None, tuple(rejections), sources_agreeing=self.agreeing)
         last = self.index
         note = ""
@@ -215,9 +220,11 @@ class IndexScreen:
             if not accepted:
                 rejections.append(Rejection(self._proposer, "jump", f"jump from {last.price} to "
                                             f"{candidate.price} ({why})"))
+                self.in_doubt = True
                 return Verdict(None, tuple(rejections), sources_agreeing=self.agreeing)
             note = f"index moved from {last.price} to {candidate.price}; accepted after {why}"
         self._candidates.clear()
+        self.in_doubt = False
         if last is not None and candidate.price == last.price and candidate.timestamp == last.timestamp:
             return Verdict(None, tuple(rejections), confirmed, self.agreeing)  # nothing new
         self._record(candidate.price, now, confirmed)
@@ -255,6 +262,8 @@ class IndexScreen:
             self._contributors = agreeing
             return PriceTick("composite", self.symbol, price, timestamp=stamp), rejections, True
         if len(fresh) == 1:  # the others are stale: the one left is screened alone, like a single feed
+            if self.index is None:
+                return None, [], False  # but a composite's first index needs a majority: wait for a second source
             self._proposer = fresh[0].name
             self._contributors = fresh
             return fresh[0].last, [], False

@@ -69,9 +69,10 @@ class _Handle:
     restarts: int = 0
     position: Position = Position()
     history: tuple[Fill, ...] | None = None  # fills before the current run; None until loaded
-    # The index of the market's last run and the sources it came from: a new run with the same sources screens its
-    # first tick against it (see IndexScreen.seed), so a wild tick right after a start or reload is not the index.
-    last_index: tuple[tuple[str, ...], PriceTick] | None = None
+    # The index the market's last run ended with: a new run screens its first tick against it (IndexScreen.seed),
+    # so a wild tick right after a start or reload is not the index; a deliberate switch to another instrument is a
+    # big move, taken once confirmed.
+    last_index: PriceTick | None = None
 
 
 class StrategyManager:
@@ -278,8 +279,8 @@ class StrategyManager:
         if handle.runner is not None:
             handle.position = handle.runner.position
             handle.last_index = _last_index(handle)
-        if handle.last_index is not None and handle.last_index[0] == tuple(spec.source_names):
-            runner.index.seed(handle.last_index[1])
+        if handle.last_index is not None:
+            runner.index.seed(handle.last_index)
         if handle.history is None:
             handle.history = await self._load_history(spec)
             for fill in handle.history:  # what earlier processes bought and sold is still held
@@ -366,12 +367,16 @@ class StrategyManager:
 
     def _feed_price(self, spec: MarketSpec) -> Decimal | None:
         """The last price *spec*'s own feed (if it runs in this process) has for *spec*'s index symbol, or ``None``."""
-        key = (spec.feed, json.dumps(spec.feed_config, sort_keys=True, default=str))
+        return self._source_price(spec.feed, spec.feed_config, spec.feed_symbol)
+
+    def _source_price(self, feed: str, config: Mapping[str, Any], symbol: str) -> Decimal | None:
+        """The last price the running feed *feed* with *config* has for *symbol*, or ``None``."""
+        key = (feed, json.dumps(config, sort_keys=True, default=str))
         statistics = getattr(self._feed_instances.get(key), "symbol_statistics", None)
         if statistics is None:
             return None
         try:
-            last = getattr(statistics(spec.feed_symbol), "last_price", None)
+            last = getattr(statistics(symbol), "last_price", None)
         except Exception:  # a figure we can do without
             return None
         if isinstance(last, Decimal) and last.is_finite() and last > 0:
@@ -388,21 +393,26 @@ class StrategyManager:
         if _index_source(runner.spec) == _index_source(spec):
             return
         current = runner.last_tick.price
-        before, after = ", ".join(runner.spec.source_names), ", ".join(spec.source_names)
+        before = ", ".join(runner.spec.source_names)
         how = "a deliberate switch needs a stop, then a reload (which starts the market on the new source)"
-        price = self._feed_price(spec)
-        if price is None:
-            raise ConfigError(
-                f"the index would switch from {before} to {after}, whose price is not known here, so it cannot be "
-                f"checked against the market's index {current}; {how}"
-            )
-        jump = abs(price - current) / current
         limit = runner.spec.max_tick_jump
-        if jump > limit:
-            raise ConfigError(
-                f"the index would switch from {before} at {current} to {after} at {price}, {jump:.1%} away, more than "
-                f"the market's max_tick_jump {limit}; {how}"
-            )
+        # Every source of the new index (the market's own feed and each index source) must be there and near the
+        # index: two sources on another instrument would otherwise outvote the right one as a "confirmed" move.
+        sources = [(spec.feed, spec.feed_config, spec.feed_symbol)]
+        sources += [(s.feed, s.feed_config, s.index_symbol or spec.feed_symbol) for s in spec.index_sources]
+        for name, (feed, config, symbol) in zip(spec.source_names, sources, strict=True):
+            price = self._source_price(feed, config, symbol)
+            if price is None:
+                raise ConfigError(
+                    f"the index would switch from {before} to sources including {name}, whose price is not known "
+                    f"here, so it cannot be checked against the market's index {current}; {how}"
+                )
+            jump = abs(price - current) / current
+            if jump > limit:
+                raise ConfigError(
+                    f"the index would switch from {before} at {current} to sources including {name} at {price}, "
+                    f"{jump:.1%} away, more than the market's max_tick_jump {limit}; {how}"
+                )
 
     def dry_build(self, spec: MarketSpec) -> DryBuild:
         """Build *spec*'s strategy, hand it one tick at :meth:`reference_price` through a throwaway context, and
@@ -656,11 +666,11 @@ class _Started:
         self._report()
 
 
-def _last_index(handle: _Handle) -> tuple[tuple[str, ...], PriceTick] | None:
-    """The index the handle's last run ended with, and the sources it had (or what an earlier run left)."""
+def _last_index(handle: _Handle) -> PriceTick | None:
+    """The index the handle's last run ended with (or what an earlier run left)."""
     runner = handle.runner
     if runner is not None and runner.index.index is not None:
-        return tuple(runner.spec.source_names), runner.index.index
+        return runner.index.index
     return handle.last_index
 
 

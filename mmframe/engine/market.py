@@ -207,6 +207,7 @@ class MarketStatus:
     restarts: int = 0
     index_price: Decimal | None = None
     stale: bool = False
+    index_in_doubt: bool = False
     bids: int = 0
     asks: int = 0
     cancelling: int = 0
@@ -306,7 +307,7 @@ class MarketContext:
     @property
     def index_price(self) -> Decimal | None:
         r = self._runner
-        return None if r.stale or r.last_tick is None else r.last_tick.price
+        return None if r.stale or r.doubt or r.last_tick is None else r.last_tick.price
 
     @property
     def last_tick(self) -> PriceTick | None:
@@ -391,6 +392,7 @@ class MarketRunner:
         self.last_tick_at: float | None = None
         self.last_depth: DepthSnapshot | None = None
         self.stale = False
+        self.doubt = False  # the index screen has the index in doubt: quote nothing (see IndexScreen.in_doubt)
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
         self._seq = int(time.time() * 1_000_000)
@@ -430,17 +432,29 @@ class MarketRunner:
         sink_sub = self.sink.subscribe(symbol, prefix, self.inbox.push_event)
         feed_sub = None
         extra_subs: list[Any] = []
+        started = False
         try:
-            await self._wait_for_sink()
-            await self._handle_leftovers()
+            # Follow the index at once (the latest tick waits in the inbox): a market waiting for its sink below
+            # must not miss the ticks sent meanwhile.
             feed_sub = self.feed.subscribe(self.spec.feed_symbol, self.inbox.push_data)
             for number, (source, feed) in enumerate(zip(self.spec.index_sources, self.index_feeds, strict=True), 1):
                 extra_subs.append(feed.subscribe(source.index_symbol or self.spec.feed_symbol,
                                                  functools.partial(self.inbox.push_source, number)))
+            with trio.move_on_after(SINK_WAIT_AT_START):
+                await self._wait_for_sink()  # a sink connecting as the service starts: a moment
+            if self._sink_degraded():
+                # The sink still cannot take orders (the engine is unreachable): the market reports started, shown
+                # degraded, and waits for it here, so that it holds up neither the service's start (its control API)
+                # nor a stop.
+                task_status.started()
+                started = True
+                await self._wait_for_sink()
+            await self._handle_leftovers()
             self.strategy.on_start(self.ctx)
             if self.hook is not None:
                 self.hook.market_started(market=self.market, strategy=self.spec.strategy)
-            task_status.started()
+            if not started:
+                task_status.started()
             next_refresh = trio.current_time()
             if self.spec.reconcile_interval > 0:
                 self._next_reconcile = next_refresh + self.spec.reconcile_interval
@@ -596,9 +610,10 @@ class MarketRunner:
             self.strategy.on_tick(tick, self.ctx)
             self._check_kill_switch()
         self._check_stale(now)
+        self._check_doubt()
         if self.last_tick is None:
             return Plan()  # no index yet: nothing to decide (and adopted orders wait for the first price)
-        desired = [] if self.stale else self.strategy.desired_orders(self.ctx)
+        desired = [] if self.stale or self.doubt else self.strategy.desired_orders(self.ctx)
         if desired is None:
             return Plan()
         return self.reconciler.plan(self._on_grid(desired), self.tracker.quoting())
@@ -655,6 +670,15 @@ class MarketRunner:
         self._reject_logged[rejection.reason] = (now, 0)
         more = f" ({since} more {rejection.reason} rejections since the last report)" if since else ""
         self.log.warning("rejected an index tick from %s: %s%s", rejection.source, rejection.message, more)
+
+    def _check_doubt(self) -> None:
+        doubt = self.index.in_doubt
+        if doubt != self.doubt:
+            self.doubt = doubt
+            if doubt:
+                self.log.warning("index in doubt (a move not confirmed yet, or sources that disagree): pulling quotes")
+            else:
+                self.log.info("index settled again: quoting")
 
     def _check_stale(self, now: float) -> None:
         stale = self.last_tick_at is not None and now - self.last_tick_at > self.spec.stale_after
@@ -772,7 +796,7 @@ class MarketRunner:
             return
         live = list(self.tracker.live())
         batch: list[OrderRequest] = []
-        ref = self.last_tick.price if self.last_tick is not None and not self.stale else None
+        ref = self.last_tick.price if self.last_tick is not None and not self.stale and not self.doubt else None
         risk = self.spec.risk
         settled = self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None
         for coid, quote, from_plan in self._requests(plan.places, immediate):
@@ -973,6 +997,7 @@ class MarketRunner:
             restarts=restarts,
             index_price=mark,
             stale=self.stale,
+            index_in_doubt=self.doubt,
             bids=bids,
             asks=asks,
             cancelling=cancelling,
@@ -1069,6 +1094,9 @@ def put_on_grid(market: Market, quote: Quote) -> Quote:
         )
     return attrs.evolve(quote, price=price, quantity=qty)
 
+
+#: Seconds a starting market waits for its sink before it reports started (degraded) and goes on waiting.
+SINK_WAIT_AT_START = 3.0
 
 #: A market logs a rejected index tick at most once per this many seconds per reason (with a count in between).
 REJECT_LOG_INTERVAL = 10.0
