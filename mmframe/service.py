@@ -90,7 +90,9 @@ class MarketOptions:
     tolerance: Tolerance = Tolerance()
     refresh_interval: float = 1.0
     stale_after: float = 10.0
-    max_tick_jump: Decimal = Decimal("0.1")
+    # 2 %, not the engine's 10 %: a single source sending a wrong price inside max_tick_jump is quoted at once, so a
+    # service following one feed keeps that door narrow (a real move beyond it is taken after about a second).
+    max_tick_jump: Decimal = Decimal("0.02")
     confirm_ticks: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     index_guard: IndexGuard = IndexGuard()
     index_sources: tuple[IndexSource, ...] = ()

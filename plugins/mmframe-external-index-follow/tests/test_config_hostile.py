@@ -312,7 +312,7 @@ async def test_a_switch_of_the_index_to_another_instrument_is_refused(tmp_path: 
         message = response.json()["message"]
         assert message.startswith("config.external_symbol: the index would switch from scripted:ETHUSDT at 3000 to "
                                   "sources including scripted:BTCUSDT at 45000"), message
-        assert "more than the market's max_tick_jump 0.1" in message and "a stop, then a reload" in message
+        assert "more than the market's max_tick_jump 0.02" in message and "a stop, then a reload" in message
         # A symbol whose price is not known here cannot be checked: refused while the market quotes.
         response = await running.update(ETH_BODY, external_symbol="XRPUSDT")
         assert response.status_code == 400 and "whose price is not known here" in response.json()["message"]
