@@ -4,11 +4,10 @@ squatter's are never taken for ours, never cancelled by our reconciliation, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
-import attrs
 import httpx
 import trio
 from mmframe_match_engine.server import Engine, StreamSubscription, serve_engine
@@ -20,18 +19,15 @@ from mmframe import (
     OrderEventKind,
     OrderRequest,
     OrderType,
-    Quote,
     Side,
-    Strategy,
-    StrategyContext,
-    hookimpl,
 )
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketSpec
 from mmframe.engine.risk import RiskLimits
 from mmframe.models import MarketKey
 from mmframe.plugins import make_plugin_manager
-from mmframe.testing import ScriptedFeed
+
+from .helpers import Feed, Plugin
 
 SYMBOL = "AAA/USDT"
 US = "mmframe"  # the sink's default account
@@ -155,42 +151,6 @@ async def test_the_sink_checks_the_account_of_what_the_engine_answers(nursery: t
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class Ladder(Strategy):
-    name = "acct_ladder"
-
-    @attrs.frozen
-    class Config:
-        levels: int = 5
-
-    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
-        if ctx.index_price is None:
-            return []
-        out = []
-        for i in range(1, self.config.levels + 1):
-            out.append(Quote(Side.BUY, ctx.index_price - i, Decimal("1")))
-            out.append(Quote(Side.SELL, ctx.index_price + i, Decimal("1")))
-        return out
-
-
-class Feed(ScriptedFeed):
-    name: ClassVar[str] = "acct_feed"
-    instances: ClassVar[list[Feed]] = []
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        Feed.instances.append(self)
-
-
-class Plugin:
-    @hookimpl
-    def register_strategies(self, register: Any) -> None:
-        register(Ladder)
-
-    @hookimpl
-    def register_feeds(self, register: Any) -> None:
-        register(Feed)
-
-
 _DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -213,7 +173,8 @@ async def test_a_squatter_on_our_next_ids_is_neither_ours_nor_cancelled(nursery:
     manager = StrategyManager(sink, make_plugin_manager(load_entrypoints=False, plugins=(Plugin(),)), instance_id="t")
     await nursery.start(manager.run)
     market = Market(SYMBOL, tick_size="0.01", price_precision=2, quantity_precision=2)
-    spec = MarketSpec(market=market, strategy="acct_ladder", feed="acct_feed", risk=RiskLimits(price_band="0.5"),
+    spec = MarketSpec(market=market, strategy="me_ladder", strategy_config={"levels": 5}, feed="me_feed",
+                      risk=RiskLimits(price_band="0.5"),
                       refresh_interval=0.2, reconcile_interval=0.3, reconcile_grace=0.2)
     await manager.start_market(spec)
     key = MarketKey(SYMBOL)

@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,41 +26,18 @@ import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Market, Quote, Side, Strategy, StrategyContext, hookimpl
+from mmframe import Market
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketSpec, MarketState
 from mmframe.engine.risk import RiskLimits
 from mmframe.models import MarketKey
 from mmframe.plugins import make_plugin_manager
 
+from .helpers import Plugin
+
 D = Decimal
 KEY = MarketKey("BTC/USDT")
 MARKET = Market("BTC/USDT", tick_size="0.01", price_precision=2, quantity_precision=4, min_quantity="0.0001")
-
-
-class Ladder(Strategy):
-    """Five bids and five asks 10 apart around the index."""
-
-    name = "bus_ladder"
-
-    @attrs.frozen
-    class Config:
-        levels: int = 5
-
-    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
-        if ctx.index_price is None:
-            return []
-        out = []
-        for i in range(1, self.config.levels + 1):
-            out.append(Quote(Side.BUY, ctx.index_price - 10 * i, D("0.01")))
-            out.append(Quote(Side.SELL, ctx.index_price + 10 * i, D("0.01")))
-        return out
-
-
-class Plugin:
-    @hookimpl
-    def register_strategies(self, register: Any) -> None:
-        register(Ladder)
 
 
 @pytest.fixture
@@ -121,7 +98,8 @@ async def rig(nursery: trio.Nursery, bus: redis.Redis, **spec_options: Any) -> R
     await nursery.start(manager.run)
     exchange = f"t13{secrets.token_hex(4)}"  # channels of our own: parallel runs never hear each other
     spec = MarketSpec(
-        market=MARKET, strategy="bus_ladder", feed="redis", feed_config={"exchange": exchange, "depth": False},
+        market=MARKET, strategy="me_ladder", strategy_config={"levels": 5, "step": "10", "quantity": "0.01"},
+        feed="redis", feed_config={"exchange": exchange, "depth": False},
         index_symbol="BTCUSDT", risk=RiskLimits(price_band="0.5"), refresh_interval=0.5,
         **{"stale_after": 3.0, **spec_options},
     )

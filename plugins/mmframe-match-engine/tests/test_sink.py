@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import httpx
@@ -22,50 +22,14 @@ import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Market, Quote, Side, Strategy, StrategyContext, hookimpl
+from mmframe import Market, Side
 from mmframe.engine.manager import StrategyManager
 from mmframe.engine.market import MarketSpec, MarketState
 from mmframe.engine.risk import RiskLimits
 from mmframe.models import MarketKey
 from mmframe.plugins import make_plugin_manager
-from mmframe.testing import ScriptedFeed
 
-
-class Ladder(Strategy):
-    name = "me_ladder"
-
-    @attrs.frozen
-    class Config:
-        levels: int = 2
-
-    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
-        if ctx.index_price is None:
-            return []
-        out = []
-        for i in range(1, self.config.levels + 1):
-            out.append(Quote(Side.BUY, ctx.index_price - i, Decimal("1")))
-            out.append(Quote(Side.SELL, ctx.index_price + i, Decimal("1")))
-        return out
-
-
-class Feed(ScriptedFeed):
-    name: ClassVar[str] = "me_feed"
-    instances: ClassVar[list[Feed]] = []
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        Feed.instances.append(self)
-
-
-class Plugin:
-    @hookimpl
-    def register_strategies(self, register: Any) -> None:
-        register(Ladder)
-
-    @hookimpl
-    def register_feeds(self, register: Any) -> None:
-        register(Feed)
-
+from .helpers import Feed, Plugin
 
 MARKET = Market("AAA/USDT", tick_size="0.01", price_precision=2, quantity_precision=2)
 SPEC = MarketSpec(market=MARKET, strategy="me_ladder", feed="me_feed", risk=RiskLimits(price_band="0.5"),
