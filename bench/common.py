@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from mmframe import Market, hookimpl
-from mmframe.demo import SEED_STRATEGY_CONFIG
-from mmframe.models import MarketData, OrderEvent, OrderEventKind
+from mmframe._demo import SEED_STRATEGY_CONFIG
+from mmframe._models import MarketData, OrderEvent, OrderEventKind
 from mmframe.protocols import Subscription
 from mmframe.testing import ScriptedFeed
 
@@ -34,7 +34,7 @@ __all__ = [
     "seed_config",
 ]
 
-#: The demo markets' shape (``mmframe.demo.DEMO_MARKETS``): tick 0.1, prices to 4 places, quantities to 2.
+#: The demo markets' shape (``mmframe._demo.DEMO_MARKETS``): tick 0.1, prices to 4 places, quantities to 2.
 DEMO_SHAPE = {"tick_size": "0.1", "price_precision": 4, "quantity_precision": 2, "min_quantity": "0.01"}
 
 

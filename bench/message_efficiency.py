@@ -33,13 +33,13 @@ import trio.testing
 from mmframe_external_index_follow import ExternalIndexFollow, build_ladder
 
 from mmframe import Market, Side
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey, PriceTick
+from mmframe._plugins import make_plugin_manager
 from mmframe.config import structure_config
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey, PriceTick
-from mmframe.plugins import make_plugin_manager
 
 from .common import BenchFeed, FeedPlugin, log, result, seed_config
 

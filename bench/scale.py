@@ -1,7 +1,7 @@
 """scale: N markets in one process on the ``sim`` feed at 5 ticks a second each, with the ``paper`` sink.
 
 Each size runs in a process of its own (``python -m bench.scale --child N``) running the engine as ``mmframe
-serve`` does — one :class:`~mmframe.engine.manager.StrategyManager`, the plugins found through entry points, one
+serve`` does — one :class:`~mmframe._engine.manager.StrategyManager`, the plugins found through entry points, one
 shared ``sim`` feed, the ``paper`` sink — without the configuration store, the audit trail and the control API
 (see ``docs/performance.md`` for why the SQLite audit trail is left out):
 
@@ -35,11 +35,11 @@ from typing import Any, NoReturn
 import trio
 
 from mmframe import Market
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import LatencyHistogram, MarketSpec, MarketState
-from mmframe.engine.risk import RiskLimits
-from mmframe.plugins import get_plugin_manager
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import LatencyHistogram, MarketSpec, MarketState
+from mmframe._engine.risk import RiskLimits
+from mmframe._plugins import get_plugin_manager
 
 from .common import emit, log, percentile, result, seed_config
 

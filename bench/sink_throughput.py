@@ -28,7 +28,7 @@ from typing import Any
 import trio
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe.models import OrderRequest, OrderType, Side
+from mmframe._models import OrderRequest, OrderType, Side
 
 from .common import AckRecorder, log, percentile, result
 

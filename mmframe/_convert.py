@@ -17,8 +17,8 @@ from cattrs.cols import homogenous_tuple_structure_factory, is_mutable_sequence,
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import format_exception
 
-from .errors import ConfigError
-from .models import to_decimal
+from ._errors import ConfigError
+from ._models import to_decimal
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import attrs
 
 from . import _convert
-from .errors import ConfigError
-from .models import to_decimal
+from ._errors import ConfigError
+from ._models import to_decimal
 
 T = TypeVar("T")
 

@@ -1,8 +1,8 @@
 """Building blocks for feed plugins: listeners and per-symbol statistics, exact parsing, reconnect backoff.
 
 A network feed (``binance``, ``okex``, the ``redis`` bus) is the same shape every time: markets subscribe to
-symbols, a connection task turns the exchange's messages into :class:`~mmframe.models.PriceTick` and
-:class:`~mmframe.models.DepthSnapshot` items, and when the connection breaks it reconnects with backoff. The parts
+symbols, a connection task turns the exchange's messages into :class:`~mmframe._models.PriceTick` and
+:class:`~mmframe._models.DepthSnapshot` items, and when the connection breaks it reconnects with backoff. The parts
 that do not depend on the exchange live here, so every feed counts and reports the same way:
 
 * :class:`FeedHub` keeps the listeners of each symbol, delivers items to them (a listener that raises is logged
@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from .models import DepthSnapshot, MarketData, PriceTick
+from ._models import DepthSnapshot, MarketData, PriceTick
 from .protocols import Subscription
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import trio
 
-from .models import (
+from ._models import (
     DepthSnapshot,
     Fill,
     Market,
@@ -217,7 +217,7 @@ class ExchangeFeed(Protocol):
 class OrderSink(Protocol):
     """Where orders go: the match engine (over HTTP) or the in-process paper book.
 
-    Every outcome comes back as an :class:`~mmframe.models.OrderEvent` to the listeners subscribed for the order's
+    Every outcome comes back as an :class:`~mmframe._models.OrderEvent` to the listeners subscribed for the order's
     symbol and client-id prefix: ``place`` and ``cancel`` return once the sink has taken the request in hand. A
     sink never creates a second order for one client order id.
     """

@@ -12,7 +12,7 @@ strategy's :meth:`~mmframe.Strategy.desired_orders` can be tested without an eng
     ctx.submit(...)  # recorded in ctx.submitted; ctx.cancel(...) in ctx.cancelled
 
 :class:`ScriptedFeed` is an :class:`~mmframe.protocols.ExchangeFeed` whose :meth:`~ScriptedFeed.push` delivers a
-:class:`~mmframe.models.PriceTick` or :class:`~mmframe.models.DepthSnapshot` synchronously to the listeners of its
+:class:`~mmframe._models.PriceTick` or :class:`~mmframe._models.DepthSnapshot` synchronously to the listeners of its
 symbol, so a test decides exactly which tick arrives when.
 
 :class:`RedisServer` runs a private ``redis-server`` on a free loopback port, which a test can stop and start again
@@ -35,8 +35,8 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from .engine.tracker import best_first as _best_first
-from .models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
+from ._engine.tracker import best_first as _best_first
+from ._models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
 from .protocols import Position, Subscription
 
 __all__ = ["FakeContext", "RedisServer", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
@@ -50,7 +50,7 @@ def make_market(
     quantity_precision: int = 4,
     min_quantity: Decimal | str = "0.0001",
 ) -> Market:
-    """A :class:`~mmframe.models.Market` with test-friendly defaults (``BTC/USDT``, tick 0.01, quantities to 4 dp)."""
+    """A :class:`~mmframe._models.Market` with test-friendly defaults (``BTC/USDT``, tick 0.01, quantities to 4 dp)."""
     return Market(
         symbol=symbol,
         tick_size=to_decimal(tick_size, name="tick_size"),
@@ -176,7 +176,7 @@ class ScriptedFeed:
     def push_price(
         self, symbol: str, price: Decimal | str | int, *, exchange: str = "scripted", timestamp: float | None = None
     ) -> PriceTick:
-        """Build a :class:`~mmframe.models.PriceTick` of *price* for *symbol*, :meth:`push` it and return it."""
+        """Build a :class:`~mmframe._models.PriceTick` of *price* for *symbol*, :meth:`push` it and return it."""
         tick = PriceTick(
             exchange=exchange,
             symbol=symbol,
@@ -225,7 +225,7 @@ def mysql_to_sqlite(statement: str) -> str:
 
 
 def run_sql(store: Any, script: str) -> None:
-    """Run a MySQL script (the seed's SQL, :func:`mmframe.store.seed_sql`) on a :class:`~mmframe.store.Store`:
+    """Run a MySQL script (the seed's SQL, :func:`mmframe._store.seed_sql`) on a :class:`~mmframe._store.Store`:
     verbatim on MySQL/MariaDB, mechanically adapted on SQLite."""
     for statement in split_sql(script):
         if store.dialect == "sqlite":

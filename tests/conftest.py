@@ -66,8 +66,8 @@ def _require_or_skip(message: str) -> None:
 
 @pytest.fixture
 def redis_address() -> object:
-    """The machine's Redis (127.0.0.1:6379), as :class:`~mmframe.settings.RedisSettings`."""
-    from mmframe.settings import RedisSettings
+    """The machine's Redis (127.0.0.1:6379), as :class:`~mmframe._settings.RedisSettings`."""
+    from mmframe._settings import RedisSettings
 
     try:
         socket.create_connection(SERVICES["Redis"], timeout=1).close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mmframe.store import Store, seed_sql
+from mmframe._store import Store, seed_sql
 from mmframe.testing import mysql_to_sqlite as mysql_to_sqlite
 from mmframe.testing import run_sql as run_sql
 from mmframe.testing import split_sql as split_sql

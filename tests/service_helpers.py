@@ -13,11 +13,11 @@ import pluggy
 import trio
 
 from mmframe import Quote, Side, Strategy, StrategyContext, hookimpl
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.plugins import make_plugin_manager
-from mmframe.service import Service
-from mmframe.settings import Settings
-from mmframe.store import Store
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._plugins import make_plugin_manager
+from mmframe._service import Service
+from mmframe._settings import Settings
+from mmframe._store import Store
 from mmframe.testing import ScriptedFeed
 
 TOKEN = "test-token-3f9a"

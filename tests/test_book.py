@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmframe.book import SELF_TRADE_PREVENTION, OrderBook, OrderState, SubmitResult, SubmitStatus
-from mmframe.models import OrderStatus, OrderType, Side
+from mmframe._book import SELF_TRADE_PREVENTION, OrderBook, OrderState, SubmitResult, SubmitStatus
+from mmframe._models import OrderStatus, OrderType, Side
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL

@@ -21,11 +21,11 @@ import pytest
 import redis
 import trio
 
-from mmframe.bus import BusPublisher, RedisFeed, decode_depth, decode_price, encode
-from mmframe.bus.link import Subscriber
+from mmframe._bus import BusPublisher, RedisFeed, decode_depth, decode_price, encode
+from mmframe._bus.link import Subscriber
+from mmframe._models import DepthSnapshot, MarketData, PriceTick
+from mmframe._settings import RedisSettings
 from mmframe.feedtools import Backoff, BadMessage
-from mmframe.models import DepthSnapshot, MarketData, PriceTick
-from mmframe.settings import RedisSettings
 from mmframe.testing import RedisServer
 
 D = Decimal

@@ -28,13 +28,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmframe import Market, Side, hookimpl
-from mmframe.bus.feed import RedisFeed
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec, MarketState
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._bus.feed import RedisFeed
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec, MarketState
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .engine_helpers import EnginePlugin
 

@@ -19,7 +19,7 @@ from typing import IO
 import pytest
 from click.testing import CliRunner
 
-from mmframe.cli import cli
+from mmframe._cli import cli
 
 ROOT = Path(__file__).parent.parent
 DEMO_INSTALLED = any(ep.name == "external_index_follow" for ep in importlib.metadata.entry_points(group="mmframe"))
@@ -136,7 +136,7 @@ def test_db_commands(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "created nothing" in again.output
     seeded = runner.invoke(cli, ["db", "seed-demo", "--sqlite", str(db)])
     assert seeded.exit_code == 0 and "demo markets written" in seeded.output
-    from mmframe.store import Store
+    from mmframe._store import Store
 
     store = Store.sqlite(db)
     assert [row.id for row in store.load_markets()] == ["9001_1", "9002_1"]

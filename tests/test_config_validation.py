@@ -12,12 +12,12 @@ import pytest
 import trio
 
 from mmframe import ConfigError
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketState
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketState
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .engine_helpers import EnginePlugin, RecordingFeed, spec
 from .engine_helpers import settle as engine_settle

@@ -29,10 +29,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mmframe.control.metrics import METRIC_NAMES, STATES, sink_metrics
-from mmframe.engine.market import LatencyHistogram
-from mmframe.plugins import ALLOW_LIST_ENV
-from mmframe.settings import load_settings, parse_dotenv
+from mmframe._control.metrics import METRIC_NAMES, STATES, sink_metrics
+from mmframe._engine.market import LatencyHistogram
+from mmframe._plugins import ALLOW_LIST_ENV
+from mmframe._settings import load_settings, parse_dotenv
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib"
@@ -55,8 +55,8 @@ MMFRAME_IMAGE_SERVICES = ("mmframe", "match-engine", "publisher")
 
 
 def settings_keys() -> set[str]:
-    """Every environment key ``mmframe/settings.py`` reads (plus the plugin allow-list, read in plugins.py)."""
-    source = (ROOT / "mmframe" / "settings.py").read_text(encoding="utf-8")
+    """Every environment key ``mmframe/_settings.py`` reads (plus the plugin allow-list, read in plugins.py)."""
+    source = (ROOT / "mmframe" / "_settings.py").read_text(encoding="utf-8")
     literals = set(re.findall(r'"([A-Z][A-Z0-9_]*)"', source))
     prefixes = {literal for literal in literals if literal.endswith("_")}  # _redis(values, "MARKET_REDIS_")
     suffixes = set(re.findall(r'f"\{prefix\}([A-Z][A-Z0-9_]*)"', source))
@@ -504,7 +504,7 @@ def seconds(value: str) -> float:
 
 
 def seed_symbols() -> list[str]:
-    sql = (ROOT / "mmframe" / "store" / "seed.sql").read_text(encoding="utf-8")
+    sql = (ROOT / "mmframe" / "_store" / "seed.sql").read_text(encoding="utf-8")
     rows = sql[sql.index("INSERT INTO strategy_currency"):]
     return re.findall(r"\(\d+,\s*'(\w+)'", rows)
 
@@ -702,7 +702,7 @@ def test_compose_mounts_files_that_exist_where_they_are_read() -> None:
         for target, source in _mounts(service).items():
             assert source.exists() and ROOT in source.parents, f"{name}: {source} (for {target}) does not exist"
     mariadb = _mounts(services["mariadb"])
-    seed = [target for target, source in mariadb.items() if source == ROOT / "mmframe" / "store" / "seed.sql"]
+    seed = [target for target, source in mariadb.items() if source == ROOT / "mmframe" / "_store" / "seed.sql"]
     assert seed and seed[0].startswith("/docker-entrypoint-initdb.d/") and seed[0].endswith(".sql")
     prometheus = _mounts(services["prometheus"])
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
@@ -863,7 +863,7 @@ class DockerIgnore:
 
 def test_the_dockerignore_sends_what_the_build_copies_and_nothing_else() -> None:
     ignore = DockerIgnore((DOCKER / "Dockerfile.dockerignore").read_text(encoding="utf-8"))
-    sources = ["pyproject.toml", "README.md", "mmframe/__init__.py", "mmframe/store/seed.sql", "mmframe/py.typed"]
+    sources = ["pyproject.toml", "README.md", "mmframe/__init__.py", "mmframe/_store/seed.sql", "mmframe/py.typed"]
     for project in ROOT.glob("plugins/*/pyproject.toml"):
         folder = project.parent.relative_to(ROOT).as_posix()
         sources += [f"{folder}/pyproject.toml", f"{folder}/README.md"]

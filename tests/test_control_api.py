@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from mmframe import ConfigError, Strategy, hookimpl
-from mmframe.control.metrics import METRIC_NAMES
-from mmframe.store import Store
+from mmframe._control.metrics import METRIC_NAMES
+from mmframe._store import Store
 
 from .seed_sql import SEED_CONFIG, apply_seed_sql
 from .service_helpers import TOKEN, Running, running_service, settle
@@ -334,9 +334,9 @@ async def test_kill_switch_stops_everything_and_cancels_our_orders(database_url:
 
 
 async def test_non_loopback_without_a_token_refuses_to_start(tmp_path: Any) -> None:
-    from mmframe.default_plugins.paper import PaperSink
-    from mmframe.service import Service
-    from mmframe.settings import Settings
+    from mmframe._default_plugins.paper import PaperSink
+    from mmframe._service import Service
+    from mmframe._settings import Settings
 
     from .service_helpers import plugin_manager
 
@@ -389,7 +389,7 @@ async def test_audit_trail_records_orders_and_fills(database_url: str) -> None:
 
 
 async def test_service_on_an_unreachable_database_fails_clearly() -> None:
-    from mmframe.store import StoreError
+    from mmframe._store import StoreError
 
     with pytest.raises(StoreError) as info:
         Store("mysql+pymysql://root:s3cret@127.0.0.1:1/nothing").init()

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.lowlevel
 
-from mmframe.control.app import MAX_JSON_DEPTH, json_too_deep
+from mmframe._control.app import MAX_JSON_DEPTH, json_too_deep
 
 from .seed_sql import apply_seed_sql
 from .service_helpers import TOKEN, Running, running_service, settle

@@ -11,7 +11,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-import mmframe.hookspecs
+import mmframe._hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -21,7 +21,7 @@ THIS_FILE = Path(__file__).resolve()
 
 def _hookspecs() -> dict[str, inspect.Signature]:
     pm = pluggy.PluginManager("mmframe")
-    pm.add_hookspecs(mmframe.hookspecs)
+    pm.add_hookspecs(mmframe._hookspecs)
     specs = {}
     for name in dir(pm.hook):
         caller = getattr(pm.hook, name)
@@ -36,7 +36,7 @@ HOOK_NAMES = sorted(HOOKSPECS)
 
 def test_the_hookspecs_are_found() -> None:
     declared = sorted(
-        name for name, value in vars(mmframe.hookspecs).items() if callable(value) and hasattr(value, "mmframe_spec")
+        name for name, value in vars(mmframe._hookspecs).items() if callable(value) and hasattr(value, "mmframe_spec")
     )
     assert declared
     assert declared == HOOK_NAMES
@@ -65,9 +65,9 @@ def _test_files() -> list[Path]:
 def _plugin_modules() -> dict[str, Path]:
     """The plugin modules that ship with mmframe and its distributions, by dotted module name."""
     modules = {}
-    for path in sorted(ROOT.glob("mmframe/default_plugins/*.py")):
+    for path in sorted(ROOT.glob("mmframe/_default_plugins/*.py")):
         if path.stem != "__init__":
-            modules[f"mmframe.default_plugins.{path.stem}"] = path
+            modules[f"mmframe._default_plugins.{path.stem}"] = path
     for path in sorted([*ROOT.glob("examples/*/mmframe_*/*.py"), *ROOT.glob("plugins/*/mmframe_*/*.py")]):
         package = path.parent.name
         modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path

@@ -12,14 +12,14 @@ import pytest
 import trio
 
 from mmframe import Fill, Market, OrderRequest, OrderType, Side, hookimpl
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.index import IndexGuard
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketState, RestartPolicy
-from mmframe.engine.reconcile import Tolerance
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.index import IndexGuard
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketState, RestartPolicy
+from mmframe._engine.reconcile import Tolerance
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .engine_helpers import EnginePlugin, Ladder, RecordingFeed, settle, spec
 

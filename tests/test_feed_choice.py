@@ -14,9 +14,9 @@ import pytest
 import redis
 import trio
 
-from mmframe.service import MarketOptions, choose_feed
-from mmframe.settings import RedisSettings, Settings
-from mmframe.store import MarketRow
+from mmframe._service import MarketOptions, choose_feed
+from mmframe._settings import RedisSettings, Settings
+from mmframe._store import MarketRow
 from mmframe.testing import RedisServer
 
 from .seed_sql import apply_seed_sql
@@ -64,9 +64,9 @@ def test_a_markets_own_feed_option_always_wins() -> None:
 
 
 def test_the_bus_password_never_shows_in_a_spec_or_the_feeds_repr() -> None:
-    from mmframe.bus import RedisFeed
+    from mmframe._bus import RedisFeed
+    from mmframe._service import spec_from_row
     from mmframe.config import structure_config
-    from mmframe.service import spec_from_row
 
     with_description = row(tick_size="0.1", quote_precision=1, base_precision=2)
     spec = spec_from_row(attrs.evolve(with_description, strategy_name="x"), Settings(market_redis=BUS))

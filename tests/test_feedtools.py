@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from mmframe._models import DepthSnapshot, MarketData, PriceTick
 from mmframe.feedtools import (
     Backoff,
     BadMessage,
@@ -21,7 +22,6 @@ from mmframe.feedtools import (
     parse_price,
     parse_quantity,
 )
-from mmframe.models import DepthSnapshot, MarketData, PriceTick
 
 D = Decimal
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from mmframe import OrderType, Side
-from mmframe.models import MarketKey
+from mmframe._models import MarketKey
 
 from .seed_sql import apply_seed_sql
 from .service_helpers import running_service, settle

@@ -14,14 +14,14 @@ import pytest
 import trio
 
 from mmframe import OrderRequest, OrderType, PriceTick, Side, hookimpl
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.index import IndexGuard, IndexHalt, IndexScreen, IndexSource
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketState, others_mid
-from mmframe.engine.risk import RiskLimits
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.index import IndexGuard, IndexHalt, IndexScreen, IndexSource
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketState, others_mid
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import DepthSnapshot, MarketKey
+from mmframe._plugins import make_plugin_manager
 from mmframe.feedtools import FeedHub, FeedSymbolStats
-from mmframe.models import DepthSnapshot, MarketKey
-from mmframe.plugins import make_plugin_manager
 from mmframe.testing import ScriptedFeed
 
 from .engine_helpers import EnginePlugin, settle
@@ -367,7 +367,7 @@ async def test_book_band_refuses_orders_far_from_the_local_books_mid(
 
 
 def test_others_mid_leaves_our_orders_out() -> None:
-    from mmframe.models import Order, OrderStatus
+    from mmframe._models import Order, OrderStatus
 
     def ours(side: Side, price: str, qty: str) -> Order:
         request = OrderRequest(f"t-{side}{price}", "AAA/USDT", side, OrderType.LIMIT, quantity=qty, price=price)
@@ -445,10 +445,10 @@ def test_a_source_named_twice_is_refused() -> None:
 
 
 def test_a_redis_source_must_name_its_channels() -> None:
+    from mmframe._service import spec_from_row
+    from mmframe._settings import Settings
+    from mmframe._store import MarketDescription, MarketRow
     from mmframe.config import ConfigError
-    from mmframe.service import spec_from_row
-    from mmframe.settings import Settings
-    from mmframe.store import MarketDescription, MarketRow
 
     def row(options: dict[str, Any]) -> MarketRow:
         description = MarketDescription("BTC/USDT", tick_size="0.01", price_precision=2, quantity_precision=2,
@@ -508,7 +508,7 @@ async def test_a_composite_takes_its_first_index_from_a_majority_only(
 
 
 async def test_a_reload_onto_sources_far_from_the_index_is_refused(nursery: trio.Nursery, autojump_clock: Any) -> None:
-    from mmframe.errors import ConfigError
+    from mmframe._errors import ConfigError
 
     engine = await start(nursery, **composite())
     for feed in range(3):

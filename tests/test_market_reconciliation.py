@@ -13,11 +13,11 @@ import pytest
 import trio
 
 from mmframe import Order, OrderRequest, OrderType, Side
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketRunner, MarketState, MarketStatus
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketRunner, MarketState, MarketStatus
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .engine_helpers import EnginePlugin, RecordingFeed, settle, spec
 

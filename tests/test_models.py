@@ -21,7 +21,7 @@ from mmframe import (
     Side,
     _convert,
 )
-from mmframe.models import to_decimal
+from mmframe._models import to_decimal
 
 BTC = Market("BTC/USDT", tick_size="0.1", price_precision=2, quantity_precision=4, min_quantity="0.0001")
 

@@ -9,10 +9,9 @@ import pytest
 import trio
 import trio.testing
 
-from mmframe.config import structure_config
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.errors import ConfigError
-from mmframe.models import (
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._errors import ConfigError
+from mmframe._models import (
     Liquidity,
     OrderEvent,
     OrderEventKind,
@@ -21,7 +20,8 @@ from mmframe.models import (
     OrderType,
     Side,
 )
-from mmframe.plugins import get_sinks, make_plugin_manager
+from mmframe._plugins import get_sinks, make_plugin_manager
+from mmframe.config import structure_config
 from mmframe.protocols import OrderSink
 
 D = Decimal

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 import mmframe
 from mmframe import PluginError, Strategy, hookimpl
-from mmframe import plugins as plugins_module
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.default_plugins.sim import SimFeed
-from mmframe.plugins import (
+from mmframe import _plugins as plugins_module
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._default_plugins.sim import SimFeed
+from mmframe._plugins import (
     get_feeds,
     get_routes,
     get_sinks,
@@ -166,7 +166,7 @@ class CommandsPlugin:
 
 
 def test_register_commands_adds_a_sub_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmframe import cli as cli_module
+    from mmframe import _cli as cli_module
 
     pm = make_plugin_manager(load_entrypoints=False, plugins=(CommandsPlugin(),))
     monkeypatch.setattr(plugins_module, "_pm", pm)
@@ -179,7 +179,7 @@ def test_register_commands_adds_a_sub_command(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_plugins_command_lists_plugins_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmframe import cli as cli_module
+    from mmframe import _cli as cli_module
 
     monkeypatch.setattr(plugins_module, "_pm", make_plugin_manager(load_entrypoints=False, plugins=(RoutesPlugin(),)))
     result = CliRunner().invoke(cli_module.cli, ["plugins", "--json"])

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmframe import Market, Order, OrderRequest, OrderStatus, OrderType, Quote, Side
-from mmframe.engine.reconcile import Reconciler, Tolerance
+from mmframe._engine.reconcile import Reconciler, Tolerance
 
 MARKET = Market("AAA/USDT", tick_size="0.5", price_precision=1, quantity_precision=1)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mmframe import Market, Order, OrderRequest, OrderStatus, OrderType, Position, Side
-from mmframe.engine.risk import RiskContext, RiskGate, RiskLimits
+from mmframe._engine.risk import RiskContext, RiskGate, RiskLimits
 
 MARKET = Market("AAA/USDT", tick_size="0.5", price_precision=1, quantity_precision=2, min_quantity="0.1")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmframe import ConfigError
-from mmframe.settings import load_settings, mask_url, parse_dotenv
+from mmframe._settings import load_settings, mask_url, parse_dotenv
 
 SEED_ENV = """\
 # 数据库配置

@@ -19,10 +19,10 @@ import trio.testing
 
 import mmframe
 from mmframe import DepthSnapshot, MarketData, Position, PriceTick, Quote, Side, Subscription
-from mmframe.default_plugins.sim import SimFeed, round_significant
-from mmframe.hookspecs import hookimpl
-from mmframe.models import Order, OrderRequest, OrderStatus, OrderType
-from mmframe.plugins import get_feeds, make_plugin_manager
+from mmframe._default_plugins.sim import SimFeed, round_significant
+from mmframe._hookspecs import hookimpl
+from mmframe._models import Order, OrderRequest, OrderStatus, OrderType
+from mmframe._plugins import get_feeds, make_plugin_manager
 from mmframe.protocols import ExchangeFeed, StrategyContext
 from mmframe.testing import FakeContext, ScriptedFeed, make_market
 
@@ -470,7 +470,7 @@ def test_scripted_feed_can_be_registered_by_hand() -> None:
 
 
 def test_split_sql_keeps_semicolons_inside_strings_and_drops_comments() -> None:
-    from mmframe.store import seed_sql
+    from mmframe._store import seed_sql
     from mmframe.testing import mysql_to_sqlite, split_sql
 
     statements = split_sql("INSERT INTO t VALUES ('a;b'); -- only a comment\n;SELECT 1;")

@@ -19,9 +19,9 @@ import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from mmframe.demo import DEMO_MARKETS, demo_feed_config, demo_strategy_config
-from mmframe.errors import MMFrameError
-from mmframe.models import (
+from mmframe._demo import DEMO_MARKETS, demo_feed_config, demo_strategy_config
+from mmframe._errors import MMFrameError
+from mmframe._models import (
     Fill,
     Liquidity,
     Order,
@@ -32,7 +32,7 @@ from mmframe.models import (
     OrderType,
     Side,
 )
-from mmframe.store import FillRecord, MarketDescription, OrderEventRecord, Store, StoreError
+from mmframe._store import FillRecord, MarketDescription, OrderEventRecord, Store, StoreError
 
 from .seed_sql import SEED_CONFIG, SEED_SQL, run_sql
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from mmframe import Fill, InvalidTransition, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, OrderType, Side
-from mmframe.engine.tracker import ALLOWED, OrderTracker
+from mmframe._engine.tracker import ALLOWED, OrderTracker
 
 S = OrderStatus
 K = OrderEventKind

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mmframe_fixed_spread import FixedSpreadStrategy
 
 import mmframe
-import mmframe.plugins
+import mmframe._plugins
 from mmframe import Market, Position, Quote, Side
 from mmframe.testing import FakeContext, make_market
 
@@ -239,7 +239,7 @@ def test_entry_point_registers_the_strategy(monkeypatch: pytest.MonkeyPatch) -> 
     entry_points = importlib.metadata.entry_points(group="mmframe", name="fixed_spread")
     assert [ep.value for ep in entry_points] == ["mmframe_fixed_spread"]
     monkeypatch.delenv("MMFRAME_LOAD_PLUGINS", raising=False)
-    monkeypatch.setattr(mmframe.plugins, "_pm", None)  # a fresh process-wide plugin manager, loading entry points
-    strategies = mmframe.plugins.get_strategies()
+    monkeypatch.setattr(mmframe._plugins, "_pm", None)  # a fresh process-wide plugin manager, loading entry points
+    strategies = mmframe._plugins.get_strategies()
     assert strategies["fixed_spread"] is FixedSpreadStrategy
     assert strategies.registered_by["fixed_spread"] == "fixed_spread"

@@ -25,8 +25,8 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 import mmframe
 from mmframe import DepthSnapshot, MarketData, PriceTick
+from mmframe._plugins import get_feeds, make_plugin_manager
 from mmframe.config import structure_config
-from mmframe.plugins import get_feeds, make_plugin_manager
 
 GUARD = 600.0  # virtual seconds before a wait is declared hung
 

@@ -25,7 +25,7 @@ import redis
 import trio
 from mmframe_binance.testing import FakeBinance
 
-from mmframe.store import Store, seed_sql
+from mmframe._store import Store, seed_sql
 from mmframe.testing import RedisServer, run_sql
 
 PRICE_CHANNEL = "price:update:binance:BTCUSDT"

@@ -15,13 +15,13 @@ import trio
 import trio.testing
 
 from mmframe import Market, Side, hookimpl
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketRunner, MarketSpec, MarketStatus
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
-from mmframe.store import seed_sql
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketRunner, MarketSpec, MarketStatus
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
+from mmframe._store import seed_sql
 from mmframe.testing import ScriptedFeed
 
 # The seed's SQL (seeds/000) verbatim, as mmframe ships it, and its strategy config: the JSON text of its

@@ -13,7 +13,7 @@ import trio
 from mmframe_external_index_follow import Config, ExternalIndexFollow, Level
 
 from mmframe import ConfigError, OrderType, structure_config
-from mmframe.plugins import get_strategies, list_plugins, make_plugin_manager
+from mmframe._plugins import get_strategies, list_plugins, make_plugin_manager
 
 from .helpers import BTC, D, flat_config, seed_config, settle, spec, start_engine
 

@@ -25,14 +25,14 @@ import trio
 import trio.testing
 
 from mmframe import ConfigError, DepthSnapshot, OrderType, Quote, Side, Strategy, StrategyContext, hookimpl
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec
-from mmframe.engine.risk import RiskLimits
-from mmframe.plugins import make_plugin_manager
-from mmframe.service import Service
-from mmframe.settings import Settings
-from mmframe.store import MarketDescription, Store
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec
+from mmframe._engine.risk import RiskLimits
+from mmframe._plugins import make_plugin_manager
+from mmframe._service import Service
+from mmframe._settings import Settings
+from mmframe._store import MarketDescription, Store
 from mmframe.testing import run_sql
 
 from .helpers import BTC, SEED_SQL, IndexFeed, flat_config, plugins, seed_config, settle, spec, start_engine
@@ -238,7 +238,7 @@ async def test_a_sweep_is_never_larger_than_max_order_quantity(nursery: trio.Nur
 
 
 def test_a_decimal_failure_is_described_not_listed() -> None:
-    from mmframe.engine.manager import _describe
+    from mmframe._engine.manager import _describe
 
     text = _describe(decimal.InvalidOperation([decimal.InvalidOperation]))
     assert "[<class" not in text and text.startswith("InvalidOperation: a value too large or too precise")

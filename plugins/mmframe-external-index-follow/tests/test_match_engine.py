@@ -17,9 +17,9 @@ from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Side
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketState
-from mmframe.plugins import make_plugin_manager
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketState
+from mmframe._plugins import make_plugin_manager
 
 from .helpers import KEY, IndexFeed, expected_ladder, plugins, seed_levels, spec
 

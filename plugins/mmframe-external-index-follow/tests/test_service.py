@@ -19,11 +19,11 @@ import pytest
 import trio
 
 from mmframe import Side
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.plugins import make_plugin_manager
-from mmframe.service import Service
-from mmframe.settings import Settings
-from mmframe.store import Store
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._plugins import make_plugin_manager
+from mmframe._service import Service
+from mmframe._settings import Settings
+from mmframe._store import Store
 from mmframe.testing import split_sql
 
 from .helpers import SEED_SQL, IndexFeed, expected_ladder, plugins, seed_config, seed_levels

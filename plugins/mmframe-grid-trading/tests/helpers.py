@@ -23,13 +23,13 @@ import trio.testing
 from mmframe_grid_trading import GridTrading
 
 from mmframe import Fill, Market, OrderEvent, OrderType, Position, Side, hookimpl
-from mmframe.book import OrderState
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.engine.manager import HistoryLoader, StrategyManager
-from mmframe.engine.market import MarketRunner, MarketSpec, MarketStatus
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._book import OrderState
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._engine.manager import HistoryLoader, StrategyManager
+from mmframe._engine.market import MarketRunner, MarketSpec, MarketStatus
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 from mmframe.protocols import Subscription
 from mmframe.testing import ScriptedFeed
 

@@ -11,8 +11,8 @@ import trio
 from mmframe_grid_trading import DEFAULT_WINDOW, Config, GridTrading
 
 from mmframe import ConfigError, structure_config
-from mmframe.engine.market import MarketState
-from mmframe.plugins import get_strategies, list_plugins, make_plugin_manager
+from mmframe._engine.market import MarketState
+from mmframe._plugins import get_strategies, list_plugins, make_plugin_manager
 from mmframe.testing import make_market
 
 from .helpers import BTC, KEY, D, grid_config, start_rig

@@ -18,12 +18,12 @@ import trio.testing
 from mmframe_grid_trading import Config, GridTrading
 
 from mmframe import Market, structure_config
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.errors import ConfigError
-from mmframe.plugins import make_plugin_manager
-from mmframe.service import Service
-from mmframe.settings import Settings
-from mmframe.store import Store, seed_sql
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._errors import ConfigError
+from mmframe._plugins import make_plugin_manager
+from mmframe._service import Service
+from mmframe._settings import Settings
+from mmframe._store import Store, seed_sql
 from mmframe.testing import run_sql
 
 from .helpers import FeedPlugin, IndexFeed

@@ -19,7 +19,7 @@ import trio.testing
 from mmframe_grid_trading import LockStatus, OrderState
 
 from mmframe import OrderType, Side
-from mmframe.engine.market import MarketState
+from mmframe._engine.market import MarketState
 
 from .helpers import KEY, PREFIX, QUANTITY, SPACING, D, Rig, RigSink, bought_less_sold, grid_config, spec, start_rig
 

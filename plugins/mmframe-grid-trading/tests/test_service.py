@@ -27,11 +27,11 @@ import trio
 import trio.testing
 
 from mmframe import OrderType, Side
-from mmframe.default_plugins.paper import PaperSink
-from mmframe.plugins import make_plugin_manager
-from mmframe.service import Service
-from mmframe.settings import Settings
-from mmframe.store import Store, seed_sql
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._plugins import make_plugin_manager
+from mmframe._service import Service
+from mmframe._settings import Settings
+from mmframe._store import Store, seed_sql
 from mmframe.testing import run_sql
 
 from .helpers import D, FeedPlugin, IndexFeed

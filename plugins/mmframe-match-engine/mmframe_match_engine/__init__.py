@@ -65,7 +65,7 @@ def serve_command(
     host: str, port: int, taker_flow_rate: float, rate_limit: float, seed: int | None, log_level: str
 ) -> None:
     """Serve the match-engine API until SIGINT or SIGTERM (then exit 0)."""
-    from mmframe.cli import setup_logging
+    from mmframe.logs import setup_logging
 
     from .server import Engine
 

@@ -40,10 +40,20 @@ import attrs
 import httpx
 import trio
 
-from mmframe import MMFrameError, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side, Subscription
-from mmframe.engine.market import LatencyHistogram
-from mmframe.listeners import OrderEventListeners
-from mmframe.models import DepthSnapshot, Fill, Liquidity, Order
+from mmframe import (
+    DepthSnapshot,
+    Fill,
+    Liquidity,
+    MMFrameError,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    Subscription,
+)
+from mmframe.sinktools import LatencyHistogram, OrderEventListeners
 
 from .wire import WireError, WireOrder, event_account, event_from_wire, request_to_wire
 

@@ -21,11 +21,11 @@ from mmframe import (
     OrderType,
     Side,
 )
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .helpers import Feed, Plugin
 

@@ -27,11 +27,11 @@ from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Market
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec, MarketState
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec, MarketState
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .helpers import Plugin
 

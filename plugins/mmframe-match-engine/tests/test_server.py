@@ -34,8 +34,8 @@ from mmframe_match_engine.wire import (
 )
 
 from mmframe import OrderRequest
-from mmframe.models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderStatus, OrderType, Side
-from mmframe.plugins import get_plugin_manager
+from mmframe._models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderStatus, OrderType, Side
+from mmframe._plugins import get_plugin_manager
 
 BTC = "BTC/USDT"
 
@@ -1063,7 +1063,7 @@ def test_the_plugin_entry_point_is_installed() -> None:
 
 
 def test_the_serve_command_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmframe import cli as cli_module
+    from mmframe import _cli as cli_module
 
     monkeypatch.setattr(cli_module, "cli", click.Group("mmframe", commands=dict(cli_module.cli.commands)))
     get_plugin_manager().hook.register_commands(cli=cli_module.cli)

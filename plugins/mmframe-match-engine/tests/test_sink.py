@@ -23,11 +23,11 @@ from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Market, Side
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketSpec, MarketState
-from mmframe.engine.risk import RiskLimits
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketSpec, MarketState
+from mmframe._engine.risk import RiskLimits
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
 
 from .helpers import Feed, Plugin
 
@@ -282,7 +282,7 @@ def _sink_exposition(sink: Any) -> str:
     """The Prometheus text mmframe serves for *sink* (the part of /metrics that describes the sink)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from mmframe.control.metrics import sink_metrics
+    from mmframe._control.metrics import sink_metrics
 
     class Collector:
         def collect(self) -> Any:

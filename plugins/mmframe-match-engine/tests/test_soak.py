@@ -22,11 +22,11 @@ from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Market, OrderStatus, Side, hookimpl
-from mmframe.engine.manager import StrategyManager
-from mmframe.engine.market import MarketRunner, MarketSpec
-from mmframe.models import MarketKey
-from mmframe.plugins import make_plugin_manager
-from mmframe.store import seed_sql
+from mmframe._engine.manager import StrategyManager
+from mmframe._engine.market import MarketRunner, MarketSpec
+from mmframe._models import MarketKey
+from mmframe._plugins import make_plugin_manager
+from mmframe._store import seed_sql
 from mmframe.testing import ScriptedFeed
 
 #: The seed's strategy config, literally (its strategy_strategy row): ten levels a side, max_active_orders 100.

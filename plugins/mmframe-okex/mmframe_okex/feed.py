@@ -14,9 +14,9 @@ and two spellings of one instrument both receive its data. A symbol that maps to
 
 What a push becomes:
 
-* ``tickers`` → :class:`~mmframe.models.PriceTick` with ``price=last``, ``bid=bidPx``, ``ask=askPx`` (an empty
+* ``tickers`` → :class:`~mmframe._models.PriceTick` with ``price=last``, ``bid=bidPx``, ``ask=askPx`` (an empty
   ``bidPx``/``askPx`` is ``None``), stamped with the wall-clock time it was received;
-* ``books5`` → :class:`~mmframe.models.DepthSnapshot` of the five best levels a side, sorted best first, with
+* ``books5`` → :class:`~mmframe._models.DepthSnapshot` of the five best levels a side, sorted best first, with
   ``sequence=seqId``.
 
 OKX sends every number as a decimal string; anything else (a JSON number, ``"abc"``, ``"-1"``, a crossed book), a

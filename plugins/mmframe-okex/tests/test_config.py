@@ -11,8 +11,8 @@ from mmframe_okex import OkexFeed, to_inst_id
 from mmframe_okex.feed import QUOTE_ASSETS
 
 import mmframe
+from mmframe._plugins import get_feeds, list_plugins, make_plugin_manager
 from mmframe.config import structure_config
-from mmframe.plugins import get_feeds, list_plugins, make_plugin_manager
 
 
 def test_the_defaults() -> None:

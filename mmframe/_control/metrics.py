@@ -1,0 +1,224 @@
+"""Prometheus metrics, read from the markets' statuses at scrape time (nothing is counted twice on the hot path).
+
+Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type``):
+
+- ``strategy_orders_total`` (the seed's name): orders handed to the sink
+- ``strategy_active_orders`` (the seed's name): live orders (pending, resting or being cancelled)
+- ``mmframe_orders_cancelled_total``, ``mmframe_orders_rejected_total`` (by the sink),
+  ``mmframe_orders_vetoed_total`` (by the risk gate)
+- ``mmframe_fills_total``, ``mmframe_volume_total`` (base asset)
+- ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
+- ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
+- ``mmframe_ticks_total``, ``mmframe_ticks_rejected_total``, ``mmframe_feed_staleness_seconds``, and
+  ``mmframe_ticks_rejected_by_reason_total`` (extra label ``reason``: ``invalid``, ``future``, ``older``, ``stale``,
+  ``jump``, ``disagrees``; see :mod:`mmframe._engine.index`)
+- the periodic reconciliation against the sink: ``mmframe_reconcile_cancelled_total``,
+  ``mmframe_reconcile_gone_total``, ``mmframe_cancel_retries_total``, ``mmframe_reconcile_errors_total``, and
+  ``mmframe_orders_cancelling`` (live orders whose cancel is not confirmed yet)
+- per market, what its feed reports for its index symbol (extra label ``feed``): ``mmframe_feed_messages_total``,
+  ``mmframe_feed_rejected_total`` (messages skipped as bad), ``mmframe_feed_reconnects_total``,
+  ``mmframe_feed_last_price``, ``mmframe_feed_update_age_seconds``, ``mmframe_feed_connected``
+- for the order sink (label ``sink``): ``mmframe_sink_degraded`` (1 while markets hold their orders because the
+  sink cannot take them), ``mmframe_sink_circuit_open`` (1 while the match-engine sink's circuit breaker is open),
+  ``mmframe_sink_request_seconds`` (histogram of HTTP requests to the engine, from a sink that measures them), and
+  ``mmframe_sink_operations_total`` (label ``kind``: the sink's own counters, e.g. requests, retries, failures,
+  rate_limited, breaker_opened)
+- ``mmframe_strategy_status`` (extra label ``key``): every number in the strategy's own ``status()`` (a grid's
+  ``round_trips``, ``held_quantity``, ``realized_pnl``, ...); booleans and text are left out
+- ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
+- ``mmframe_markets`` and ``mmframe_up`` for the service.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .._engine.index import REJECT_REASONS
+from .._engine.market import LatencyHistogram, MarketState
+
+if TYPE_CHECKING:
+    from .._service import Service
+
+__all__ = ["METRIC_NAMES", "make_registry", "render_metrics", "sink_metrics"]
+
+LABELS = ["market", "symbol", "market_type"]
+STATES = [str(s) for s in MarketState]
+
+COUNTERS = {
+    # name (without _total): (help, status attribute)
+    "strategy_orders": ("Orders handed to the sink", "orders_placed"),
+    "mmframe_orders_cancelled": ("Cancels sent", "orders_cancelled"),
+    "mmframe_orders_rejected": ("Orders the sink rejected", "orders_rejected"),
+    "mmframe_orders_vetoed": ("Orders the risk gate refused", "orders_vetoed"),
+    "mmframe_fills": ("Fills of our orders", "fills"),
+    "mmframe_volume": ("Filled quantity, base asset", "volume"),
+    "mmframe_ticks": ("Index ticks accepted", "ticks"),
+    "mmframe_ticks_rejected": ("Index ticks rejected as bad", "ticks_rejected"),
+    "mmframe_reconcile_cancelled": ("Open orders with our prefix the market did not track, cancelled by the "
+                                    "periodic reconciliation", "reconcile_cancelled"),
+    "mmframe_reconcile_gone": ("Orders the market believed live that the sink no longer had, marked gone",
+                               "reconcile_gone"),
+    "mmframe_cancel_retries": ("Unconfirmed cancels the periodic reconciliation sent again", "cancel_retries"),
+    "mmframe_reconcile_errors": ("Reconciliation passes the sink failed or did not answer in time",
+                                 "reconcile_errors"),
+}
+GAUGES = {
+    "strategy_active_orders": ("Live orders", "active_orders"),
+    "mmframe_orders_cancelling": ("Live orders whose cancel is asked and not yet confirmed", "cancelling"),
+    "mmframe_inventory": ("Net position, base asset", "position"),
+    "mmframe_pnl": ("Profit and loss marked at the index, quote asset", "pnl"),
+}
+FEED_COUNTERS = {
+    "mmframe_feed_messages": ("Updates the feed delivered for the index symbol", "messages"),
+    "mmframe_feed_rejected": ("Messages for the index symbol the feed skipped as bad", "rejected"),
+    "mmframe_feed_reconnects": ("Reconnects of the feed's connection", "reconnects"),
+}
+FEED_GAUGES = {
+    "mmframe_feed_last_price": ("The last price the feed delivered for the index symbol", "last_price"),
+    "mmframe_feed_update_age_seconds": ("Seconds since the feed's last update for the index symbol",
+                                        "last_update_age"),
+    "mmframe_feed_connected": ("1 while the feed's connection is up", "connected"),
+}
+METRIC_NAMES = (
+    [f"{name}_total" for name in COUNTERS]
+    + list(GAUGES)
+    + [f"{name}_total" for name in FEED_COUNTERS]
+    + list(FEED_GAUGES)
+    + [
+        "mmframe_quote_latency_seconds",
+        "mmframe_feed_staleness_seconds",
+        "mmframe_strategy_status",
+        "mmframe_ticks_rejected_by_reason_total",
+        "mmframe_sink_degraded",
+        "mmframe_sink_circuit_open",
+        "mmframe_sink_request_seconds",
+        "mmframe_sink_operations_total",
+        "mmframe_market_state",
+        "mmframe_markets",
+        "mmframe_up",
+    ]
+)
+
+
+class _Collector:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self.service
+        counters = {name: CounterMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in COUNTERS.items()}
+        gauges = {name: GaugeMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in GAUGES.items()}
+        latency = HistogramMetricFamily(
+            "mmframe_quote_latency_seconds", "Index tick arrival to orders handed to the sink", labels=LABELS
+        )
+        staleness = GaugeMetricFamily("mmframe_feed_staleness_seconds", "Seconds since the last good index tick",
+                                      labels=LABELS)
+        feed_labels = [*LABELS, "feed"]
+        feed_counters = {n: CounterMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_COUNTERS.items()}
+        feed_gauges = {n: GaugeMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_GAUGES.items()}
+        strategy_values = GaugeMetricFamily("mmframe_strategy_status", "A number in the strategy's own status",
+                                            labels=[*LABELS, "key"])
+        state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
+                                  labels=[*LABELS, "state"])
+        rejected_by_reason = CounterMetricFamily(
+            "mmframe_ticks_rejected_by_reason", "Index ticks the market's index screen rejected, by reason",
+            labels=[*LABELS, "reason"],
+        )
+        for record in service.records.values():
+            labels = [record.id, record.symbol, str(record.row.market_type)]
+            current = service.state_of(record)
+            for name in STATES:
+                state.add_metric([*labels, name], 1.0 if name == current else 0.0)
+            status = service.status_of(record)
+            if status is None:
+                continue
+            for name, (_, attr) in COUNTERS.items():
+                counters[name].add_metric(labels, float(getattr(status, attr)))
+            for name, (_, attr) in GAUGES.items():
+                gauges[name].add_metric(labels, float(getattr(status, attr)))
+            if status.index_age is not None:
+                staleness.add_metric(labels, status.index_age)
+            for key, value in _numbers(status.strategy_status):
+                strategy_values.add_metric([*labels, key], value)
+            for reason in REJECT_REASONS:
+                rejected_by_reason.add_metric([*labels, reason], float(status.ticks_rejected_by_reason.get(reason, 0)))
+            if status.feed is not None:
+                feed = status.feed
+                for name, (_, attr) in FEED_COUNTERS.items():
+                    feed_counters[name].add_metric([*labels, feed.feed], float(getattr(feed, attr)))
+                for name, (_, attr) in FEED_GAUGES.items():
+                    value = getattr(feed, attr)
+                    if value is not None:
+                        feed_gauges[name].add_metric([*labels, feed.feed], float(value))
+            runner = service.manager.runner(record.spec.key) if record.spec is not None else None
+            if runner is not None:
+                hist = runner.quote_latency
+                latency.add_metric(labels, buckets=hist.cumulative(), sum_value=hist.sum)
+        yield from counters.values()
+        yield from gauges.values()
+        yield from feed_counters.values()
+        yield from feed_gauges.values()
+        yield strategy_values
+        yield rejected_by_reason
+        yield latency
+        yield staleness
+        yield state
+        yield from sink_metrics(service.sink)
+        yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
+        yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
+
+
+def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """The numeric values of a strategy's status, nested mappings flattened with ``.`` (``slots.holding``)."""
+    for key, value in status.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float | Decimal):
+            number = float(value)
+            if math.isfinite(number):
+                yield name, number
+        elif isinstance(value, Mapping):
+            yield from _numbers(value, f"{name}.")
+
+
+def sink_metrics(sink: Any) -> Iterator[Metric]:
+    """What the sink says about itself: the optional ``degraded``, ``circuit_open``, ``request_latency`` (a
+    :class:`~mmframe._engine.market.LatencyHistogram`) and ``statistics`` (a mapping of counters)."""
+    name = [str(getattr(sink, "name", type(sink).__name__))]
+    degraded = GaugeMetricFamily("mmframe_sink_degraded", "1 while the sink cannot take orders", labels=["sink"])
+    degraded.add_metric(name, 1.0 if getattr(sink, "degraded", False) else 0.0)
+    circuit = GaugeMetricFamily("mmframe_sink_circuit_open", "1 while the sink's circuit breaker is open",
+                                labels=["sink"])
+    circuit.add_metric(name, 1.0 if getattr(sink, "circuit_open", False) else 0.0)
+    latency = HistogramMetricFamily("mmframe_sink_request_seconds", "Seconds per request to the match engine",
+                                    labels=["sink"])
+    histogram = getattr(sink, "request_latency", None)
+    if isinstance(histogram, LatencyHistogram):
+        latency.add_metric(name, buckets=histogram.cumulative(), sum_value=histogram.sum)
+    operations = CounterMetricFamily("mmframe_sink_operations", "The sink's own counters", labels=["sink", "kind"])
+    statistics = getattr(sink, "statistics", None)
+    if isinstance(statistics, Mapping):
+        for kind, value in statistics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                operations.add_metric([*name, str(kind)], float(value))
+    yield from (degraded, circuit, latency, operations)
+
+
+def make_registry(service: Service) -> CollectorRegistry:
+    """A registry of its own for *service* (never the process-global one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(service))  # type: ignore[arg-type]
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The Prometheus text exposition of *registry* and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

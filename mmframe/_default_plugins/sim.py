@@ -1,0 +1,433 @@
+"""The built-in ``sim`` feed: index prices without a network, for demos and tests.
+
+Two modes:
+
+* **random walk** (the default): every symbol starts at its configured price (100 if not listed) and moves by a
+  log-normal step, ``price *= exp(volatility * gauss(0, 1))``, ``tick_rate`` times per second. With a ``seed`` the
+  path of each symbol is reproducible and independent of the other symbols and of the order of subscriptions
+  (each symbol has its own generator seeded from ``(seed, symbol)``).
+* **replay** (``replay_file`` set): the ticks of a recorded NDJSON file — one object per line,
+  ``{"symbol": "BTCUSDT", "price": "30000.5", "timestamp": 1700000000.25}`` with an optional ``"exchange"`` — are
+  delivered at the recorded pace (timestamp differences divided by ``replay_speed``), each stamped with the
+  current wall-clock time so staleness checks treat them as live. Malformed lines (bad JSON, missing fields, a
+  price that is not a positive finite number) are skipped and counted with a warning; lines for symbols nobody
+  subscribed are ignored. Symbols keep the file's shared timeline (a symbol whose first line is 5 s into the
+  file ticks 5 s after it is subscribed). With ``replay_loop`` the recording starts again ``1 / tick_rate``
+  seconds after its last tick; without it, a symbol subscribed anew after its replay ended replays from the start.
+  The file is read once, when ``run`` starts; a file that cannot be read makes ``run`` fail.
+
+With ``depth`` each tick is followed by a small synthetic :class:`~mmframe._models.DepthSnapshot` around the price.
+
+Every subscribed symbol runs in its own child task of :meth:`SimFeed.run`'s nursery; a symbol first subscribed
+after ``run`` started gets its task then, and a symbol whose last listener left stops its task (a random walk
+resumes where it stopped when the symbol is subscribed again). All waiting is ``trio`` sleeping until the next
+deadline (ticks do not drift however long the listeners take), so the feed runs on trio's ``MockClock`` in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+from mmframe._hookspecs import hookimpl
+from mmframe._models import DepthSnapshot, MarketData, PriceTick, to_decimal
+from mmframe.config import positive
+from mmframe.feedtools import FeedHub, FeedSymbolStats
+from mmframe.protocols import Subscription
+
+__all__ = ["SimFeed", "SimFeedStatistics", "register_feeds"]
+
+logger = logging.getLogger("mmframe.sim")
+
+DEFAULT_START_PRICE = Decimal(100)
+SIGNIFICANT_DIGITS = 8
+DEPTH_LEVELS = 5
+DEPTH_STEP = Decimal("0.0005")  # each synthetic depth level is 0.05 % further from the price
+MAX_PRICE = Decimal("1e15")  # above this a start price or a recorded price is refused as absurd
+
+Listener = Callable[[MarketData], None]
+
+
+def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> Decimal:
+    """An exact :class:`Decimal` of *value* rounded to *digits* significant digits, without trailing zeros.
+
+    Built from a rounded string, so no binary-float artefact (``0.30000000000000004``) reaches the Decimal.
+    """
+    return _plain(Decimal(f"{value:.{digits - 1}e}"))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """*value* without trailing zeros, and a large value as plain digits (``"1.2345679E+8"`` → ``"123456790"``)."""
+    value = value.normalize()
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        value = Decimal(f"{value:f}")  # formatting is exact whatever the magnitude (quantize is not)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _to_prices(value: object) -> dict[str, Decimal]:
+    if not isinstance(value, dict):
+        raise ValueError(f"prices must be a mapping of symbol to price, got {type(value).__name__}")
+    prices: dict[str, Decimal] = {}
+    for symbol, price in value.items():
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError(f"prices: a symbol must be a non-empty string, got {symbol!r}")
+        decimal = to_decimal(price, name=f"prices[{symbol!r}]")
+        if not 0 < decimal < MAX_PRICE:
+            raise ValueError(f"prices[{symbol!r}] must be positive and below {MAX_PRICE:f}, got {decimal}")
+        prices[symbol] = decimal
+    return prices
+
+
+def _finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
+
+
+def _volatility(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be at least 0 and below 1, got {value!r}")
+
+
+def _not_empty(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+@attrs.frozen
+class SimFeedStatistics:
+    """A snapshot of a :class:`SimFeed`'s counters (see :meth:`SimFeed.statistics`)."""
+
+    ticks_delivered: int
+    depth_delivered: int
+    listeners: int
+    running_symbols: tuple[str, ...]
+    skipped_lines: int
+    listener_errors: int
+
+
+@attrs.define
+class _Walk:
+    """One symbol's random-walk state: kept across subscriptions so a walk resumes where it stopped."""
+
+    price: Decimal
+    rng: random.Random
+
+    def step(self, volatility: float) -> Decimal:
+        moved = float(self.price) * math.exp(volatility * self.rng.gauss(0.0, 1.0))
+        if 0 < moved < MAX_PRICE:  # also false for NaN and infinity
+            candidate = round_significant(moved)
+            if candidate > 0:
+                self.price = candidate
+        return self.price
+
+
+@attrs.frozen
+class _Recorded:
+    """One good line of a replay file: when (seconds after the file's first tick), at what price, from where."""
+
+    offset: float
+    price: Decimal
+    exchange: str
+
+
+@attrs.frozen
+class _Recording:
+    by_symbol: dict[str, tuple[_Recorded, ...]]
+    span: float  # seconds between the file's first and last tick
+    skipped: int
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The feed
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SimFeed:
+    """A simulated :class:`~mmframe.protocols.ExchangeFeed`: a seeded random walk, or the replay of a file.
+
+    ``SimFeed(SimFeed.Config(seed=7))``; ``await nursery.start(feed.run)``; ``feed.subscribe("BTCUSDT", listener)``.
+    """
+
+    name: ClassVar[str] = "sim"
+
+    @attrs.frozen
+    class Config:
+        """The ``sim`` feed's options.
+
+        :param prices: start price per symbol; symbols not listed start at 100.
+        :param volatility: standard deviation of the log return of one tick (0 ≤ volatility < 1).
+        :param tick_rate: ticks per second per symbol (> 0).
+        :param seed: makes every symbol's path reproducible; ``None`` seeds from the OS.
+        :param replay_file: path of an NDJSON file of ticks to replay instead of the random walk.
+        :param replay_speed: replay pace multiplier: 2.0 replays twice as fast as recorded (> 0).
+        :param replay_loop: start the recording again after its last tick.
+        :param depth: also deliver a small synthetic depth snapshot after every tick.
+        :param exchange: the exchange name put in ticks (a replayed line's own ``"exchange"`` wins).
+        """
+
+        prices: dict[str, Decimal] = attrs.field(factory=dict, converter=_to_prices)
+        volatility: float = attrs.field(default=0.0005, converter=float, validator=[_finite, _volatility])
+        tick_rate: float = attrs.field(default=2.0, converter=float, validator=[_finite, positive])
+        seed: int | None = None
+        replay_file: str | None = attrs.field(default=None, validator=_not_empty)
+        replay_speed: float = attrs.field(default=1.0, converter=float, validator=[_finite, positive])
+        replay_loop: bool = False
+        depth: bool = False
+        exchange: str = attrs.field(default="sim", validator=_not_empty)
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else SimFeed.Config()
+        self.hub = FeedHub("sim", logger=logger)
+        self._nursery: trio.Nursery | None = None
+        self._running: set[str] = set()
+        self._walks: dict[str, _Walk] = {}
+        self._recording: _Recording | None = None
+        self._sequence: dict[str, int] = {}
+        self._ticks_delivered = 0
+        self._depth_delivered = 0
+
+    def __repr__(self) -> str:
+        return f"<SimFeed {self.config!r}>"
+
+    # -- the ExchangeFeed protocol ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Produce ticks for every subscribed symbol until cancelled.
+
+        Ready (``task_status.started()``) once the replay file, if any, is read. A replay file that cannot be
+        read is an error raised from here; malformed lines in it are not (they are skipped and counted).
+        """
+        if self._nursery is not None:
+            raise RuntimeError("this SimFeed is already running")
+        if self.config.replay_file is not None:
+            self._recording = _read_recording(self.config.replay_file, self.config.exchange)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.hub.connected()
+                for symbol in self.hub.symbols():
+                    self._ensure_task(symbol)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self._running.clear()
+            self.hub.disconnected(reconnecting=False)
+
+    def subscribe(self, symbol: str, listener: Listener) -> Subscription:
+        """Deliver every tick (and depth snapshot) of *symbol* to *listener* until the subscription is closed.
+
+        A listener that raises is logged and removed; the feed and the other listeners carry on.
+        """
+        if not symbol:
+            raise ValueError("symbol must not be empty")
+        subscription = self.hub.subscribe(symbol, listener)
+        self._ensure_task(symbol)
+        return subscription
+
+    # -- introspection ------------------------------------------------------------------------------------------
+
+    def symbol_statistics(self, symbol: str) -> FeedSymbolStats:
+        """The per-symbol figures every feed reports (last price, update age, messages, ...)."""
+        return self.hub.statistics(symbol)
+
+    def statistics(self) -> SimFeedStatistics:
+        return SimFeedStatistics(
+            ticks_delivered=self._ticks_delivered,
+            depth_delivered=self._depth_delivered,
+            listeners=self.hub.listener_count(),
+            running_symbols=tuple(sorted(self._running)),
+            skipped_lines=self._recording.skipped if self._recording is not None else 0,
+            listener_errors=self.hub.listener_errors,
+        )
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _ensure_task(self, symbol: str) -> None:
+        if self._nursery is None or symbol in self._running:
+            return
+        self._running.add(symbol)
+        self._nursery.start_soon(self._symbol_task, symbol, name=f"sim feed {symbol}")
+
+    def _wanted(self, symbol: str) -> bool:
+        """Whether *symbol* still has listeners; if not, its task ends (and forgets it is running)."""
+        if self.hub.listening(symbol):
+            return True
+        self._running.discard(symbol)
+        return False
+
+    async def _symbol_task(self, symbol: str) -> None:
+        try:
+            if self._recording is not None:
+                await self._replay(symbol, self._recording)
+            else:
+                await self._walk(symbol)
+        finally:
+            self._running.discard(symbol)
+
+    async def _walk(self, symbol: str) -> None:
+        if not self._wanted(symbol):  # unsubscribed before the task got going
+            return
+        walk = self._walks.get(symbol)
+        if walk is None:
+            walk = self._walks[symbol] = _Walk(
+                price=self.config.prices.get(symbol, DEFAULT_START_PRICE),
+                rng=random.Random(None if self.config.seed is None else f"{self.config.seed}:{symbol}"),
+            )
+            price = walk.price  # the first tick is the start price
+        else:
+            price = walk.step(self.config.volatility)  # resuming: move on from the last delivered price
+        interval = 1.0 / self.config.tick_rate
+        deadline = trio.current_time()
+        while True:
+            self._publish(symbol, price, self.config.exchange)
+            deadline += interval
+            await trio.sleep_until(deadline)
+            if not self._wanted(symbol):
+                return  # the walk stays at the last delivered price
+            price = walk.step(self.config.volatility)
+
+    async def _replay(self, symbol: str, recording: _Recording) -> None:
+        series = recording.by_symbol.get(symbol, ())
+        if not series:
+            logger.warning("replay file %s has no ticks for %s", self.config.replay_file, symbol)
+            return
+        speed = self.config.replay_speed
+        cycle = recording.span / speed + 1.0 / self.config.tick_rate
+        cycle_start = trio.current_time()
+        while True:
+            for record in series:
+                await trio.sleep_until(cycle_start + record.offset / speed)
+                if not self._wanted(symbol):
+                    return
+                self._publish(symbol, record.price, record.exchange)
+            if not self.config.replay_loop:
+                logger.info("replay of %s for %s finished", self.config.replay_file, symbol)
+                return
+            cycle_start += cycle
+
+    def _publish(self, symbol: str, price: Decimal, exchange: str) -> None:
+        now = time.time()
+        self.hub.deliver(PriceTick(exchange=exchange, symbol=symbol, price=price, timestamp=now))
+        self._ticks_delivered += 1
+        if self.config.depth:
+            sequence = self._sequence[symbol] = self._sequence.get(symbol, 0) + 1
+            self.hub.deliver(_synthetic_depth(exchange, symbol, price, sequence, now))
+            self._depth_delivered += 1
+
+
+def _synthetic_depth(exchange: str, symbol: str, price: Decimal, sequence: int, timestamp: float) -> DepthSnapshot:
+    """Five levels a side, 0.05 % apart, around *price* (quantities 1, 2, 3, ... away from the price)."""
+    bids = []
+    asks = []
+    for level in range(1, DEPTH_LEVELS + 1):
+        distance = DEPTH_STEP * level
+        quantity = Decimal(level)
+        bids.append((_round_decimal(price * (1 - distance)), quantity))
+        asks.append((_round_decimal(price * (1 + distance)), quantity))
+    return DepthSnapshot(exchange=exchange, symbol=symbol, bids=bids, asks=asks, sequence=sequence, timestamp=timestamp)
+
+
+_SIGNIFICANT = Context(prec=SIGNIFICANT_DIGITS, rounding=ROUND_HALF_EVEN)
+
+
+def _round_decimal(value: Decimal) -> Decimal:
+    """*value* to the feed's significant digits, in exact decimal arithmetic."""
+    return _plain(_SIGNIFICANT.plus(value))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Replay files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _read_recording(path: str, default_exchange: str) -> _Recording:
+    # Read once, synchronously, when the feed starts: recordings for demos and tests are small, and a plain read
+    # needs no worker thread (trio.Path would use one, and under a MockClock the clock could jump meanwhile).
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    return _parse_recording(text, default_exchange, source=path)
+
+
+def _parse_recording(text: str, default_exchange: str, *, source: str) -> _Recording:
+    rows: list[tuple[str, float, Decimal, str]] = []
+    skipped = 0
+    first_problem = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_parse_line(line, default_exchange))
+        except (ValueError, OverflowError) as exc:
+            skipped += 1
+            if not first_problem:
+                first_problem = f"line {number}: {exc}"
+    if skipped:
+        logger.warning(
+            "replay file %s: skipped %d malformed line%s (first: %s)",
+            source,
+            skipped,
+            "" if skipped == 1 else "s",
+            first_problem,
+        )
+    if not rows:
+        return _Recording(by_symbol={}, span=0.0, skipped=skipped)
+    start = rows[0][1]
+    by_symbol: dict[str, list[_Recorded]] = {}
+    offset = 0.0
+    for symbol, timestamp, price, exchange in rows:
+        offset = max(offset, timestamp - start)  # a timestamp going backwards is delivered without waiting
+        by_symbol.setdefault(symbol, []).append(_Recorded(offset=offset, price=price, exchange=exchange))
+    return _Recording(
+        by_symbol={symbol: tuple(series) for symbol, series in by_symbol.items()}, span=offset, skipped=skipped
+    )
+
+
+def _parse_line(line: str, default_exchange: str) -> tuple[str, float, Decimal, str]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    symbol = data.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError("symbol missing or not a string")
+    raw_price = data.get("price")
+    if isinstance(raw_price, float) and not math.isfinite(raw_price):
+        raise ValueError(f"price is not finite: {raw_price!r}")
+    price = to_decimal(raw_price, name="price")
+    if not 0 < price < MAX_PRICE:
+        raise ValueError(f"price must be positive and below {MAX_PRICE:f}, got {price}")
+    timestamp = data.get("timestamp")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp):
+        raise ValueError(f"timestamp missing or not a number: {timestamp!r}")
+    exchange = data.get("exchange", default_exchange)
+    if not isinstance(exchange, str) or not exchange:
+        raise ValueError(f"exchange is not a string: {exchange!r}")
+    return symbol, float(timestamp), price, exchange
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@hookimpl
+def register_feeds(register: Callable[..., None]) -> None:
+    register(SimFeed)

@@ -1,0 +1,140 @@
+"""The reconciler: from the book a strategy wants and the orders we have, the fewest cancels and places.
+
+A live order is *kept* when a desired quote on its side has a price within ``price_ticks`` ticks of it and a
+quantity within ``quantity_fraction`` of its remaining quantity: it keeps its queue priority and costs no
+message. Exact matches are paired first, then the closest in price. Every desired quote left over is placed;
+every live order left over is cancelled. An unchanged target therefore yields no action at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+import attrs
+
+from .._models import Market, Order, OrderType, Quote, Side
+
+__all__ = ["Plan", "Reconciler", "Tolerance"]
+
+RESTING_TYPES = frozenset({OrderType.LIMIT, OrderType.POST_ONLY})
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[object], value: Decimal | int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+
+
+@attrs.frozen
+class Tolerance:
+    """How far a live order may be from a desired quote and still be kept.
+
+    :param price_ticks: the largest price difference, in ticks (0: the price must match exactly).
+    :param price_fraction: the largest price difference as a fraction of the desired price; the larger of the
+        two allowances applies.
+    :param quantity_fraction: the largest difference between the live order's remaining quantity and the desired
+        quantity, as a fraction of the desired quantity (0: exactly).
+    """
+
+    price_ticks: int = attrs.field(default=0, validator=_non_negative)
+    price_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_non_negative)
+    quantity_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_non_negative)
+
+
+@attrs.frozen
+class Plan:
+    """What to send: ``cancels`` (live orders to cancel) and ``places`` (quotes to place); ``kept`` pairs each
+    kept live order with the quote it stands for."""
+
+    cancels: tuple[Order, ...] = ()
+    places: tuple[Quote, ...] = ()
+    kept: tuple[tuple[Order, Quote], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.cancels or self.places)
+
+
+@attrs.define
+class Reconciler:
+    market: Market
+    tolerance: Tolerance = Tolerance()
+
+    def plan(self, desired: Iterable[Quote], live: Sequence[Order]) -> Plan:
+        """Diff *desired* against *live* (our resting or pending orders, none of them being cancelled)."""
+        wanted: dict[Side, list[Quote]] = {Side.BUY: [], Side.SELL: []}
+        for quote in desired:
+            if quote.type not in RESTING_TYPES:
+                raise ValueError(f"a desired quote must rest on the book (limit or post_only), got {quote.type}")
+            wanted[quote.side].append(quote)
+        have: dict[Side, list[Order]] = {Side.BUY: [], Side.SELL: []}
+        for order in live:
+            have[order.side].append(order)
+        cancels: list[Order] = []
+        places: list[Quote] = []
+        kept: list[tuple[Order, Quote]] = []
+        for side in (Side.BUY, Side.SELL):
+            self._side(wanted[side], have[side], cancels, places, kept)
+        return Plan(tuple(cancels), tuple(places), tuple(kept))
+
+    def within(self, order: Order, quote: Quote) -> bool:
+        """True when *order* may stand for *quote*."""
+        if order.side is not quote.side or order.price is None:
+            return False
+        tol = self.tolerance
+        allowance = max(tol.price_ticks * self.market.tick_size, tol.price_fraction * quote.price)
+        if abs(order.price - quote.price) > allowance:
+            return False
+        fraction = max(tol.quantity_fraction, quote.size_variation)
+        return abs(order.remaining_quantity - quote.quantity) <= quote.quantity * fraction
+
+    def _side(
+        self,
+        wanted: list[Quote],
+        have: list[Order],
+        cancels: list[Order],
+        places: list[Quote],
+        kept: list[tuple[Order, Quote]],
+    ) -> None:
+        if not wanted:
+            cancels.extend(have)
+            return
+        # Pass 1: exact matches (the common case when nothing moved), by (price, remaining quantity).
+        exact: dict[tuple[Decimal | None, Decimal], list[Order]] = {}
+        for order in have:
+            exact.setdefault((order.price, order.remaining_quantity), []).append(order)
+        unmatched: list[Quote] = []
+        for quote in wanted:
+            bucket = exact.get((quote.price, quote.quantity))
+            if bucket:
+                kept.append((bucket.pop(0), quote))
+            else:
+                unmatched.append(quote)
+        spare = [order for bucket in exact.values() for order in bucket]
+        # Pass 2: within tolerance, closest price first.
+        if spare and unmatched:
+            # With no price allowance (the default tolerance) only an order at the quote's very price can be within
+            # it: look those up by price instead of trying every spare order against every quote (in spare order,
+            # so the same order wins).
+            by_price: dict[Decimal | None, list[Order]] | None = None
+            if self.tolerance.price_ticks == 0 and self.tolerance.price_fraction == 0:
+                by_price = {}
+                for order in spare:
+                    by_price.setdefault(order.price, []).append(order)
+            still: list[Quote] = []
+            for quote in unmatched:
+                best: Order | None = None
+                for order in spare if by_price is None else by_price.get(quote.price, ()):
+                    if self.within(order, quote) and (
+                        best is None or abs(order.price - quote.price) < abs(best.price - quote.price)  # type: ignore[operator]
+                    ):
+                        best = order
+                if best is None:
+                    still.append(quote)
+                else:
+                    spare.remove(best)
+                    if by_price is not None:
+                        by_price[best.price].remove(best)
+                    kept.append((best, quote))
+            unmatched = still
+        cancels.extend(spare)
+        places.extend(unmatched)

@@ -1,0 +1,237 @@
+"""The order state machine: every order of one market, and the only place its status changes.
+
+::
+
+    new ──▶ pending ──▶ open ──▶ partially_filled ──▶ filled
+     │         │          │              │
+     │         │          └──────────────┴──▶ cancelled / expired
+     │         └──▶ rejected / filled / partially_filled / cancelled / expired
+     └──▶ rejected (the risk gate refused it; it never left the process)
+
+A transition the table does not allow, a fill beyond the order's quantity or a cumulative fill that goes
+backwards raises :class:`~mmframe.InvalidTransition`: the sink and the tracker disagree about an order, and the
+market must stop rather than quote on a book it does not understand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from .._errors import InvalidTransition
+from .._models import Order, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
+
+__all__ = ["ALLOWED", "OrderTracker"]
+
+S = OrderStatus
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.NEW: frozenset({S.PENDING, S.REJECTED}),
+    S.PENDING: frozenset({S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
+    S.OPEN: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED}),
+    S.FILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+#: Order's fields, in order: :func:`_evolve` copies exactly these. A field added to Order fails here, at import.
+_ORDER_FIELDS = (
+    "request", "status", "filled_quantity", "average_price", "order_id", "reason", "created_at", "updated_at",
+    "cancel_requested",
+)
+if tuple(a.name for a in attrs.fields(Order)) != _ORDER_FIELDS:  # pragma: no cover - a guard for maintainers
+    raise ImportError(f"mmframe._engine.tracker._ORDER_FIELDS is out of date: Order has {attrs.fields(Order)}")
+
+
+def _evolve(order: Order, **changes: Any) -> Order:
+    """``attrs.evolve(order, **changes)`` without its per-call field introspection, twice as fast: the tracker makes
+    about four new ``Order`` per order, on every market's hot path. (Order has no converters or validators.)"""
+    get = changes.get
+    return Order(
+        get("request", order.request),
+        get("status", order.status),
+        get("filled_quantity", order.filled_quantity),
+        get("average_price", order.average_price),
+        get("order_id", order.order_id),
+        get("reason", order.reason),
+        get("created_at", order.created_at),
+        get("updated_at", order.updated_at),
+        get("cancel_requested", order.cancel_requested),
+    )
+
+
+_EVENT_STATUS = {
+    OrderEventKind.ACCEPTED: S.OPEN,
+    OrderEventKind.PARTIALLY_FILLED: S.PARTIALLY_FILLED,
+    OrderEventKind.FILLED: S.FILLED,
+    OrderEventKind.CANCELLED: S.CANCELLED,
+    OrderEventKind.REJECTED: S.REJECTED,
+    OrderEventKind.EXPIRED: S.EXPIRED,
+}
+
+
+@attrs.define
+class OrderTracker:
+    """Every order of one market by client order id. Finished orders are kept for ``history`` of them."""
+
+    history: int = 1000
+    _orders: dict[str, Order] = attrs.field(factory=dict, init=False)
+    _live: dict[str, Order] = attrs.field(factory=dict, init=False)
+    _finished: list[str] = attrs.field(factory=list, init=False)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, client_order_id: object) -> bool:
+        return client_order_id in self._orders
+
+    def get(self, client_order_id: str) -> Order | None:
+        return self._orders.get(client_order_id)
+
+    def add(self, request: OrderRequest, now: float) -> Order:
+        """Track a new order (status ``new``). Its client order id must never have been seen."""
+        if request.client_order_id in self._orders:
+            raise InvalidTransition(f"client order id {request.client_order_id!r} is already tracked")
+        order = Order(request=request, status=S.NEW, created_at=now, updated_at=now)
+        self._orders[request.client_order_id] = order
+        self._live[request.client_order_id] = order
+        return order
+
+    def adopt(self, order: Order, now: float) -> Order:
+        """Track an order found resting on the book (left by an earlier run): it keeps its status and fills."""
+        if order.client_order_id in self._orders:
+            raise InvalidTransition(f"client order id {order.client_order_id!r} is already tracked")
+        if not order.status.is_live or order.status is S.PENDING:
+            raise InvalidTransition(f"only a resting order can be adopted, {order.client_order_id} is {order.status}")
+        return self._store(_evolve(order, created_at=now, updated_at=now, cancel_requested=False))
+
+    def transition(self, client_order_id: str, status: OrderStatus, now: float, *, reason: str = "") -> Order:
+        """Move an order to *status*, refusing what the state machine does not allow."""
+        order = self._require(client_order_id)
+        self._check(order, status)
+        return self._store(_evolve(order, status=status, updated_at=now, reason=reason or order.reason))
+
+    def mark_sent(self, client_order_id: str, now: float) -> Order:
+        return self.transition(client_order_id, S.PENDING, now)
+
+    def mark_cancel_requested(self, client_order_id: str, now: float) -> Order:
+        order = self._require(client_order_id)
+        if not order.status.is_live:
+            raise InvalidTransition(f"order {client_order_id} is {order.status}; it cannot be cancelled")
+        return self._store(_evolve(order, cancel_requested=True, updated_at=now))
+
+    def apply(self, event: OrderEvent, now: float) -> Order:
+        """Apply a sink event and return the order's new state."""
+        order = self._require(event.client_order_id)
+        status = _EVENT_STATUS[event.kind]
+        if event.kind is OrderEventKind.ACCEPTED and order.status in (S.OPEN, S.PARTIALLY_FILLED):
+            # A retried acknowledgement of an order we already know is resting: harmless, nothing changes.
+            return order
+        self._check(order, status)
+        filled = order.filled_quantity
+        average = order.average_price
+        if event.kind in (OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED):
+            filled, average = self._apply_fill(order, event)
+        elif event.filled_quantity and event.filled_quantity != order.filled_quantity:
+            raise InvalidTransition(
+                f"order {order.client_order_id}: {event.kind} reports {event.filled_quantity} filled, "
+                f"we know of {order.filled_quantity}"
+            )
+        return self._store(
+            _evolve(
+                order,
+                status=status,
+                filled_quantity=filled,
+                average_price=average,
+                order_id=event.order_id or order.order_id,
+                reason=event.reason or order.reason,
+                updated_at=now,
+            )
+        )
+
+    def _apply_fill(self, order: Order, event: OrderEvent) -> tuple[Decimal, Decimal | None]:
+        fill = event.fill
+        if fill is None:
+            raise InvalidTransition(f"order {order.client_order_id}: a {event.kind} event without its fill")
+        if fill.quantity <= 0:
+            raise InvalidTransition(f"order {order.client_order_id}: a fill of {fill.quantity}")
+        if fill.side is not order.side:
+            raise InvalidTransition(f"order {order.client_order_id} is a {order.side}, filled as a {fill.side}")
+        filled = order.filled_quantity + fill.quantity
+        if event.filled_quantity and event.filled_quantity != filled:
+            raise InvalidTransition(
+                f"order {order.client_order_id}: cumulative fill {event.filled_quantity} does not match "
+                f"{order.filled_quantity} + {fill.quantity}"
+            )
+        if filled > order.quantity:
+            raise InvalidTransition(
+                f"order {order.client_order_id}: filled {filled} is more than its quantity {order.quantity}"
+            )
+        complete = filled == order.quantity
+        if complete != (event.kind is OrderEventKind.FILLED):
+            raise InvalidTransition(
+                f"order {order.client_order_id}: {event.kind} but {filled} of {order.quantity} is filled"
+            )
+        if order.price is not None:
+            worse = fill.price > order.price if order.side is Side.BUY else fill.price < order.price
+            if worse:
+                raise InvalidTransition(
+                    f"order {order.client_order_id}: {order.side} at {order.price} filled at {fill.price}"
+                )
+        previous_cost = (order.average_price or Decimal(0)) * order.filled_quantity
+        average = (previous_cost + fill.price * fill.quantity) / filled
+        return filled, average
+
+    def _check(self, order: Order, status: OrderStatus) -> None:
+        if status not in ALLOWED[order.status]:
+            raise InvalidTransition(f"order {order.client_order_id}: {order.status} → {status} is not allowed")
+
+    def _require(self, client_order_id: str) -> Order:
+        try:
+            return self._orders[client_order_id]
+        except KeyError:
+            raise InvalidTransition(f"unknown client order id {client_order_id!r}") from None
+
+    def _store(self, order: Order) -> Order:
+        coid = order.client_order_id
+        self._orders[coid] = order
+        if order.status.is_terminal:
+            if self._live.pop(coid, None) is not None:
+                self._finished.append(coid)
+                if len(self._finished) > self.history * 2:
+                    for old in self._finished[: -self.history]:
+                        self._orders.pop(old, None)
+                    del self._finished[: -self.history]
+        else:
+            self._live[coid] = order
+        return order
+
+    def live(self) -> Iterator[Order]:
+        """Orders that are new, pending or resting (including those being cancelled)."""
+        return iter(self._live.values())
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def quoting(self, side: Side | None = None) -> list[Order]:
+        """Live orders not being cancelled, best price first: what the reconciler compares against."""
+        orders = [
+            o
+            for o in self._live.values()
+            if not o.cancel_requested and o.status is not S.NEW and (side is None or o.side is side)
+        ]
+        orders.sort(key=best_first)
+        return orders
+
+    def finished(self) -> list[Order]:
+        return [self._orders[c] for c in self._finished if c in self._orders]
+
+
+def best_first(order: Order) -> tuple[int, Decimal]:
+    """Sort key: bids before asks, each best price first."""
+    price = order.price if order.price is not None else Decimal(0)
+    return (0, -price) if order.side is Side.BUY else (1, price)

@@ -1,0 +1,243 @@
+"""Where ``mmframe serve`` gets its settings: command-line flags beat environment variables, which beat ``.env``.
+
+The keys are the seed's (``DB_HOST``, ``DB_PORT``, ``DB_DATABASE``, ``DB_USERNAME``, ``DB_PASSWORD``,
+``REDIS_HOST``/``_PORT``/``_AUTH``/``_DB``, ``MARKET_REDIS_*``, ``MATCH_ENGINE_ENDPOINT``, ``API_PORT``,
+``LOG_FILE``) plus mmframe's own ``MMFRAME_*`` keys. With no ``DB_*`` key and no ``--db`` the store is an SQLite
+file. Secrets (the DB password, Redis passwords, the API token) never appear in ``repr`` or in :meth:`describe`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from ._errors import ConfigError
+
+__all__ = ["RedisSettings", "Settings", "load_settings", "parse_dotenv"]
+
+DEFAULT_SQLITE = "mmframe.sqlite"
+
+
+@attrs.frozen
+class RedisSettings:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str | None = attrs.field(default=None, repr=False)
+    db: int = 0
+
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+    def describe(self) -> str:
+        return f"redis://{'***@' if self.password else ''}{self.host}:{self.port}/{self.db}"
+
+
+@attrs.frozen
+class Settings:
+    """Everything ``serve`` needs to know, resolved from flags, environment and ``.env``."""
+
+    db_url: str | None = attrs.field(default=None, repr=False)
+    sqlite_path: str = DEFAULT_SQLITE
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    api_token: str | None = attrs.field(default=None, repr=False)
+    match_engine_endpoint: str | None = None
+    log_file: str | None = None
+    redis: RedisSettings | None = None
+    market_redis: RedisSettings | None = None
+    instance_id: str = "mmf"
+    sink: str | None = None
+    feed: str | None = None
+    sink_config: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def sink_name(self) -> str:
+        """The explicit sink, else ``match-engine`` when an endpoint is configured, else ``paper``."""
+        if self.sink:
+            return self.sink
+        return "match-engine" if self.match_engine_endpoint else "paper"
+
+    @property
+    def api_is_loopback(self) -> bool:
+        host = self.api_host.strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        """The settings for a log line: every secret masked."""
+        return {
+            "database": mask_url(self.database_url),
+            "api": f"{self.api_host}:{self.api_port}",
+            "api_token": "set" if self.api_token else "not set",
+            "sink": self.sink_name,
+            "match_engine_endpoint": mask_url(self.match_engine_endpoint) if self.match_engine_endpoint else None,
+            "feed": self.feed,
+            "redis": self.redis.describe() if self.redis else None,
+            "market_redis": self.market_redis.describe() if self.market_redis else None,
+            "instance_id": self.instance_id,
+        }
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/...``: a URL safe to log."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``export`` allowed, ``#`` comments, optional quotes) into a dict."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f".env line {number} is not KEY=VALUE")
+        value = value.strip()
+        quoted = re.match(r"""^(['"])(.*?)\1(\s+#.*)?$""", value)
+        value = quoted.group(2) if quoted else re.sub(r"\s+#.*$", "", value)
+        values[key] = value
+    return values
+
+
+def _parse_listen(value: str, host: str) -> tuple[str, int]:
+    """``8081``, ``:8081`` or ``HOST:8081`` (the seed writes ``:8081``)."""
+    text = value.strip()
+    if ":" in text:
+        maybe_host, _, port_text = text.rpartition(":")
+        host = maybe_host or host
+    else:
+        port_text = text
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"API_PORT must be a port like 8081, :8081 or 127.0.0.1:8081, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"API_PORT {port} is not a port number")
+    return host, port
+
+
+def _int(values: Mapping[str, str], key: str, default: int) -> int:
+    raw = values.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def _redis(values: Mapping[str, str], prefix: str) -> RedisSettings | None:
+    if not any(k.startswith(prefix) for k in values):
+        return None
+    return RedisSettings(
+        host=values.get(f"{prefix}HOST") or "127.0.0.1",
+        port=_int(values, f"{prefix}PORT", 6379),
+        password=values.get(f"{prefix}AUTH") or values.get(f"{prefix}PASSWORD") or None,
+        db=_int(values, f"{prefix}DB", 0),
+    )
+
+
+def _mysql_url(values: Mapping[str, str]) -> str | None:
+    keys = ("DB_HOST", "DB_PORT", "DB_DATABASE", "DB_USERNAME", "DB_PASSWORD")
+    if not any(values.get(k) for k in keys):
+        return None
+    database = values.get("DB_DATABASE")
+    if not database:
+        raise ConfigError("DB_DATABASE is required when any other DB_* key is set")
+    user = quote(values.get("DB_USERNAME") or "root", safe="")
+    password = values.get("DB_PASSWORD") or ""
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    host = values.get("DB_HOST") or "127.0.0.1"
+    port = _int(values, "DB_PORT", 3306)
+    return f"mysql+pymysql://{auth}@{host}:{port}/{quote(database, safe='')}?charset=utf8mb4"
+
+
+FLAG_KEYS = {
+    "db": "MMFRAME_DB_URL",
+    "sqlite": "MMFRAME_SQLITE",
+    "http": "MATCH_ENGINE_ENDPOINT",
+    "api_port": "API_PORT",
+    "api_host": "MMFRAME_API_HOST",
+    "log": "LOG_FILE",
+    "instance_id": "MMFRAME_INSTANCE_ID",
+    "sink": "MMFRAME_SINK",
+    "feed": "MMFRAME_FEED",
+}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+) -> Settings:
+    """Resolve the settings: *flags* (``None`` values ignored) > *environ* > the *env_file* (if it exists)."""
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update(parse_dotenv(Path(env_file).read_text()))
+    values.update({k: v for k, v in (os.environ if environ is None else environ).items()})
+    for flag, value in (flags or {}).items():
+        if value is None:
+            continue
+        if flag not in FLAG_KEYS:
+            raise ConfigError(f"unknown setting {flag!r}")
+        values[FLAG_KEYS[flag]] = str(value)
+
+    host = values.get("MMFRAME_API_HOST") or "127.0.0.1"
+    port = 8081
+    if values.get("API_PORT"):
+        host, port = _parse_listen(values["API_PORT"], host)
+        if values.get("MMFRAME_API_HOST") and flags and flags.get("api_host") is not None:
+            host = values["MMFRAME_API_HOST"]
+    db_url = values.get("MMFRAME_DB_URL") or None
+    if db_url is None:
+        db_url = _mysql_url(values)
+    return Settings(
+        db_url=db_url,
+        sqlite_path=values.get("MMFRAME_SQLITE") or DEFAULT_SQLITE,
+        api_host=host,
+        api_port=port,
+        api_token=values.get("MMFRAME_API_TOKEN") or None,
+        match_engine_endpoint=values.get("MATCH_ENGINE_ENDPOINT") or None,
+        log_file=values.get("LOG_FILE") or None,
+        redis=_redis(values, "REDIS_"),
+        market_redis=_redis(values, "MARKET_REDIS_"),
+        instance_id=values.get("MMFRAME_INSTANCE_ID") or "mmf",
+        sink=values.get("MMFRAME_SINK") or None,
+        feed=values.get("MMFRAME_FEED") or None,
+        sink_config=_json_object(values, "MMFRAME_SINK_CONFIG"),
+    )
+
+
+def _json_object(values: Mapping[str, str], key: str) -> dict[str, Any]:
+    raw = values.get(key)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key} must be a JSON object, got {type(data).__name__}")
+    return data
