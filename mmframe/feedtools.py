@@ -28,19 +28,25 @@ import attrs
 import trio
 
 from ._models import DepthSnapshot, MarketData, PriceTick
+from ._symbols import QUOTE_ASSETS as QUOTE_ASSETS
+from ._symbols import compact_symbol as compact_symbol
+from ._symbols import split_symbol as split_symbol
 from .protocols import Subscription
 
 __all__ = [
     "MAX_PRICE",
+    "QUOTE_ASSETS",
     "Backoff",
     "BadMessage",
     "FeedHub",
     "FeedSymbolStats",
+    "compact_symbol",
     "depth_snapshot",
     "finite_timestamp",
     "parse_levels",
     "parse_price",
     "parse_quantity",
+    "split_symbol",
 ]
 
 MAX_PRICE = Decimal("1e15")  # a price at or above this is refused as absurd
