@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -32,10 +32,20 @@ from ._models import (
     Side,
 )
 
+if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the protocols only check names
+    from ._latency import LatencyHistogram
+    from .feedtools import FeedSymbolStats
+
 __all__ = [
     "ExchangeFeed",
+    "Named",
     "OrderSink",
     "Position",
+    "ReportsCircuit",
+    "ReportsDegraded",
+    "ReportsRequestLatency",
+    "ReportsSinkStatistics",
+    "ReportsSymbolStatistics",
     "Strategy",
     "StrategyContext",
     "Subscription",
@@ -237,3 +247,61 @@ class OrderSink(Protocol):
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]: ...
 
     async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optional abilities: a feed or sink that has one implements the protocol (structurally: no base class needed), and
+# the core checks it with ``isinstance``. A component without it simply does not report that figure.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Named(Protocol):
+    """A component (or component class) with the name it reports under: a feed's channel name, a sink's label."""
+
+    name: str
+
+
+@runtime_checkable
+class ReportsDegraded(Protocol):
+    """A sink that can say it cannot take orders just now (its engine unreachable): markets hold their orders and
+    show ``degraded`` until it recovers. Read on every market step: keep it cheap."""
+
+    @property
+    def degraded(self) -> bool: ...
+
+
+@runtime_checkable
+class ReportsCircuit(Protocol):
+    """A sink with a circuit breaker: ``circuit_open`` is true while it refuses requests without trying
+    (``mmframe_sink_circuit_open``)."""
+
+    @property
+    def circuit_open(self) -> bool: ...
+
+
+@runtime_checkable
+class ReportsRequestLatency(Protocol):
+    """A sink that times its requests (``mmframe_sink_request_seconds``), in a
+    :class:`mmframe.sinktools.LatencyHistogram`."""
+
+    @property
+    def request_latency(self) -> LatencyHistogram: ...
+
+
+@runtime_checkable
+class ReportsSinkStatistics(Protocol):
+    """A sink with counters of its own (requests, retries, failures, ...): a mapping of name to number, exported as
+    ``mmframe_sink_operations_total{kind=name}``."""
+
+    @property
+    def statistics(self) -> Mapping[str, int | float]: ...
+
+
+@runtime_checkable
+class ReportsSymbolStatistics(Protocol):
+    """A feed that reports per-symbol figures (last price, age of the last update, messages, rejects, reconnects),
+    as :class:`mmframe.feedtools.FeedHub` keeps them: read by the market status and the ``mmframe_feed_*``
+    metrics. Must not raise; must not block."""
+
+    def symbol_statistics(self, symbol: str) -> FeedSymbolStats: ...
