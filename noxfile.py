@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s tests`` (the suite, core and every plugin), ``nox -s lint`` (ruff), ``nox -s bench`` (the
+"""Sessions: ``nox -s tests`` (the suite, core and every plugin), ``nox -s lint`` (ruff and import-linter's contracts:
+the core's layers, plugins importing only the public surface), ``nox -s bench`` (the
 benchmarks, ``docs/performance.md``; never run by default)."""
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, then ``lint-imports`` (``[tool.importlinter]`` in pyproject.toml), which needs the core and every plugin
+    installed to see their imports."""
+    session.install("ruff", "import-linter", "-e", ".", *[arg for d in _distributions() for arg in ("-e", d)])
     session.run("ruff", "check", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python="3.11")

@@ -20,7 +20,7 @@ import trio
 from .._models import MarketData
 from .._settings import RedisSettings
 from ..feedtools import Backoff
-from ..protocols import ExchangeFeed
+from ..protocols import ExchangeFeed, ReportsSymbolStatistics
 from .link import BRIDGE_ERRORS, make_client
 from .wire import encode
 
@@ -152,12 +152,11 @@ async def publish_feed(
 def _report(feed: ExchangeFeed, symbols: Sequence[str], publisher: BusPublisher) -> None:
     stats = publisher.statistics()
     parts = []
-    statistics = getattr(feed, "symbol_statistics", None)
     for symbol in symbols:
-        if statistics is None:
+        if not isinstance(feed, ReportsSymbolStatistics):
             parts.append(symbol)
             continue
-        s = statistics(symbol)
+        s = feed.symbol_statistics(symbol)
         age = "-" if s.last_update_age is None else f"{s.last_update_age:.1f}s"
         parts.append(f"{symbol} {s.last_price or '-'} (age {age}, {s.messages} msgs, {s.rejected} rejected)")
     log.info(

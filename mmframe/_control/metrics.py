@@ -41,7 +41,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .._engine.index import REJECT_REASONS
-from .._engine.market import LatencyHistogram, MarketState
+from .._engine.market import MarketState
+from .._latency import LatencyHistogram
+from ..protocols import (
+    Named,
+    ReportsCircuit,
+    ReportsDegraded,
+    ReportsRequestLatency,
+    ReportsSinkStatistics,
+)
 
 if TYPE_CHECKING:
     from .._service import Service
@@ -190,21 +198,24 @@ def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str,
 
 
 def sink_metrics(sink: Any) -> Iterator[Metric]:
-    """What the sink says about itself: the optional ``degraded``, ``circuit_open``, ``request_latency`` (a
-    :class:`~mmframe._engine.market.LatencyHistogram`) and ``statistics`` (a mapping of counters)."""
-    name = [str(getattr(sink, "name", type(sink).__name__))]
+    """What the sink says about itself, from the optional abilities it has (:mod:`mmframe.protocols`): its name
+    (:class:`Named`), ``degraded`` (:class:`ReportsDegraded`), ``circuit_open`` (:class:`ReportsCircuit`),
+    ``request_latency`` (:class:`ReportsRequestLatency`, a :class:`mmframe.sinktools.LatencyHistogram`) and
+    ``statistics`` (:class:`ReportsSinkStatistics`, a mapping of counters). A sink without one reports no figure
+    for it (the gauges read 0)."""
+    name = [str(sink.name if isinstance(sink, Named) else type(sink).__name__)]
     degraded = GaugeMetricFamily("mmframe_sink_degraded", "1 while the sink cannot take orders", labels=["sink"])
-    degraded.add_metric(name, 1.0 if getattr(sink, "degraded", False) else 0.0)
+    degraded.add_metric(name, 1.0 if isinstance(sink, ReportsDegraded) and sink.degraded else 0.0)
     circuit = GaugeMetricFamily("mmframe_sink_circuit_open", "1 while the sink's circuit breaker is open",
                                 labels=["sink"])
-    circuit.add_metric(name, 1.0 if getattr(sink, "circuit_open", False) else 0.0)
+    circuit.add_metric(name, 1.0 if isinstance(sink, ReportsCircuit) and sink.circuit_open else 0.0)
     latency = HistogramMetricFamily("mmframe_sink_request_seconds", "Seconds per request to the match engine",
                                     labels=["sink"])
-    histogram = getattr(sink, "request_latency", None)
+    histogram = sink.request_latency if isinstance(sink, ReportsRequestLatency) else None
     if isinstance(histogram, LatencyHistogram):
         latency.add_metric(name, buckets=histogram.cumulative(), sum_value=histogram.sum)
     operations = CounterMetricFamily("mmframe_sink_operations", "The sink's own counters", labels=["sink", "kind"])
-    statistics = getattr(sink, "statistics", None)
+    statistics = sink.statistics if isinstance(sink, ReportsSinkStatistics) else None
     if isinstance(statistics, Mapping):
         for kind, value in statistics.items():
             if isinstance(value, int | float) and not isinstance(value, bool):

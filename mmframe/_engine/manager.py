@@ -46,7 +46,8 @@ from .._models import (
 )
 from .._plugins import Registry, get_feeds, get_strategies
 from ..config import structure_config
-from ..protocols import ExchangeFeed, OrderSink, Position
+from ..feedtools import FeedSymbolStats
+from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics
 from .market import MarketHalted, MarketRunner, MarketSpec, MarketState, MarketStatus, UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
 
@@ -124,7 +125,7 @@ class StrategyManager:
                     self._markets = markets
                     for spec in specs:
                         await self.start_market(spec)
-                    self._notify("engine_started", manager=self)
+                    self._notify(self.pm.hook.engine_started, manager=self)
                     task_status.started(self)
                     await trio.sleep_forever()
             finally:
@@ -142,19 +143,19 @@ class StrategyManager:
         if self._stopping:
             return
         self._stopping = True
-        self._notify("engine_stopping", manager=self)
+        self._notify(self.pm.hook.engine_stopping, manager=self)
         async with trio.open_nursery() as nursery:
             for key in list(self._handles):
                 nursery.start_soon(self.stop_market, key)
         if self._infra is not None:
             self._infra.cancel_scope.cancel()
 
-    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+    def _notify(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
         """Call a lifecycle hook outside any market: a plugin that raises is logged, and the engine goes on."""
         try:
-            getattr(self.pm.hook, hook_name)(**kwargs)
+            hook(**kwargs)
         except Exception:
-            log.exception("a %s hook implementation raised", hook_name)
+            log.exception("a %s hook implementation raised", hook.name)
 
     # ---- markets ----------------------------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class StrategyManager:
             error = exc
             return exc
         finally:
-            self._notify("market_stopped", market=spec.market, error=error)
+            self._notify(self.pm.hook.market_stopped, market=spec.market, error=error)
         return None
 
     async def _load_history(self, spec: MarketSpec) -> tuple[Fill, ...]:
@@ -372,13 +373,14 @@ class StrategyManager:
     def _source_price(self, feed: str, config: Mapping[str, Any], symbol: str) -> Decimal | None:
         """The last price the running feed *feed* with *config* has for *symbol*, or ``None``."""
         key = (feed, json.dumps(config, sort_keys=True, default=str))
-        statistics = getattr(self._feed_instances.get(key), "symbol_statistics", None)
-        if statistics is None:
+        feed = self._feed_instances.get(key)
+        if not isinstance(feed, ReportsSymbolStatistics):
             return None
         try:
-            last = getattr(statistics(symbol), "last_price", None)
+            figures = feed.symbol_statistics(symbol)
         except Exception:  # a figure we can do without
             return None
+        last = figures.last_price if isinstance(figures, FeedSymbolStats) else None
         if isinstance(last, Decimal) and last.is_finite() and last > 0:
             return last
         return None
@@ -448,7 +450,7 @@ class StrategyManager:
             ctx.submitted.clear()
             # The other hooks that run with the config's values: a snapshot of the local book with another
             # participant's mispriced orders on both sides (what a sweep takes), then one order's events.
-            if getattr(strategy, "local_depth_interval", None):
+            if strategy.local_depth_interval:
                 hook = "handle a snapshot of the local book"
                 strategy.on_local_depth(_dry_depth(market, reference), ctx)
             immediate = list(ctx.submitted)

@@ -46,7 +46,7 @@ from .._models import (
     Side,
 )
 from ..feedtools import FeedSymbolStats
-from ..protocols import ExchangeFeed, OrderSink, Position, Strategy
+from ..protocols import ExchangeFeed, OrderSink, Position, ReportsDegraded, ReportsSymbolStatistics, Strategy
 from .index import REJECT_REASONS, IndexGuard, IndexHalt, IndexScreen, IndexSource, Rejection
 from .reconcile import Plan, Reconciler, Tolerance
 from .risk import RiskContext, RiskGate, RiskLimits, self_trade_reason
@@ -377,6 +377,9 @@ class MarketRunner:
         self._reject_logged: dict[str, tuple[float, int]] = {}  # reason -> (last logged at, rejected since)
         self.book_mid: Decimal | None = None  # the local book's mid without our orders (risk.book_band)
         self.sink = sink
+        # Optional abilities, checked once: a component's class does not change under it.
+        self._sink_health: ReportsDegraded | None = sink if isinstance(sink, ReportsDegraded) else None
+        self._feed_figures: ReportsSymbolStatistics | None = feed if isinstance(feed, ReportsSymbolStatistics) else None
         self.client_prefix = client_prefix
         self.hook = hook
         self.tracker = OrderTracker()
@@ -524,7 +527,7 @@ class MarketRunner:
             self.book_mid = others_mid(depth, self.tracker.live(), self.spec.risk.book_quantity)
 
     def _sink_degraded(self) -> bool:
-        degraded = bool(getattr(self.sink, "degraded", False))
+        degraded = self._sink_health is not None and bool(self._sink_health.degraded)
         if degraded != self.degraded:
             self.degraded = degraded
             if degraded:
@@ -962,12 +965,11 @@ class MarketRunner:
     # ---- status -----------------------------------------------------------------------------------------------
 
     def _feed_statistics(self) -> FeedSymbolStats | None:
-        """The feed's figures for our index symbol, if the feed reports them (``symbol_statistics``)."""
-        statistics = getattr(self.feed, "symbol_statistics", None)
-        if statistics is None:
+        """The feed's figures for our index symbol, if the feed reports them (:class:`ReportsSymbolStatistics`)."""
+        if self._feed_figures is None:
             return None
         try:
-            result = statistics(self.spec.feed_symbol)
+            result = self._feed_figures.symbol_statistics(self.spec.feed_symbol)
         except Exception:  # a status read must never take the market down
             self.log.exception("the feed's symbol_statistics raised")
             return None
