@@ -35,8 +35,8 @@ from mmframe_external_index_follow import ExternalIndexFollow, build_ladder
 from mmframe import Market, Side
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketSpec
 from mmframe._models import MarketKey, PriceTick
 from mmframe._plugins import make_plugin_manager
 from mmframe.config import structure_config

@@ -26,8 +26,8 @@ import trio.testing
 
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketSpec
 from mmframe._models import MarketKey, PriceTick
 from mmframe._plugins import make_plugin_manager
 

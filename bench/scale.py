@@ -37,8 +37,9 @@ import trio
 from mmframe import Market
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import LatencyHistogram, MarketSpec, MarketState
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketSpec, MarketState
+from mmframe._latency import LatencyHistogram
 from mmframe._plugins import get_plugin_manager
 
 from .common import emit, log, percentile, result, seed_config

@@ -26,7 +26,8 @@ from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Market, OrderStatus, Side
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketRunner, MarketSpec
+from mmframe._engine.market import MarketRunner
+from mmframe._engine.spec import MarketSpec
 from mmframe._models import MarketKey
 from mmframe._plugins import make_plugin_manager
 from mmframe._store import seed_sql

@@ -5,6 +5,11 @@ A plugin author's first import is ``from mmframe import hookimpl``.
 
 from __future__ import annotations
 
+from ._engine.risk import RiskLimits as RiskLimits
+from ._engine.spec import MarketSpec as MarketSpec
+from ._engine.spec import MarketState as MarketState
+from ._engine.spec import MarketStatus as MarketStatus
+from ._engine.spec import RestartPolicy as RestartPolicy
 from ._errors import ConfigError as ConfigError
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import MMFrameError as MMFrameError
@@ -49,6 +54,9 @@ __all__ = [
     "Market",
     "MarketData",
     "MarketKey",
+    "MarketSpec",
+    "MarketState",
+    "MarketStatus",
     "MarketType",
     "Order",
     "OrderEvent",
@@ -61,6 +69,8 @@ __all__ = [
     "Position",
     "PriceTick",
     "Quote",
+    "RestartPolicy",
+    "RiskLimits",
     "Side",
     "Strategy",
     "StrategyContext",

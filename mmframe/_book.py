@@ -185,7 +185,7 @@ class Trade:
 
     def fill_event(self, party: TradeParty, *, complete: bool, timestamp: float | None = None) -> OrderEvent:
         """The ``partially_filled`` (or, with *complete*, ``filled``) event of *party* — this trade's ``maker`` or
-        ``taker`` — carrying its :class:`~mmframe._models.Fill`. The paper sink and the reference engine both
+        ``taker`` — carrying its :class:`~mmframe.Fill`. The paper sink and the reference engine both
         report trades with it."""
         now = time.time() if timestamp is None else timestamp
         liquidity = Liquidity.MAKER if party is self.maker else Liquidity.TAKER

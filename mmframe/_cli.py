@@ -16,16 +16,18 @@ import click
 import trio
 
 from . import __version__, _convert
-from ._default_plugins.paper import PaperSink
+from ._control.serve import serve as serve_with_api
+from ._demo import demo_sink_options, require_demo_strategy, write_demo
 from ._engine.manager import StrategyManager
-from ._engine.market import MarketStatus
+from ._engine.spec import MarketStatus
 from ._errors import ConfigError, MMFrameError
 from ._plugins import get_plugin_manager, get_sinks, get_strategies, list_plugins
-from ._service import Service
+from ._service.service import Service
 from ._settings import Settings, load_settings
 from ._store import Store, StoreError
 from .config import structure_config
 from .logs import setup_logging
+from .protocols import KeepsLocalBooks, Named
 
 log = logging.getLogger("mmframe")
 
@@ -110,17 +112,11 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
         log.warning("demo: POST endpoints take the documented demo token (set MMFRAME_API_TOKEN to choose one)")
     store = _open_store(settings)
     if demo:
-        store.seed_demo()
+        write_demo(store)
     pm = get_plugin_manager()
-    if demo:
-        from ._demo import DEMO_STRATEGY
-
-        if DEMO_STRATEGY not in get_strategies(pm):
-            raise click.ClickException(
-                f"the demo quotes with the {DEMO_STRATEGY} strategy: "
-                "pip install ./plugins/mmframe-external-index-follow"
-            )
     try:
+        if demo:
+            require_demo_strategy(get_strategies(pm))
         order_sink = _make_sink(settings, pm, demo=demo, seed=seed)
         service = Service(settings, store, pm, order_sink)
     except MMFrameError as exc:
@@ -134,7 +130,7 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
         raise
     finally:
         store.close()
-    if isinstance(order_sink, PaperSink):
+    if isinstance(order_sink, KeepsLocalBooks):
         left = {r.symbol: len(order_sink.book(r.symbol).open_orders()) for r in service.records.values()}
         log.info("Stopped. Open orders left on the paper book: %s",
                  ", ".join(f"{k} {v}" for k, v in sorted(left.items())) or "none")
@@ -149,22 +145,24 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> Any:
-    from ._demo import demo_sink_config
-
+    """The configured sink (:attr:`Settings.sink_name`): ``MATCH_ENGINE_ENDPOINT`` goes to a sink with an
+    ``endpoint`` option, the demo adds its own options, ``MMFRAME_SINK_CONFIG`` the rest."""
     cls = get_sinks(pm).get_or_raise(settings.sink_name)
-    if settings.sink_name == "paper":
-        config: dict[str, Any] = demo_sink_config(seed) if demo else {}
-    else:
-        config = {"endpoint": settings.match_engine_endpoint} if settings.match_engine_endpoint else {}
+    config: dict[str, Any] = {}
+    if settings.match_engine_endpoint and "endpoint" in attrs.fields_dict(cls.Config):
+        config["endpoint"] = settings.match_engine_endpoint
+    if demo:
+        config.update(demo_sink_options(settings.sink_name, seed))
     config.update(settings.sink_config)  # MMFRAME_SINK_CONFIG: the sink's other options (account, rate_limit, ...)
     return cls(structure_config(config, cls.Config))
 
 
 async def run_service(service: Service, status_interval: float, duration: float | None) -> None:
-    """Run *service* until a signal (or *duration*), then stop it gracefully within 5 s."""
+    """Run *service* and then its control API until a signal (or *duration*), then stop them gracefully within
+    5 s."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
+            await nursery.start(serve_with_api, service)
             nursery.start_soon(_status_lines, service.manager, status_interval)
             with trio.move_on_after(duration if duration is not None else float("inf")):
                 async for signum in signals:
@@ -207,7 +205,7 @@ def db_init(db: str | None, sqlite: str | None, env_file: str) -> None:
 @_settings_options
 def db_seed_demo(db: str | None, sqlite: str | None, env_file: str) -> None:
     """Write the demo markets (BTC/USDT and ETH/USDT on the sim feed); running it twice changes nothing."""
-    where, _ = _store_command(db, sqlite, env_file, lambda store: (store.init(), store.seed_demo()))
+    where, _ = _store_command(db, sqlite, env_file, lambda store: (store.init(), write_demo(store)))
     click.echo(f"{where}: demo markets written")
 
 
@@ -305,7 +303,7 @@ def feed_publish(exchange: str, symbols: str, ws_url: str | None, config_json: s
             raise click.UsageError(f"--symbols: {exc}") from None
     address = settings.market_redis or RedisSettings()
     publisher = BusPublisher(address)
-    channel_exchange = getattr(cls, "name", exchange)
+    channel_exchange = cls.name if isinstance(cls, Named) else exchange
     log.info("publishing %s from %s to %s as price:update:%s:{symbol}", ", ".join(names), exchange,
              address.describe(), channel_exchange)
 

@@ -49,10 +49,6 @@ class OrderEventListeners:
         listeners.append(entry)
         return entry.subscription
 
-    def wanted(self, symbol: str, client_order_id: str) -> bool:
-        """Whether any listener would receive an event of this order."""
-        return any(client_order_id.startswith(e.prefix) for e in self._by_symbol.get(symbol, ()))
-
     def emit(self, event: OrderEvent) -> None:
         """Call every matching listener with *event*, synchronously, in subscription order."""
         listeners = self._by_symbol.get(event.symbol)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import math
 import time
-from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 import attrs
+
+from ._validators import above_zero
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -150,11 +150,6 @@ class MarketKey:
         return f"{self.symbol}:{self.market_type.name.lower()}"
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
 def _precision(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 18:
         raise ValueError(f"{attribute.name} must be between 0 and 18, got {value}")
@@ -183,7 +178,7 @@ class Market:
     """
 
     symbol: str
-    tick_size: Decimal = _decimal_field(validator=_positive)
+    tick_size: Decimal = _decimal_field(validator=above_zero)
     price_precision: int = attrs.field(validator=_precision)
     quantity_precision: int = attrs.field(validator=_precision)
     min_quantity: Decimal = _decimal_field(default=Decimal(0))
@@ -242,10 +237,6 @@ class Market:
 
     def is_valid_quantity(self, quantity: Decimal) -> bool:
         return quantity > 0 and quantity == quantity.quantize(self.quantity_step) and quantity >= self.min_quantity
-
-    def ticks_between(self, a: Decimal, b: Decimal) -> Decimal:
-        """How many ticks separate two prices (absolute)."""
-        return abs(a - b) / self.tick_size
 
 
 @attrs.frozen
@@ -363,12 +354,6 @@ class OrderEvent:
     timestamp: float = attrs.field(factory=time.time)
 
 
-def _finite_positive_price(instance: object, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    # to_decimal already refused NaN and infinities; ≤ 0 is refused here.
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
 @attrs.frozen
 class PriceTick:
     """An index price from an exchange feed. ``timestamp`` (epoch seconds) is when the price was observed: the
@@ -380,7 +365,7 @@ class PriceTick:
 
     exchange: str
     symbol: str
-    price: Decimal = _decimal_field(validator=_finite_positive_price)
+    price: Decimal = _decimal_field(validator=above_zero)  # to_decimal refuses NaN and infinities
     timestamp: float = attrs.field(factory=time.time)
     bid: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(to_decimal))
     ask: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(to_decimal))
@@ -423,17 +408,3 @@ class DepthSnapshot:
 
 
 MarketData = PriceTick | DepthSnapshot
-
-
-def is_sane_number(value: object) -> bool:
-    """True for a finite, positive real number (used to screen raw feed input before building a tick)."""
-    try:
-        d = to_decimal(value)
-    except ValueError:
-        return False
-    return d > 0 and not (isinstance(value, float) and math.isnan(value))
-
-
-def freeze_mapping(data: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """A hashable, order-independent form of a flat options mapping (feeds are shared by equal options)."""
-    return tuple(sorted((k, repr(v)) for k, v in data.items()))

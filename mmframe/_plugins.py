@@ -19,6 +19,7 @@ import pluggy
 
 from . import _hookspecs
 from ._errors import PluginError, UnknownPlugin
+from .protocols import Named
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -114,7 +115,7 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, check: Callabl
         plugin_name = impl.plugin_name
 
         def register(component: Any, *, name: str | None = None, _plugin: str = plugin_name) -> None:
-            reg_name = name if name is not None else getattr(component, "name", "")
+            reg_name = name if name is not None else (component.name if isinstance(component, Named) else "")
             if not isinstance(reg_name, str) or not reg_name:
                 raise PluginError(f"plugin {_plugin!r} registered a {kind} without a name: {component!r}")
             check(component)

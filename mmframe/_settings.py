@@ -4,6 +4,9 @@ The keys are the seed's (``DB_HOST``, ``DB_PORT``, ``DB_DATABASE``, ``DB_USERNAM
 ``REDIS_HOST``/``_PORT``/``_AUTH``/``_DB``, ``MARKET_REDIS_*``, ``MATCH_ENGINE_ENDPOINT``, ``API_PORT``,
 ``LOG_FILE``) plus mmframe's own ``MMFRAME_*`` keys. With no ``DB_*`` key and no ``--db`` the store is an SQLite
 file. Secrets (the DB password, Redis passwords, the API token) never appear in ``repr`` or in :meth:`describe`.
+
+Below the ``.env`` file, :func:`load_settings` reads mmframe's own defaults (``mmframe/defaults.env``, the same
+format): what a deployment that says nothing gets, such as the exchange markets follow (``MMFRAME_EXCHANGE``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,9 +25,11 @@ import attrs
 
 from ._errors import ConfigError
 
-__all__ = ["RedisSettings", "Settings", "load_settings", "parse_dotenv"]
+__all__ = ["RedisSettings", "Settings", "default_values", "load_settings", "parse_dotenv"]
 
 DEFAULT_SQLITE = "mmframe.sqlite"
+#: mmframe's defaults (``KEY=VALUE`` lines, as ``.env``), read below the ``.env`` file.
+DEFAULTS_FILE = "defaults.env"
 
 
 @attrs.frozen
@@ -43,7 +49,13 @@ class RedisSettings:
 
 @attrs.frozen
 class Settings:
-    """Everything ``serve`` needs to know, resolved from flags, environment and ``.env``."""
+    """Everything ``serve`` needs to know, resolved from flags, environment, ``.env`` and mmframe's defaults.
+
+    :param feed: the feed of markets whose options name none (``MMFRAME_FEED``).
+    :param exchange: the exchange a market follows when its strategy config names no ``external_exchange``
+        (``MMFRAME_EXCHANGE``): its feed plugin, or its channels on the Redis bus. ``None`` here; :func:`load_settings`
+        gives mmframe's default.
+    """
 
     db_url: str | None = attrs.field(default=None, repr=False)
     sqlite_path: str = DEFAULT_SQLITE
@@ -57,6 +69,7 @@ class Settings:
     instance_id: str = "mmf"
     sink: str | None = None
     feed: str | None = None
+    exchange: str | None = None
     sink_config: dict[str, Any] = attrs.field(factory=dict, repr=False)
     max_body_bytes: int = 64 * 1024
 
@@ -192,8 +205,9 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | Path | None = ".env",
 ) -> Settings:
-    """Resolve the settings: *flags* (``None`` values ignored) > *environ* > the *env_file* (if it exists)."""
-    values: dict[str, str] = {}
+    """Resolve the settings: *flags* (``None`` values ignored) > *environ* > the *env_file* (if it exists) >
+    mmframe's defaults (:func:`default_values`)."""
+    values: dict[str, str] = default_values()
     if env_file is not None and Path(env_file).is_file():
         values.update(parse_dotenv(Path(env_file).read_text()))
     values.update({k: v for k, v in (os.environ if environ is None else environ).items()})
@@ -226,8 +240,15 @@ def load_settings(
         instance_id=values.get("MMFRAME_INSTANCE_ID") or "mmf",
         sink=values.get("MMFRAME_SINK") or None,
         feed=values.get("MMFRAME_FEED") or None,
+        exchange=values.get("MMFRAME_EXCHANGE") or None,
         sink_config=_json_object(values, "MMFRAME_SINK_CONFIG"),
     )
+
+
+def default_values() -> dict[str, str]:
+    """mmframe's defaults for the keys a deployment leaves unset (``mmframe/defaults.env``)."""
+    resource = files(__package__ or "mmframe") / DEFAULTS_FILE
+    return parse_dotenv(resource.read_text(encoding="utf-8")) if resource.is_file() else {}
 
 
 def _json_object(values: Mapping[str, str], key: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Simulated other participants: taker orders against a :class:`~mmframe._book.OrderBook`, for demos and tests.
+"""Simulated other participants: taker orders against a :class:`~mmframe.book.OrderBook`, for demos and tests.
 
 Both the ``paper`` sink and the reference match engine use :class:`TakerFlow`, so a demo shows real fills on
 either. Nothing here ever trades for mmframe itself: the simulated orders belong to their own owner/account.

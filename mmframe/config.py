@@ -7,11 +7,18 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import attrs
-
 from . import _convert
 from ._errors import ConfigError
 from ._models import to_decimal
+
+# The validators a Config class uses (the message names the key; ``None``, for an optional key, passes): one set for
+# mmframe and its plugins, kept where the data types can use it too.
+from ._validators import MIN_CONFIG_DECIMAL as MIN_CONFIG_DECIMAL
+from ._validators import at_least_seconds as at_least_seconds
+from ._validators import finite as finite
+from ._validators import not_negative as not_negative
+from ._validators import positive as positive
+from ._validators import positive_seconds as positive_seconds
 
 T = TypeVar("T")
 
@@ -22,18 +29,18 @@ __all__ = [
     "at_least_seconds",
     "bounded_decimal",
     "config_decimal",
+    "finite",
     "not_negative",
     "optional_decimal",
     "parse_duration",
     "positive",
+    "positive_seconds",
     "structure_config",
 ]
 
 #: A decimal config value must be below this in magnitude: the bound prices have everywhere (the feeds' ``MAX_PRICE``),
 #: so that a price or quantity times another stays exact in the 28 digits of decimal arithmetic.
 MAX_CONFIG_DECIMAL = Decimal("1e15")
-#: A non-zero decimal config value must be at least this in magnitude (nothing a market quotes is smaller).
-MIN_CONFIG_DECIMAL = Decimal("1e-15")
 #: At most this many significant digits in a decimal config value.
 MAX_SIGNIFICANT_DIGITS = 20
 
@@ -70,22 +77,7 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-# ---- validators and converters a Config class uses (the message names the key) --------------------------------
-
-
-def positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """An attrs validator: *value* is above zero (``None``, for an optional key, passes; NaN does not); a Decimal (an
-    amount, a price, a fraction) is at least :data:`MIN_CONFIG_DECIMAL`."""
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-    if isinstance(value, Decimal) and value < MIN_CONFIG_DECIMAL:
-        raise ValueError(f"{attribute.name} must be at least 1e-15, got {value}")
-
-
-def not_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """An attrs validator: *value* is zero or more (``None``, for an optional key, passes; NaN does not)."""
-    if value is not None and not value >= 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+# ---- converters a Config class uses (the message names the key) ----------------------------------------------
 
 
 def bounded_decimal(value: object, name: str) -> Decimal:
@@ -135,13 +127,3 @@ def optional_decimal(name: str) -> Callable[[object], Decimal | None]:
         return None if value is None else bounded_decimal(value, name)
 
     return convert
-
-
-def at_least_seconds(minimum: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    """An attrs validator: a number of seconds of at least *minimum* (``None``, for an optional key, passes)."""
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and not value >= minimum:
-            raise ValueError(f"{attribute.name} must be at least {minimum:g} s, got {value!r}")
-
-    return check

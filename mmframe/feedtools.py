@@ -1,8 +1,8 @@
 """Building blocks for feed plugins: listeners and per-symbol statistics, exact parsing, reconnect backoff.
 
 A network feed (``binance``, ``okex``, the ``redis`` bus) is the same shape every time: markets subscribe to
-symbols, a connection task turns the exchange's messages into :class:`~mmframe._models.PriceTick` and
-:class:`~mmframe._models.DepthSnapshot` items, and when the connection breaks it reconnects with backoff. The parts
+symbols, a connection task turns the exchange's messages into :class:`~mmframe.PriceTick` and
+:class:`~mmframe.DepthSnapshot` items, and when the connection breaks it reconnects with backoff. The parts
 that do not depend on the exchange live here, so every feed counts and reports the same way:
 
 * :class:`FeedHub` keeps the listeners of each symbol, delivers items to them (a listener that raises is logged
@@ -40,6 +40,7 @@ __all__ = [
     "BadMessage",
     "FeedHub",
     "FeedSymbolStats",
+    "Listener",
     "compact_symbol",
     "depth_snapshot",
     "finite_timestamp",
@@ -52,6 +53,7 @@ __all__ = [
 MAX_PRICE = Decimal("1e15")  # a price at or above this is refused as absurd
 MAX_LEVELS = 1000  # a depth message with more levels a side is refused
 
+#: The type of a feed's listeners (what ``subscribe`` takes): called with every tick and snapshot of the symbol.
 Listener = Callable[[MarketData], None]
 
 

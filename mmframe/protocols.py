@@ -33,11 +33,13 @@ from ._models import (
 )
 
 if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the protocols only check names
+    from ._book import OrderBook
     from ._latency import LatencyHistogram
     from .feedtools import FeedSymbolStats
 
 __all__ = [
     "ExchangeFeed",
+    "KeepsLocalBooks",
     "Named",
     "OrderSink",
     "Position",
@@ -206,9 +208,6 @@ class Strategy:
         return {}
 
 
-Listener = Callable[[Any], None]
-
-
 @runtime_checkable
 class ExchangeFeed(Protocol):
     """A source of index prices (and optionally depth) for many symbols.
@@ -227,7 +226,7 @@ class ExchangeFeed(Protocol):
 class OrderSink(Protocol):
     """Where orders go: the match engine (over HTTP) or the in-process paper book.
 
-    Every outcome comes back as an :class:`~mmframe._models.OrderEvent` to the listeners subscribed for the order's
+    Every outcome comes back as an :class:`~mmframe.OrderEvent` to the listeners subscribed for the order's
     symbol and client-id prefix: ``place`` and ``cancel`` return once the sink has taken the request in hand. A
     sink never creates a second order for one client order id.
     """
@@ -305,3 +304,11 @@ class ReportsSymbolStatistics(Protocol):
     metrics. Must not raise; must not block."""
 
     def symbol_statistics(self, symbol: str) -> FeedSymbolStats: ...
+
+
+@runtime_checkable
+class KeepsLocalBooks(Protocol):
+    """A sink whose matching books live in this process (the ``paper`` sink): what rests on them can be read without
+    I/O, also after the sink has stopped. ``mmframe serve`` reports what is left there when it stops."""
+
+    def book(self, symbol: str) -> OrderBook: ...

@@ -11,9 +11,9 @@ import trio
 import trio.testing
 
 from mmframe import Market, PriceTick, Quote, Side, Strategy, StrategyContext, hookimpl
-from mmframe._engine.market import MarketSpec
 from mmframe._engine.reconcile import Tolerance
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketSpec
 from mmframe.testing import ScriptedFeed
 
 

@@ -13,9 +13,10 @@ import pluggy
 import trio
 
 from mmframe import Quote, Side, Strategy, StrategyContext, hookimpl
+from mmframe._control.serve import serve
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._plugins import make_plugin_manager
-from mmframe._service import Service
+from mmframe._service.service import Service
 from mmframe._settings import Settings
 from mmframe._store import Store
 from mmframe.testing import ScriptedFeed
@@ -121,8 +122,8 @@ async def running_service(
     service = Service(Settings(**defaults), store, plugin_manager(*extra_plugins), sink)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            base = service.binds[0]
+            binds = await nursery.start(serve, service)
+            base = binds[0]
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 yield Running(service, sink, client, base)
             await service.aclose()

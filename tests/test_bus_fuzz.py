@@ -31,8 +31,8 @@ from mmframe import Market, Side, hookimpl
 from mmframe._bus.feed import RedisFeed
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec, MarketState
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketSpec, MarketState
 from mmframe._models import MarketKey
 from mmframe._plugins import make_plugin_manager
 

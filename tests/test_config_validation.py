@@ -14,8 +14,8 @@ import trio
 from mmframe import ConfigError
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketState
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketState
 from mmframe._models import MarketKey
 from mmframe._plugins import make_plugin_manager
 

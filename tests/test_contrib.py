@@ -30,9 +30,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mmframe._control.metrics import METRIC_NAMES, STATES, sink_metrics
-from mmframe._engine.market import LatencyHistogram
 from mmframe._plugins import ALLOW_LIST_ENV
 from mmframe._settings import load_settings, parse_dotenv
+from mmframe.sinktools import LatencyHistogram
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib"

@@ -334,8 +334,9 @@ async def test_kill_switch_stops_everything_and_cancels_our_orders(database_url:
 
 
 async def test_non_loopback_without_a_token_refuses_to_start(tmp_path: Any) -> None:
+    from mmframe._control.serve import serve
     from mmframe._default_plugins.paper import PaperSink
-    from mmframe._service import Service
+    from mmframe._service.service import Service
     from mmframe._settings import Settings
 
     from .service_helpers import plugin_manager
@@ -343,7 +344,8 @@ async def test_non_loopback_without_a_token_refuses_to_start(tmp_path: Any) -> N
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'x.sqlite'}", api_host="0.0.0.0", api_port=0)
     service = Service(settings, Store(settings.database_url), plugin_manager(), PaperSink())
     with pytest.raises(ConfigError, match="without MMFRAME_API_TOKEN"):
-        await service.run()
+        await serve(service)
+    assert service.records == {}  # refused before anything was loaded
 
 
 async def _echo(request: Any) -> Any:

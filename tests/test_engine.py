@@ -15,9 +15,9 @@ from mmframe import Fill, Market, OrderRequest, OrderType, Side, hookimpl
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.index import IndexGuard
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketState, RestartPolicy
 from mmframe._engine.reconcile import Tolerance
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketState, RestartPolicy
 from mmframe._models import MarketKey
 from mmframe._plugins import make_plugin_manager
 

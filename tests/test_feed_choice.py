@@ -1,6 +1,6 @@
 """Which feed a market follows: its own option, the service's --feed, the Redis bus when MARKET_REDIS_* is set,
-else its exchange's feed plugin directly; end to end, the seed's markets quoting off prices published on a real
-Redis."""
+else its exchange's feed plugin directly (the exchange: the config's external_exchange, else MMFRAME_EXCHANGE);
+end to end, the seed's markets quoting off prices published on a real Redis."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 import redis
 import trio
 
-from mmframe._service import MarketOptions, choose_feed
-from mmframe._settings import RedisSettings, Settings
-from mmframe._store import MarketRow
+from mmframe import ConfigError
+from mmframe._service.specs import MarketOptions, choose_feed
+from mmframe._settings import RedisSettings, Settings, load_settings
+from mmframe._store import MarketDescription, MarketRow, Store
 from mmframe.testing import RedisServer
 
 from .seed_sql import apply_seed_sql
@@ -36,15 +37,32 @@ class Okex:
     name = "okex"
 
 
+SEED = Settings(exchange="binance")  # what mmframe's defaults (MMFRAME_EXCHANGE) give, as the seed behaves
+
+
 def test_without_a_bus_a_market_connects_to_its_exchange_directly() -> None:
-    assert choose_feed(row(), MarketOptions(), Settings()) == ("binance", {}, "BTCUSDT")
-    assert choose_feed(row(external_exchange="okex", external_symbol="ETHUSDT"), MarketOptions(), Settings()) == (
+    assert choose_feed(row(), MarketOptions(), SEED) == ("binance", {}, "BTCUSDT")
+    assert choose_feed(row(external_exchange="okex", external_symbol="ETHUSDT"), MarketOptions(), SEED) == (
         "okex", {}, "ETHUSDT"
     )
+    assert choose_feed(row(), MarketOptions(), Settings(exchange="okex")) == ("okex", {}, "BTCUSDT")
+
+
+def test_the_default_exchange_is_configuration_and_none_is_a_clear_error() -> None:
+    assert load_settings(environ={}, env_file=None).exchange == "binance"  # mmframe/defaults.env, as the seed
+    assert load_settings(environ={"MMFRAME_EXCHANGE": "okex"}, env_file=None).exchange == "okex"
+    with pytest.raises(ConfigError, match="names no external_exchange and MMFRAME_EXCHANGE is not set"):
+        choose_feed(row(), MarketOptions(), Settings())
+    # with the bus, the channels need an exchange too: refused when the spec is built, saying what to set
+    from mmframe._service.specs import spec_from_row
+
+    described = row(tick_size="0.1", quote_precision=1, base_precision=2)
+    with pytest.raises(ConfigError, match=r"redis feed needs the exchange .* MMFRAME_EXCHANGE"):
+        spec_from_row(attrs.evolve(described, strategy_name="x"), Settings(market_redis=BUS))
 
 
 def test_with_a_market_redis_markets_follow_the_bus_on_their_exchanges_channels() -> None:
-    settings = Settings(market_redis=BUS)
+    settings = Settings(market_redis=BUS, exchange="binance")
     feed, config, symbol = choose_feed(row(), MarketOptions(), settings)
     assert feed == "redis" and symbol == "BTCUSDT"
     assert config == {"exchange": "binance", "host": "10.0.0.5", "port": 6378, "db": 2, "password": "s3cret"}
@@ -65,11 +83,11 @@ def test_a_markets_own_feed_option_always_wins() -> None:
 
 def test_the_bus_password_never_shows_in_a_spec_or_the_feeds_repr() -> None:
     from mmframe._bus import RedisFeed
-    from mmframe._service import spec_from_row
+    from mmframe._service.specs import spec_from_row
     from mmframe.config import structure_config
 
     with_description = row(tick_size="0.1", quote_precision=1, base_precision=2)
-    spec = spec_from_row(attrs.evolve(with_description, strategy_name="x"), Settings(market_redis=BUS))
+    spec = spec_from_row(attrs.evolve(with_description, strategy_name="x"), Settings(market_redis=BUS, exchange="b"))
     assert spec.feed_config["password"] == "s3cret"  # the feed gets it ...
     assert "s3cret" not in repr(spec) and "'password': '***'" in repr(spec)  # ... logs never show it
     feed = RedisFeed(structure_config(spec.feed_config, RedisFeed.Config))
@@ -84,7 +102,7 @@ async def test_a_market_whose_exchange_feed_is_not_installed_fails_alone_saying_
     database_url: str,
 ) -> None:
     apply_seed_sql(database_url)
-    async with running_service(database_url, feed=None) as running:
+    async with running_service(database_url, feed=None, exchange="binance") as running:
         response = await running.client.get("/api/v1/strategies")
         rows = {r["id"]: r for r in response.json()}
         assert rows["879_1"]["is_running"] is False
@@ -93,12 +111,34 @@ async def test_a_market_whose_exchange_feed_is_not_installed_fails_alone_saying_
         assert "MARKET_REDIS_HOST" in error
 
 
+async def test_a_market_asking_for_a_feed_not_installed_fails_alone_naming_the_package(database_url: str) -> None:
+    apply_seed_sql(database_url)
+    store = Store(database_url)
+    try:
+        store.init()
+        store.save_market(880, 1, MarketDescription("ETH/USDT", "0.01", 2, 4, options={"feed": "kraken"}))
+    finally:
+        store.close()
+    async with running_service(database_url) as running:  # every other market follows the scripted feed
+        rows = {r["id"]: r for r in (await running.client.get("/api/v1/strategies")).json()}
+        assert rows["879_1"]["is_running"] is True
+        assert rows["880_1"]["is_running"] is False and rows["880_1"]["status"] == "failed"
+        assert rows["880_1"]["error"].startswith(
+            "feed 'kraken' is not installed (pip install mmframe-kraken, or set MARKET_REDIS_HOST to follow the "
+            "Redis bus); installed feeds: "
+        )
+        running.feed.push_price("BTCUSDT", "45000")
+        with trio.fail_after(5):
+            while not running.book("BTC/USDT"):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+
+
 async def test_the_seeds_markets_quote_off_prices_published_on_the_bus(
     database_url: str, private_redis: RedisServer
 ) -> None:
     apply_seed_sql(database_url)
     bus = RedisSettings(port=private_redis.port)
-    async with running_service(database_url, feed=None, market_redis=bus) as running:
+    async with running_service(database_url, feed=None, market_redis=bus, exchange="binance") as running:
         spec = running.service.records["879_1"].spec
         assert spec is not None and spec.feed == "redis" and spec.feed_config["port"] == private_redis.port
         client = redis.Redis(port=private_redis.port)

@@ -17,8 +17,9 @@ from mmframe import OrderRequest, OrderType, PriceTick, Side, hookimpl
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.index import IndexGuard, IndexHalt, IndexScreen, IndexSource
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketState, others_mid
+from mmframe._engine.pricing import others_mid
 from mmframe._engine.risk import RiskLimits
+from mmframe._engine.spec import MarketState
 from mmframe._models import DepthSnapshot, MarketKey
 from mmframe._plugins import make_plugin_manager
 from mmframe.feedtools import FeedHub, FeedSymbolStats

@@ -15,7 +15,8 @@ import trio
 from mmframe import Order, OrderRequest, OrderType, Side
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketRunner, MarketState, MarketStatus
+from mmframe._engine.market import MarketRunner
+from mmframe._engine.spec import MarketState, MarketStatus
 from mmframe._models import MarketKey
 from mmframe._plugins import make_plugin_manager
 

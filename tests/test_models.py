@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -91,10 +92,16 @@ def test_to_decimal_refuses_non_numbers(bad: object) -> None:
         to_decimal(bad)
 
 
-@pytest.mark.parametrize("price", ["0", "-1", "NaN", "Infinity"])
-def test_bad_ticks_cannot_be_built(price: str) -> None:
+@pytest.mark.parametrize("price", ["0", "-1", "NaN", "Infinity", "-Infinity", Decimal("NaN"), Decimal(0), -1, 0.0])
+def test_bad_ticks_cannot_be_built(price: object) -> None:
+    """Nor made from a good one: the index screen relies on every PriceTick's price being finite and positive."""
     with pytest.raises(ValueError):
         PriceTick("sim", "BTCUSDT", price=price)
+    good = PriceTick("sim", "BTCUSDT", price="1")
+    with pytest.raises(ValueError):
+        attrs.evolve(good, price=price)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        good.price = Decimal(-1)  # type: ignore[misc]
 
 
 def test_decimals_cross_the_wire_as_strings_and_come_back_exact() -> None:

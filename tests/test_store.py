@@ -19,7 +19,7 @@ import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from mmframe._demo import DEMO_MARKETS, demo_feed_config, demo_strategy_config
+from mmframe._demo import DEMO_MARKETS, demo_feed_config, demo_strategy_config, write_demo
 from mmframe._errors import MMFrameError
 from mmframe._models import (
     Fill,
@@ -226,10 +226,10 @@ def _affinity(declared: str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_seed_demo_twice_writes_the_demo_markets_once(store: Store) -> None:
+def test_the_demo_written_twice_is_written_once(store: Store) -> None:
     store.init()
-    store.seed_demo()
-    store.seed_demo()
+    write_demo(store)
+    write_demo(store)
     assert len(all_rows(store, "strategy_strategy")) == 1
     assert len(all_rows(store, "strategy_currency")) == 2
     assert len(all_rows(store, "mmframe_market")) == 2
@@ -260,10 +260,10 @@ def test_seed_demo_twice_writes_the_demo_markets_once(store: Store) -> None:
     assert rows[0].strategy_id == rows[1].strategy_id
 
 
-def test_seed_demo_next_to_the_seed_rows(store: Store) -> None:
+def test_the_demo_next_to_the_seed_rows(store: Store) -> None:
     run_sql(store, SEED_SQL)
     store.init()
-    store.seed_demo()
+    write_demo(store)
     assert [r.id for r in store.load_markets()] == ["879_1", "880_1", "9001_1", "9002_1"]
     assert all(r.error == "" for r in store.load_markets())
 

@@ -3,8 +3,9 @@
 A publisher (``mmframe feed publish``, or the seed's Go feed service) holds the exchange connection and publishes
 every update to Redis; any number of ``mmframe serve`` processes follow it here. A market on this feed listens
 on ``price:update:{exchange}:{symbol}`` (and, with ``depth``, ``depth:update:{exchange}:{symbol}``) where
-``exchange`` is the feed's configured exchange (``binance`` unless told) and ``symbol`` the market's index
-symbol. Payloads are decoded by :mod:`mmframe._bus.wire`; a bad one is counted as rejected and skipped.
+``exchange`` is the feed's configured exchange (``mmframe serve`` fills it from the strategy config's
+``external_exchange`` or ``MMFRAME_EXCHANGE``) and ``symbol`` the market's index symbol. Payloads are decoded by
+:mod:`mmframe._bus.wire`; a bad one is counted as rejected and skipped.
 
 One connection serves every market with the same feed options; it subscribes a market's channels when the
 market subscribes and unsubscribes them (within 0.1 s) when the market's subscription closes. When Redis goes
@@ -55,7 +56,8 @@ class RedisFeed:
         """The ``redis`` feed's options (``mmframe serve`` fills the connection from ``MARKET_REDIS_*``).
 
         :param host, port, db, password: the market Redis.
-        :param exchange: the ``{exchange}`` part of the channels (``binance``, ``okex``, ...).
+        :param exchange: the ``{exchange}`` part of the channels (``binance``, ``okex``, ...); a feed without one
+            refuses every subscription.
         :param depth: also follow the ``depth:update`` channel of each symbol.
         :param timeout: seconds to connect, and to wait for a reply.
         :param backoff_initial, backoff_max: reconnect delays (exponential with jitter between them).
@@ -65,7 +67,7 @@ class RedisFeed:
         port: int = attrs.field(default=6379, validator=_port)
         db: int = attrs.field(default=0, validator=attrs.validators.ge(0))
         password: str | None = attrs.field(default=None, repr=False)
-        exchange: str = attrs.field(default="binance", validator=_name)
+        exchange: str | None = attrs.field(default=None, validator=attrs.validators.optional(_name))
         depth: bool = True
         timeout: float = attrs.field(default=2.0, converter=float, validator=positive)
         backoff_initial: float = attrs.field(default=0.5, converter=float, validator=positive)
@@ -92,6 +94,9 @@ class RedisFeed:
         """Deliver *symbol*'s ticks (and depth) from the bus to *listener* until the subscription closes."""
         if ":" in symbol or not symbol.strip():
             raise ValueError(f"symbol must be a non-empty name without ':', got {symbol!r}")
+        if self.config.exchange is None:
+            raise ValueError(f"the redis feed has no exchange (config.exchange): it cannot name the bus channels of "
+                             f"{symbol}, price:update:{{exchange}}:{symbol}")
         return self.hub.subscribe(symbol, listener)
 
     def symbol_statistics(self, symbol: str) -> FeedSymbolStats:
@@ -125,7 +130,7 @@ class RedisFeed:
     # -- one connection -----------------------------------------------------------------------------------------
 
     def _channels(self, symbol: str) -> dict[bytes, tuple[str, str]]:
-        exchange = self.config.exchange
+        exchange = self.config.exchange or ""  # subscribe refuses every symbol without one
         routes = {price_channel(exchange, symbol).encode(): ("price", symbol)}
         if self.config.depth:
             routes[depth_channel(exchange, symbol).encode()] = ("depth", symbol)
@@ -179,9 +184,9 @@ class RedisFeed:
         kind, symbol = route
         try:
             if kind == "price":
-                item: MarketData = decode_price(data, self.config.exchange, symbol)
+                item: MarketData = decode_price(data, self.config.exchange or "", symbol)
             else:
-                item = decode_depth(data, self.config.exchange, symbol)
+                item = decode_depth(data, self.config.exchange or "", symbol)
         except (BadMessage, ValueError) as exc:
             self.hub.reject(f"{channel.decode(errors='replace')}: {exc}", symbol, raw=data)
             return

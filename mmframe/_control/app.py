@@ -30,7 +30,8 @@ from .. import _convert
 from .._errors import ConfigError, MMFrameError, UnknownPlugin
 from .._models import MarketType
 from .._plugins import get_routes, list_plugins
-from .._service import MarketRecord, ReloadRefused, Service, UnknownMarket, metrics_of
+from .._service.service import MarketRecord, ReloadRefused, Service, UnknownMarket
+from . import shapes
 from .metrics import make_registry, render_metrics
 
 __all__ = ["MAX_JSON_DEPTH", "ApiError", "ApiResponse", "create_app", "json_too_deep", "serve_api"]
@@ -223,97 +224,21 @@ async def health(request: Request) -> Response:
 
 
 async def api_health(request: Request) -> Response:
-    service = _service(request)
-    states = [service.state_of(r) for r in service.records.values()]
-    running = states.count("running") + states.count("degraded")
-    return ApiResponse(
-        {
-            "status": "healthy",
-            "service": "market-maker",
-            "strategies": {
-                "total": len(states),
-                "running": running,
-                "stopped": len(states) - running,
-                "degraded": states.count("degraded"),
-            },
-            "uptime_seconds": int(service.uptime()),
-        }
-    )
+    return ApiResponse(shapes.health(_service(request)))
 
 
 async def strategies(request: Request) -> Response:
-    service = _service(request)
-    out = []
-    for record in service.records.values():
-        status = service.status_of(record)
-        metrics = metrics_of(status)
-        out.append(
-            {
-                "id": record.id,
-                "currency_id": record.row.currency_id,
-                "symbol": record.symbol,
-                "index_symbol": record.row.index_symbol,
-                "market_type": record.row.market_type,
-                "strategy_name": record.row.strategy_name,
-                "is_running": service.state_of(record) in ("running", "degraded"),
-                "status": service.state_of(record),
-                "metrics": {"total_orders": metrics["total_orders"], "total_volume": metrics["total_volume"]},
-                "error": _error_of(record, status),
-            }
-        )
-    return ApiResponse(out)
-
-
-def _error_of(record: MarketRecord, status: Any) -> str:
-    if record.error:
-        return record.error
-    return status.error if status is not None else ""
+    return ApiResponse(shapes.strategy_rows(_service(request)))
 
 
 async def strategy_list(request: Request) -> Response:
-    service = _service(request)
-    return ok(
-        [
-            {
-                "id": r.id,
-                "symbol": r.symbol,
-                "market_type": r.row.market_type,
-                "strategy_name": r.row.strategy_name,
-                "status": service.state_of(r),
-            }
-            for r in service.records.values()
-        ]
-    )
-
-
-def _strategy_id(record: MarketRecord) -> str:
-    return f"{record.row.strategy_name}_{record.symbol}_{record.row.market_type}"
+    return ok(shapes.strategy_list(_service(request)))
 
 
 async def strategy_status(request: Request) -> Response:
     params = dict(request.query_params)
     record = find_market(request, params, {"symbol", "market_type"})
-    service = _service(request)
-    status = service.status_of(record)
-    return ok(
-        {
-            "strategy_id": _strategy_id(record),
-            "id": record.id,
-            "strategy_name": record.row.strategy_name,
-            "symbol": record.symbol,
-            "market_type": record.row.market_type,
-            "status": service.state_of(record),
-            "current_price": None if status is None or status.index_price is None else str(status.index_price),
-            "metrics": metrics_of(status),
-            # what the market runs with (an update applies on reload)
-            "config": dict(record.spec.strategy_config) if record.spec is not None else record.row.effective_config,
-            "error": _error_of(record, status),
-            # through the converter: a Decimal in a strategy's status becomes an exact string, not an error
-            "strategy_status": _convert.unstructure(dict(status.strategy_status)) if status is not None else {},
-            # what the feed reports for the market's index symbol (null for a feed that reports nothing)
-            "feed": _convert.unstructure(status.feed) if status is not None and status.feed is not None else None,
-        }
-    )
+    return ok(shapes.strategy_status(_service(request), record))
 
 
 def _command(action: str, message: str) -> Callable[[Request], Awaitable[Response]]:
@@ -335,7 +260,7 @@ def _command(action: str, message: str) -> Callable[[Request], Awaitable[Respons
                 error += " (it is being restarted)"
             raise ApiError(422, f"strategy {record.id} did not start: {error}")
         log.info("control: %s %s -> %s", action, record.id, state)
-        return ok({"strategy_id": _strategy_id(record), "id": record.id, "status": state}, message)
+        return ok(shapes.command_result(record, state), message)
 
     endpoint.__name__ = f"strategy_{action}"
     return endpoint
@@ -445,7 +370,8 @@ def create_app(service: Service) -> Starlette:
 
 
 async def serve_api(service: Service, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the control API until cancelled; reports the bound addresses (port 0 picks a free port)."""
+    """Serve the control API of *service* until the service is closed (:meth:`Service.aclose`) or this is
+    cancelled; reports the bound addresses (port 0 picks a free port)."""
     settings = service.settings
     config = HypercornConfig()
     host = f"[{settings.api_host}]" if ":" in settings.api_host else settings.api_host
@@ -461,3 +387,5 @@ async def serve_api(service: Service, *, task_status: trio.TaskStatus[list[str]]
         for bind in binds:
             log.info("HTTP API server listening on %s", bind.split("://", 1)[-1])
         task_status.started(binds)
+        await service.closed.wait()
+        nursery.cancel_scope.cancel()

@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .._engine.index import REJECT_REASONS
-from .._engine.market import MarketState
+from .._engine.spec import MarketState
 from .._latency import LatencyHistogram
 from ..protocols import (
     Named,

@@ -1,10 +1,10 @@
-"""The built-in ``paper`` order sink: the matching book of :mod:`mmframe._book`, in-process, one per symbol.
+"""The built-in ``paper`` order sink: the matching book of :mod:`mmframe.book`, in-process, one per symbol.
 
-Every outcome is delivered synchronously, in causal order, as :class:`~mmframe._models.OrderEvent` to the
+Every outcome is delivered synchronously, in causal order, as :class:`~mmframe.OrderEvent` to the
 listeners subscribed for the order's symbol and client-id prefix:
 
 - a placed order: ``accepted``; then per trade ``partially_filled``/``filled`` with the cumulative filled
-  quantity and its :class:`~mmframe._models.Fill` (``taker`` liquidity), the resting counterparty's own
+  quantity and its :class:`~mmframe.Fill` (``taker`` liquidity), the resting counterparty's own
   ``maker`` fill right after it; then ``expired`` for what an IOC or market order could not fill or what
   self-trade prevention expired. A refused order gets ``rejected`` with the reason;
 - ``cancelled`` for each order ``cancel`` or ``cancel_all`` took off the book.
@@ -34,7 +34,7 @@ import trio
 
 from .._book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
 from .._hookspecs import hookimpl
-from .._listeners import OrderEventListeners
+from .._listeners import OrderEventListeners, OrderListener
 from .._models import (
     DepthSnapshot,
     Order,
@@ -46,20 +46,14 @@ from .._models import (
     Side,
 )
 from .._takers import TakerFlow
+from .._validators import finite, not_empty, not_negative
 from ..protocols import Subscription
 
 __all__ = ["PaperSink", "register_sinks"]
 
 logger = logging.getLogger("mmframe.paper")
 
-OrderListener = Callable[[OrderEvent], None]
-
 _REMEMBER_IDS = 200_000  # client order ids remembered for the cross-symbol check
-
-
-def _non_negative_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a finite number ≥ 0, got {value!r}")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -67,13 +61,8 @@ def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise ValueError(f"{attribute.name} must be in (0, 1], got {value!r}")
 
 
-def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name} must not be empty")
-
-
 def _other_than_owner(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    _non_empty(instance, attribute, value)
+    not_empty(instance, attribute, value)
     if value == instance.owner:
         raise ValueError(f"{attribute.name} must differ from owner ({value!r}): we never trade with ourselves")
 
@@ -99,10 +88,10 @@ class PaperSink:
             remembered order is an object the garbage collector walks on each full collection.
         """
 
-        taker_flow_rate: float = attrs.field(default=0.0, validator=_non_negative_finite)
+        taker_flow_rate: float = attrs.field(default=0.0, validator=[finite, not_negative])
         taker_size_fraction: float = attrs.field(default=0.3, validator=_fraction)
         seed: int | None = None
-        owner: str = attrs.field(default="mmframe", validator=_non_empty)
+        owner: str = attrs.field(default="mmframe", validator=not_empty)
         taker_owner: str = attrs.field(default="sim-taker", validator=_other_than_owner)
         remember_finished: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
 

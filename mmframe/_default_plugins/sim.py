@@ -16,7 +16,7 @@ Two modes:
   seconds after its last tick; without it, a symbol subscribed anew after its replay ended replays from the start.
   The file is read once, when ``run`` starts; a file that cannot be read makes ``run`` fail.
 
-With ``depth`` each tick is followed by a small synthetic :class:`~mmframe._models.DepthSnapshot` around the price.
+With ``depth`` each tick is followed by a small synthetic :class:`~mmframe.DepthSnapshot` around the price.
 
 Every subscribed symbol runs in its own child task of :meth:`SimFeed.run`'s nursery; a symbol first subscribed
 after ``run`` started gets its task then, and a symbol whose last listener left stops its task (a random walk
@@ -39,9 +39,9 @@ import attrs
 import trio
 
 from mmframe._hookspecs import hookimpl
-from mmframe._models import DepthSnapshot, MarketData, PriceTick, to_decimal
-from mmframe.config import positive
-from mmframe.feedtools import FeedHub, FeedSymbolStats
+from mmframe._models import DepthSnapshot, PriceTick, to_decimal
+from mmframe._validators import finite, not_empty, positive
+from mmframe.feedtools import FeedHub, FeedSymbolStats, Listener
 from mmframe.protocols import Subscription
 
 __all__ = ["SimFeed", "SimFeedStatistics", "register_feeds"]
@@ -53,9 +53,6 @@ SIGNIFICANT_DIGITS = 8
 DEPTH_LEVELS = 5
 DEPTH_STEP = Decimal("0.0005")  # each synthetic depth level is 0.05 % further from the price
 MAX_PRICE = Decimal("1e15")  # above this a start price or a recorded price is refused as absurd
-
-Listener = Callable[[MarketData], None]
-
 
 def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> Decimal:
     """An exact :class:`Decimal` of *value* rounded to *digits* significant digits, without trailing zeros.
@@ -93,19 +90,9 @@ def _to_prices(value: object) -> dict[str, Decimal]:
     return prices
 
 
-def _finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
-
-
 def _volatility(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0 <= value < 1:
         raise ValueError(f"{attribute.name} must be at least 0 and below 1, got {value!r}")
-
-
-def _not_empty(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
 
 
 @attrs.frozen
@@ -181,14 +168,14 @@ class SimFeed:
         """
 
         prices: dict[str, Decimal] = attrs.field(factory=dict, converter=_to_prices)
-        volatility: float = attrs.field(default=0.0005, converter=float, validator=[_finite, _volatility])
-        tick_rate: float = attrs.field(default=2.0, converter=float, validator=[_finite, positive])
+        volatility: float = attrs.field(default=0.0005, converter=float, validator=[finite, _volatility])
+        tick_rate: float = attrs.field(default=2.0, converter=float, validator=[finite, positive])
         seed: int | None = None
-        replay_file: str | None = attrs.field(default=None, validator=_not_empty)
-        replay_speed: float = attrs.field(default=1.0, converter=float, validator=[_finite, positive])
+        replay_file: str | None = attrs.field(default=None, validator=not_empty)
+        replay_speed: float = attrs.field(default=1.0, converter=float, validator=[finite, positive])
         replay_loop: bool = False
         depth: bool = False
-        exchange: str = attrs.field(default="sim", validator=_not_empty)
+        exchange: str = attrs.field(default="sim", validator=not_empty)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else SimFeed.Config()

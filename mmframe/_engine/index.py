@@ -3,10 +3,10 @@
 A market quotes off its index, so a wrong index is an order at a wrong price. The screen stands between the feeds and
 the strategy; every tick passes it or is rejected with a reason that is counted and logged:
 
-1. **Per source** (each feed a market follows): a price that is not positive (``invalid``); a tick stamped in the
-   future beyond ``IndexGuard.max_clock_skew`` (``future``: it never becomes anyone's "last good tick", so one
-   future-dated message cannot freeze a market); a tick older than the source's last good tick (``older``); a tick
-   stamped longer ago than ``stale_after`` (``stale``).
+1. **Per source** (each feed a market follows): a tick stamped in the future beyond ``IndexGuard.max_clock_skew``
+   (``future``: it never becomes anyone's "last good tick", so one future-dated message cannot freeze a market); a
+   tick older than the source's last good tick (``older``); a tick stamped longer ago than ``stale_after``
+   (``stale``). A price that is not positive never gets this far: a :class:`mmframe.PriceTick` cannot hold one.
 2. **Across sources** (a composite index, ``MarketSpec.index_sources``): the index is the median of the sources that
    are fresh (a good tick within ``stale_after``) and agree with it within ``IndexGuard.composite_band``; a source
    that disagrees is dropped from the median (``disagrees``). Two or more agreeing sources *confirm* the index: a big
@@ -36,26 +36,20 @@ import attrs
 
 from .._errors import MMFrameError
 from .._models import PriceTick
+from .._validators import not_negative_seconds, positive_seconds
+from .masking import masked
 
 __all__ = ["REJECT_REASONS", "IndexGuard", "IndexHalt", "IndexScreen", "IndexSource", "Rejection"]
 
-#: Every reason a tick can be rejected for (the keys of a market's ``ticks_rejected_by_reason``).
+#: Every reason a tick can be rejected for (the keys of a market's ``ticks_rejected_by_reason``). ``invalid`` (a price
+#: that is not positive) stays for the figures' sake but is never counted here: a :class:`mmframe.PriceTick` cannot
+#: hold such a price, the feed refuses the message.
 REJECT_REASONS = ("invalid", "future", "older", "stale", "jump", "disagrees")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Decimal | None) -> None:
     if value is not None and not (value.is_finite() and 0 < value < 10):
         raise ValueError(f"{attribute.name} must be a fraction above 0 (0.01 is 1 %), got {value}")
-
-
-def _non_negative_seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, int | float) and 0 <= value < 1e9):
-        raise ValueError(f"{attribute.name} must be a number of seconds, at least 0, got {value!r}")
-
-
-def _positive_seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, int | float) and 0 < value < 1e9):
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
 
 
 def _opt_decimal(value: Any) -> Decimal | None:
@@ -76,11 +70,11 @@ class IndexGuard:
     """
 
     confirm_band: Decimal = attrs.field(default=Decimal("0.005"), converter=Decimal, validator=_fraction)
-    confirm_seconds: float = attrs.field(default=1.0, validator=_non_negative_seconds)
-    max_clock_skew: float = attrs.field(default=2.0, validator=_non_negative_seconds)
+    confirm_seconds: float = attrs.field(default=1.0, validator=not_negative_seconds)
+    max_clock_skew: float = attrs.field(default=2.0, validator=not_negative_seconds)
     composite_band: Decimal = attrs.field(default=Decimal("0.01"), converter=Decimal, validator=_fraction)
     halt_move: Decimal | None = attrs.field(default=Decimal("0.25"), converter=_opt_decimal, validator=_fraction)
-    halt_window: float = attrs.field(default=60.0, validator=_positive_seconds)
+    halt_window: float = attrs.field(default=60.0, validator=positive_seconds)
 
 
 @attrs.frozen
@@ -93,14 +87,8 @@ class IndexSource:
     """
 
     feed: str
-    feed_config: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda config: _masked_repr(config))
+    feed_config: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda config: repr(masked(config)))
     index_symbol: str = ""
-
-
-def _masked_repr(config: Mapping[str, Any]) -> str:
-    from .market import _masked  # the one place secret keys are known; imported late (market imports this module)
-
-    return repr(_masked(config))
 
 
 class IndexHalt(MMFrameError):
@@ -186,10 +174,10 @@ class IndexScreen:
     def offer(self, source: int, tick: PriceTick, now: float, wall: float) -> Rejection | None:
         """Screen *tick* from source number *source* on its own; a good one becomes that source's latest."""
         src = self.sources[source]
+        # No price check here: a PriceTick cannot hold a price that is not finite and positive (its constructor, and
+        # attrs.evolve, refuse one), so the feed has already refused (and counted) such a message.
         reason, message = "", ""
-        if not tick.price > 0 or not tick.price.is_finite():
-            reason, message = "invalid", f"non-positive price {tick.price}"
-        elif tick.timestamp - wall > self.guard.max_clock_skew:
+        if tick.timestamp - wall > self.guard.max_clock_skew:
             reason, message = "future", (
                 f"stamped {tick.timestamp - wall:.1f}s in the future (max_clock_skew {self.guard.max_clock_skew}s)"
             )

@@ -48,8 +48,11 @@ from .._plugins import Registry, get_feeds, get_strategies
 from ..config import structure_config
 from ..feedtools import FeedSymbolStats
 from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics
-from .market import MarketHalted, MarketRunner, MarketSpec, MarketState, MarketStatus, UnplaceableQuote, put_on_grid
+from .clientid import client_prefix
+from .market import MarketRunner
+from .pricing import UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
+from .spec import MarketHalted, MarketSpec, MarketState, MarketStatus
 
 __all__ = ["DryBuild", "HistoryLoader", "StrategyManager"]
 
@@ -234,8 +237,8 @@ class StrategyManager:
         )
 
     def client_prefix(self, spec: MarketSpec) -> str:
-        compact = re.sub(r"[^A-Za-z0-9]", "", spec.market.symbol)
-        return f"{self.instance_id}-{compact}{int(spec.market.market_type)}-"
+        """The client-id prefix of *spec*'s orders: ``{instance_id}-{SYMBOL}{market type}-``."""
+        return client_prefix(self.instance_id, spec.market)
 
     async def _supervise(
         self, handle: _Handle, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -1,31 +1,31 @@
 """One market's task: ticks in, the strategy's desired book, the reconciler, the risk gate, orders out.
 
-A tick reads top to bottom here: the feed's listener drops it into the market's inbox
-(:meth:`_Inbox.push_data`, conflated: the latest wins); :meth:`MarketRunner._step` screens it, hands it to the
-strategy, asks the strategy for its desired book and diffs that against our live orders; :meth:`_execute`
-sends the cancels, runs every place through the risk gate and hands the survivors to the sink. Order events
-come back through the sink's listener into the same inbox and through the :class:`OrderTracker`.
+A tick reads top to bottom here: the feed's listener drops it into the market's :class:`~.inbox.Inbox`
+(conflated: the latest wins); :meth:`MarketRunner._step` screens it, hands it to the strategy, asks the strategy for
+its desired book and diffs that against our live orders; :meth:`MarketRunner._execute` hands the plan to the
+:class:`~.pipeline.OrderPipeline`, which sends the cancels, runs every place through the risk gate once and hands the
+survivors to the sink. Order events come back through the sink's listener into the same inbox and through the
+:class:`~.tracker.OrderTracker`. Between two steps the :class:`~.audit.OrderAudit` reconciles our orders against the
+sink's.
 
 Everything a market does happens on its one task, so the strategy never sees a half-applied event. On the way
 out — an orderly stop, an error, a halt or a cancellation — the market cancels every order with its prefix and
 checks that none is left.
+
+The rest of a market lives next door: its configuration and status types in :mod:`.spec`, the strategy's context
+in :mod:`.context`, grid and book prices in :mod:`.pricing`, client order ids in :mod:`.clientid`.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
-import json
 import logging
 import random
-import re
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import attrs
 import trio
 
 from .._errors import MMFrameError
@@ -33,312 +33,52 @@ from .._latency import LatencyHistogram
 from .._models import (
     DepthSnapshot,
     Fill,
-    Market,
-    MarketData,
     Order,
     OrderEvent,
     OrderEventKind,
-    OrderRequest,
     OrderStatus,
-    OrderType,
     PriceTick,
     Quote,
     Side,
 )
 from ..feedtools import FeedSymbolStats
 from ..protocols import ExchangeFeed, OrderSink, Position, ReportsDegraded, ReportsSymbolStatistics, Strategy
-from .index import REJECT_REASONS, IndexGuard, IndexHalt, IndexScreen, IndexSource, Rejection
-from .reconcile import Plan, Reconciler, Tolerance
-from .risk import RiskContext, RiskGate, RiskLimits, self_trade_reason
-from .tracker import OrderTracker, best_first
+from .audit import OrderAudit
+from .clientid import ClientIds
+from .context import MarketContext
+from .inbox import Inbox
+from .index import REJECT_REASONS, IndexHalt, IndexScreen, Rejection
+from .pipeline import OrderPipeline
+from .pricing import UnplaceableQuote, on_grid_safely, others_mid, put_on_grid
+from .reconcile import Plan, Reconciler
+from .risk import RiskGate
+from .spec import MarketHalted, MarketSpec, MarketState, MarketStatus
+from .tracker import OrderTracker
 
-__all__ = ["MarketHalted", "MarketRunner", "MarketSpec", "MarketState", "MarketStatus", "RestartPolicy"]
+__all__ = ["MarketRunner"]
 
 log = logging.getLogger("mmframe.market")
 
+#: Seconds a starting market waits for its sink before it reports started (degraded) and goes on waiting.
+SINK_WAIT_AT_START = 3.0
 
-class MarketHalted(MMFrameError):
-    """Raised inside a market when its kill switch trips: the market cancels everything and is not restarted."""
+#: A market logs a rejected index tick at most once per this many seconds per reason (with a count in between).
+REJECT_LOG_INTERVAL = 10.0
 
+#: A market logs a rejected order at most once per this many seconds (with a count of those in between).
+ORDER_REJECT_LOG_INTERVAL = 10.0
 
-class MarketState(enum.StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    HALTED = "halted"
-    DEGRADED = "degraded"  # running, but the sink cannot take orders now: the market waits and then catches up
-
-
-def _positive_float(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
+#: Cancel-all rounds (0.05 s apart) after which orders whose placing was interrupted and that are on no book are
+#: given up as never placed.
+INTERRUPTED_ROUNDS = 3
 
 
-@attrs.frozen
-class RestartPolicy:
-    """What happens when a market's strategy, feed handling or order flow raises.
+class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the market, the seed's "[879_1]" style: ``[BTC/USDT:spot] ...``."""
 
-    :param max_restarts: how many times the market is restarted before it stays failed (0: never).
-    :param backoff: seconds before the first restart; doubled each time up to ``max_backoff``.
-    """
-
-    max_restarts: int = 0
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-
-
-SECRET_KEYS = ("password", "secret", "token", "auth", "api_key")
-
-
-def _masked(config: Mapping[str, Any]) -> dict[str, Any]:
-    """*config* with the values of secret-looking keys (a feed's Redis password, an API key) replaced by ``***``."""
-    return {k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) and v else v for k, v in config.items()}
-
-
-@attrs.frozen
-class MarketSpec:
-    """Everything needed to run one market.
-
-    :param market: symbol, market type, tick grid and precisions.
-    :param strategy: the registered strategy name; ``strategy_config`` is structured into its ``Config``.
-    :param feed: the registered feed name; ``feed_config`` is structured into its ``Config``. Markets whose feed
-        name and config are equal share one feed instance.
-    :param index_symbol: the symbol the feed knows the index by (default: the market symbol without ``/``).
-    :param refresh_interval: the longest time between two evaluations of the desired book.
-    :param stale_after: seconds without a good index tick after which the market pulls its quotes; a tick whose
-        own timestamp (the exchange's or the bus publisher's) is already older than this is rejected as stale.
-    :param max_tick_jump: a tick further than this fraction from the index is rejected, and accepted only once
-        ``confirm_ticks`` consecutive ticks agree on the new level (within ``index_guard.confirm_band``, over at
-        least ``index_guard.confirm_seconds``); see :mod:`mmframe._engine.index`.
-    :param index_guard: the rest of the index screen: agreement band, clock skew, composite band, halt circuit.
-    :param index_sources: more feeds to take the index from beside ``feed``: the index is then their median
-        (a composite index, as exchanges build theirs), a source that disagrees or goes stale is dropped.
-    :param name: the market's id in logs and statuses (the store uses the seed's ``{currency_id}_{market_type}``).
-    :param seed: seeds the market's random numbers (the size variation of placed orders).
-    :param leftovers: what to do at start with open orders an earlier run left (found by client-id prefix):
-        ``cancel`` them (the default), or ``adopt`` them (the reconciler then keeps those that match the desired book).
-        The periodic reconciliation treats an order with our prefix that we do not track the same way.
-    :param reconcile_interval: seconds between two reconciliations of our orders against the sink's open orders
-        (``OrderSink.open_orders`` for our prefix), 0 turns it off. An order the sink has and we do not track (or
-        know as finished) is cancelled (or adopted, see ``leftovers``); an order we believe pending or resting that
-        the sink does not have in two consecutive passes is marked gone (``expired``, or ``cancelled`` when we had
-        asked for its cancel); a cancel not confirmed after ``reconcile_grace`` is sent again.
-    :param reconcile_grace: seconds an order must have been sent (or its cancel asked) before a reconciliation
-        judges it: what is still on its way to the book is never declared gone.
-    """
-
-    market: Market
-    strategy: str
-    strategy_config: Mapping[str, Any] = attrs.field(factory=dict)
-    feed: str = "sim"
-    feed_config: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda config: repr(_masked(config)))
-    index_symbol: str = ""
-    risk: RiskLimits = RiskLimits()
-    tolerance: Tolerance = Tolerance()
-    refresh_interval: float = attrs.field(default=1.0, validator=_positive_float)
-    stale_after: float = attrs.field(default=10.0, validator=_positive_float)
-    max_tick_jump: Decimal = attrs.field(default=Decimal("0.1"), converter=Decimal)
-    confirm_ticks: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    index_guard: IndexGuard = IndexGuard()
-    index_sources: tuple[IndexSource, ...] = attrs.field(default=(), converter=tuple)
-    restart: RestartPolicy = RestartPolicy()
-    cleanup_timeout: float = 3.0
-    name: str = ""
-    leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
-    seed: int | None = None
-    reconcile_interval: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
-    reconcile_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
-
-    @property
-    def label(self) -> str:
-        """How logs and statuses name the market: ``name`` (the seed's ``879_1``) or ``BTC/USDT:spot``."""
-        return self.name or str(self.key)
-
-    @property
-    def key(self) -> Any:
-        return self.market.key
-
-    @property
-    def feed_symbol(self) -> str:
-        return self.index_symbol or re.sub(r"[^A-Za-z0-9]", "", self.market.symbol)
-
-    def __attrs_post_init__(self) -> None:
-        # Two sources are the same when they are the same feed on the same symbol and the same channel (a config's
-        # ``exchange``, as on the bus) or, for a feed without channels, the same config.
-        sources = [(self.feed, self.feed_config, self.feed_symbol)]
-        sources += [(s.feed, s.feed_config, s.index_symbol or self.feed_symbol) for s in self.index_sources]
-        identities = [
-            (feed, symbol, config.get("exchange") or json.dumps(config, sort_keys=True, default=str))
-            for feed, config, symbol in sources
-        ]
-        names = self.source_names
-        repeated = sorted({names[i] for i, key in enumerate(identities) if identities.count(key) > 1})
-        if repeated:
-            # The same feed and symbol twice would "agree" with itself: every tick a confirmed move.
-            raise ValueError(f"index_sources: {', '.join(repeated)} is named more than once (with the market's own "
-                             "feed or another source); each source must be a different feed, channel or symbol")
-
-    @property
-    def source_names(self) -> list[str]:
-        """How statuses and logs name the index sources: ``feed:symbol`` (``redis:BTCUSDT@okex`` on the bus)."""
-        names = [_source_name(self.feed, self.feed_config, self.feed_symbol)]
-        for source in self.index_sources:
-            names.append(_source_name(source.feed, source.feed_config, source.index_symbol or self.feed_symbol))
-        return names
-
-
-def _source_name(feed: str, config: Mapping[str, Any], symbol: str) -> str:
-    exchange = config.get("exchange")
-    return f"{feed}:{symbol}" + (f"@{exchange}" if exchange and exchange != feed else "")
-
-
-@attrs.frozen
-class MarketStatus:
-    """A market's state and figures at one moment (JSON-able through the converter)."""
-
-    market: str
-    symbol: str
-    market_type: int
-    strategy: str
-    state: MarketState
-    error: str = ""
-    restarts: int = 0
-    index_price: Decimal | None = None
-    stale: bool = False
-    index_in_doubt: bool = False
-    bids: int = 0
-    asks: int = 0
-    cancelling: int = 0
-    active_orders: int = 0
-    ticks: int = 0
-    ticks_rejected: int = 0
-    ticks_rejected_by_reason: Mapping[str, int] = attrs.field(factory=dict)
-    index_sources: Sequence[Mapping[str, Any]] = ()
-    orders_placed: int = 0
-    orders_cancelled: int = 0
-    orders_rejected: int = 0
-    orders_vetoed: int = 0
-    orders_deferred: int = 0
-    reconciliations: int = 0
-    reconcile_cancelled: int = 0
-    reconcile_adopted: int = 0
-    reconcile_gone: int = 0
-    cancel_retries: int = 0
-    reconcile_errors: int = 0
-    fills: int = 0
-    volume: Decimal = Decimal(0)
-    position: Decimal = Decimal(0)
-    pnl: Decimal = Decimal(0)
-    last_veto: str = ""
-    uptime_seconds: float = 0.0
-    index_age: float | None = None
-    feed: FeedSymbolStats | None = None
-    strategy_status: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-class _Inbox:
-    """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated)."""
-
-    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at")
-
-    def __init__(self) -> None:
-        self.events: deque[OrderEvent] = deque()
-        self.tick: PriceTick | None = None
-        self.extra_ticks: dict[int, PriceTick] = {}  # the latest tick of each extra index source (a composite)
-        self.tick_at = 0.0  # perf_counter() when the latest tick arrived: where quote latency starts
-        self.depth: DepthSnapshot | None = None
-        self.conflated = 0
-        self._wake = trio.Event()
-
-    def push_event(self, event: OrderEvent) -> None:
-        self.events.append(event)
-        self._wake.set()
-
-    def push_data(self, item: MarketData) -> None:
-        if isinstance(item, PriceTick):
-            if self.tick is not None:
-                self.conflated += 1
-            else:
-                self.tick_at = time.perf_counter()
-            self.tick = item
-        elif isinstance(item, DepthSnapshot):
-            self.depth = item
-        else:
-            return
-        self._wake.set()
-
-    def push_source(self, source: int, item: MarketData) -> None:
-        """A tick of extra index source number *source* (1, 2, ...); its depth is not the market's."""
-        if not isinstance(item, PriceTick):
-            return
-        if self.tick is None and not self.extra_ticks:
-            self.tick_at = time.perf_counter()
-        if source in self.extra_ticks:
-            self.conflated += 1
-        self.extra_ticks[source] = item
-        self._wake.set()
-
-    async def wait(self) -> None:
-        await self._wake.wait()
-
-    def clear_wake(self) -> None:
-        if self._wake.is_set():
-            self._wake = trio.Event()
-
-
-class MarketContext:
-    """The :class:`~mmframe.StrategyContext` a market shows its strategy."""
-
-    def __init__(self, runner: MarketRunner) -> None:
-        self._runner = runner
-        self.submitted: list[tuple[str, Quote]] = []
-        self.cancel_requests: list[str] = []
-
-    @property
-    def market(self) -> Market:
-        return self._runner.market
-
-    @property
-    def now(self) -> float:
-        return trio.current_time()
-
-    @property
-    def index_price(self) -> Decimal | None:
-        r = self._runner
-        return None if r.stale or r.doubt or r.last_tick is None else r.last_tick.price
-
-    @property
-    def last_tick(self) -> PriceTick | None:
-        return self._runner.last_tick
-
-    @property
-    def depth(self) -> DepthSnapshot | None:
-        return self._runner.last_depth
-
-    @property
-    def position(self) -> Position:
-        return self._runner.position
-
-    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
-        if not include_cancelling:
-            return self._runner.tracker.quoting(side)
-        orders = [o for o in self._runner.tracker.live() if side is None or o.side is side]
-        orders.sort(key=best_first)
-        return orders
-
-    @property
-    def fill_history(self) -> Sequence[Fill]:
-        return self._runner.history
-
-    def submit(self, quote: Quote) -> str:
-        client_order_id = self._runner.next_client_order_id()
-        self.submitted.append((client_order_id, quote))
-        return client_order_id
-
-    def cancel(self, client_order_id: str) -> None:
-        self.cancel_requests.append(client_order_id)
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs.setdefault("extra", {}).update(self.extra or {})
+        return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
 
 
 class MarketRunner:
@@ -386,7 +126,7 @@ class MarketRunner:
         self.reconciler = Reconciler(spec.market, spec.tolerance)
         self.gate = RiskGate(spec.market, spec.risk, hook.pre_trade_check if hook is not None else None)
         self.ctx = MarketContext(self)
-        self.inbox = _Inbox()
+        self.inbox = Inbox()
         self.position = Position()
         self.history: tuple[Fill, ...] = tuple(history)  # fills before this run (see StrategyContext.fill_history)
         self.fills: list[Fill] = []  # fills of this run, kept (keep_fills) when no store will hand them back
@@ -398,35 +138,39 @@ class MarketRunner:
         self.doubt = False  # the index screen has the index in doubt: quote nothing (see IndexScreen.in_doubt)
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
-        self._seq = int(time.time() * 1_000_000)
+        self.ids = ClientIds(client_prefix)
         self.counters: dict[str, int] = dict.fromkeys(
             ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred"), 0
         )
-        self.last_veto = ""
-        self._veto_logged: dict[str, float] = {}
-        self._interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
-        #: The periodic reconciliation's figures (see MarketSpec.reconcile_interval) and its state.
-        self.reconcile_counts: dict[str, int] = dict.fromkeys(
-            ("reconciliations", "reconcile_cancelled", "reconcile_adopted", "reconcile_gone", "cancel_retries",
-             "reconcile_errors"), 0
-        )
-        self._next_reconcile: float | None = None
-        self._missing: dict[str, int] = {}  # client id -> consecutive reconciliations the sink did not have it
         self._rejects_logged: tuple[float, int] = (-1e18, 0)  # (last "order rejected" line at, rejections since)
         self.quote_latency = LatencyHistogram()
         self.rng = random.Random(spec.seed)
+        #: The way out: cancels, the risk gate, the sink (see mmframe._engine.pipeline).
+        self.pipeline = OrderPipeline(
+            spec.market, sink, self.tracker, self.gate, self.ids,
+            counters=self.counters, log=self.log, rng=self.rng, drain=self._drain_events,
+        )
+        #: The periodic reconciliation against the sink (see MarketSpec.reconcile_interval).
+        self.audit = OrderAudit(
+            spec, sink, self.tracker, client_prefix,
+            log=self.log, sink_degraded=self._sink_degraded, drain=self._drain_events, apply=self._apply,
+        )
         self._local_depth: DepthSnapshot | None = None
         self._next_local_depth = 0.0
         self.started_at = time.monotonic()
         self._latency_from: float | None = None
         self._grid_memo: tuple[list[Quote], list[Quote]] = ([], [])  # _on_grid's last input and output
 
-    # ---- identity ---------------------------------------------------------------------------------------------
+    # ---- identity and figures ---------------------------------------------------------------------------------
 
     def next_client_order_id(self) -> str:
         """A client order id no run of this market has used: the market's prefix and a microsecond counter."""
-        self._seq += 1
-        return f"{self.client_prefix}{_base36(self._seq)}"
+        return self.ids.next()
+
+    @property
+    def reconcile_counts(self) -> dict[str, int]:
+        """The periodic reconciliation's figures (see :class:`~.audit.OrderAudit`)."""
+        return self.audit.counts
 
     # ---- the task ---------------------------------------------------------------------------------------------
 
@@ -459,8 +203,7 @@ class MarketRunner:
             if not started:
                 task_status.started()
             next_refresh = trio.current_time()
-            if self.spec.reconcile_interval > 0:
-                self._next_reconcile = next_refresh + self.spec.reconcile_interval
+            self.audit.start(next_refresh)
             depth_every = min(
                 (every for every in (self.strategy.local_depth_interval,
                                      self.spec.risk.book_interval if self.spec.risk.book_band is not None else None)
@@ -468,8 +211,8 @@ class MarketRunner:
             )
             while True:
                 wake_at = min(next_refresh, self._next_local_depth) if depth_every else next_refresh
-                if self._next_reconcile is not None:
-                    wake_at = min(wake_at, self._next_reconcile)
+                if self.audit.next_at is not None:
+                    wake_at = min(wake_at, self.audit.next_at)
                 with trio.move_on_at(wake_at):
                     await self.inbox.wait()
                 now = trio.current_time()
@@ -478,8 +221,8 @@ class MarketRunner:
                 if depth_every and now >= self._next_local_depth:
                     self._next_local_depth = now + depth_every
                     await self._fetch_local_depth()
-                if self._next_reconcile is not None and now >= self._next_reconcile:
-                    await self._reconcile_orders(now)
+                if self.audit.due(now):
+                    await self.audit.run(now)
                 plan = self._step(now)
                 if self._sink_degraded():
                     # The sink cannot take orders: decide again once it can (within a refresh interval). An
@@ -573,7 +316,7 @@ class MarketRunner:
                         rounds += 1
                         in_flight = [o for o in self.tracker.live() if o.status is OrderStatus.PENDING]
                         if not left and in_flight and rounds >= INTERRUPTED_ROUNDS and all(
-                            o.client_order_id in self._interrupted for o in in_flight
+                            o.client_order_id in self.pipeline.interrupted for o in in_flight
                         ):
                             self._forget_interrupted(in_flight)
                             in_flight = []
@@ -709,30 +452,19 @@ class MarketRunner:
             if (
                 price.as_tuple().exponent != price_exp
                 or qty.as_tuple().exponent != qty_exp
-                or not _on_grid_safely(market, price)
+                or not on_grid_safely(market, price)
             ):
                 try:
                     q = put_on_grid(market, q)
                 except UnplaceableQuote as exc:
                     if exc.unrepresentable:  # a decimal overflow: dropped and counted, never a market failure
-                        self._unplaceable(q, str(exc))
+                        self.pipeline.unplaceable(q, str(exc), trio.current_time())
                     continue
                 price, qty = q.price, q.quantity
             if qty > 0 and qty >= market.min_quantity and price > 0:
                 out.append(q)
         self._grid_memo = (quotes, out)
         return list(out)
-
-    def _unplaceable(self, quote: Quote, reason: str) -> None:
-        """A desired quote that cannot be written at the market's precision: counted as vetoed, logged (rate
-        limited like the risk gate's refusals)."""
-        self.counters["vetoed"] += 1
-        self.last_veto = reason
-        now = trio.current_time()
-        key = "unplaceable"
-        if now - self._veto_logged.get(key, -1e18) >= 60.0:
-            self._veto_logged[key] = now
-            self.log.warning("dropped a desired %s quote: %s", quote.side, reason)
 
     def _drain_events(self) -> None:
         events = self.inbox.events
@@ -780,82 +512,23 @@ class MarketRunner:
     # ---- sending ----------------------------------------------------------------------------------------------
 
     async def _execute(self, plan: Plan) -> None:
+        """Send *plan* and what the strategy submitted or cancelled meanwhile, through the pipeline."""
         ctx = self.ctx
         immediate, ctx.submitted = ctx.submitted, []
         extra_cancels, ctx.cancel_requests = ctx.cancel_requests, []
         now = trio.current_time()
-        cancel_ids = [o.client_order_id for o in plan.cancels]
-        for coid in extra_cancels:
-            order = self.tracker.get(coid)
-            if order is not None and order.status.is_live and not order.cancel_requested and coid not in cancel_ids:
-                cancel_ids.append(coid)
-        if cancel_ids:
-            for coid in cancel_ids:
-                self.tracker.mark_cancel_requested(coid, now)
-            self.counters["cancelled"] += len(cancel_ids)
-            await self.sink.cancel(self.market.symbol, cancel_ids)
-            self._drain_events()  # an in-process sink confirms at once; its room is free for the places below
+        await self.pipeline.cancel(plan.cancels, extra_cancels, now)
         if not plan.places and not immediate:
             return
-        live = list(self.tracker.live())
-        batch: list[OrderRequest] = []
-        ref = self.last_tick.price if self.last_tick is not None and not self.stale and not self.doubt else None
         risk = self.spec.risk
-        settled = self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None
-        for coid, quote, from_plan in self._requests(plan.places, immediate):
-            quantity = quote.quantity
-            if quote.size_variation:
-                cut = quote.size_variation * self.rng.randint(0, 10_000) / 10_000
-                varied = self.market.round_quantity(quantity * (1 - cut))
-                quantity = varied if varied > 0 and varied >= self.market.min_quantity else quantity
-            request = OrderRequest(
-                client_order_id=coid,
-                symbol=self.market.symbol,
-                side=quote.side,
-                type=quote.type,
-                quantity=quantity,
-                price=None if quote.type is OrderType.MARKET else quote.price,
-                market_type=self.market.market_type,
-                tag=quote.tag,
-            )
-            if from_plan and self_trade_reason(request, live) is not None:
-                # Our own opposite order is still being cancelled: place this one on a later step.
-                self.counters["deferred"] += 1
-                continue
-            reason = self.gate.check(request, RiskContext(ref, live, self.position, settled, self.book_mid))
-            if reason is not None:
-                self._vetoed(request, reason, now)
-                continue
-            live.append(self.tracker.add(request, now))
-            self.tracker.mark_sent(coid, now)
-            batch.append(request)
-        if batch:
-            self.counters["placed"] += len(batch)
-            try:
-                await self.sink.place(batch)
-            except BaseException:
-                # Cancelled (or failed) while handing the batch over: whether the sink took it is unknown.
-                self._interrupted.update(r.client_order_id for r in batch)
-                raise
-
-    def _requests(
-        self, places: Sequence[Quote], immediate: Sequence[tuple[str, Quote]]
-    ) -> Iterable[tuple[str, Quote, bool]]:
-        for coid, quote in immediate:
-            yield coid, quote, False
-        for quote in places:
-            yield self.next_client_order_id(), quote, True
-
-    def _vetoed(self, request: OrderRequest, reason: str, now: float) -> None:
-        self.counters["vetoed"] += 1
-        self.last_veto = reason
-        # One log line per distinct reason a minute: a strategy asking for the same refused order every second
-        # must not flood the log.
-        key = reason.split(" at ")[0][:60]
-        if now - self._veto_logged.get(key, -1e18) >= 60.0:
-            self._veto_logged[key] = now
-            self.log.warning("risk gate refused %s %s %s @ %s: %s", request.side, request.quantity,
-                             request.type, request.price, reason)
+        fresh = self.last_tick is not None and not self.stale and not self.doubt
+        await self.pipeline.place(
+            plan.places, immediate, now,
+            reference=self.last_tick.price if fresh and self.last_tick is not None else None,
+            position=self.position,
+            settled=self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None,
+            book_mid=self.book_mid,
+        )
 
     def _log_rejection(self, client_order_id: str, reason: str, now: float) -> None:
         """A rejected order at WARNING: the first, then at most one line every ten seconds with the count since."""
@@ -866,101 +539,6 @@ class MarketRunner:
         self._rejects_logged = (now, 0)
         more = f" ({since} more orders rejected since the last report)" if since else ""
         self.log.warning("order %s rejected: %s%s", client_order_id, reason, more)
-
-    # ---- periodic reconciliation against the sink ---------------------------------------------------------------
-
-    async def _reconcile_orders(self, now: float) -> None:
-        """One reconciliation pass (``MarketSpec.reconcile_interval``), on the market's own task between two steps:
-        our orders against the sink's open orders with our prefix. What the sink has and we do not track (or know
-        as finished) is cancelled, or adopted; what we believe pending or resting and the sink has not had in two
-        consecutive passes is marked gone; a cancel not confirmed within ``reconcile_grace`` is sent again.
-
-        Bounded in time; a sink error is logged and counted, and the pass is tried again one interval later."""
-        interval = self.spec.reconcile_interval
-        self._next_reconcile = now + interval
-        if self._sink_degraded():
-            return  # the sink cannot answer now; a degraded market holds its orders anyway
-        symbol, prefix = self.market.symbol, self.client_prefix
-        with trio.move_on_after(max(interval, RECONCILE_MIN_BUDGET)) as scope:
-            asked_at = trio.current_time()
-            try:
-                found = await self.sink.open_orders(symbol, prefix)
-            except Exception as exc:  # whatever a sink raises, the market goes on
-                self.reconcile_counts["reconcile_errors"] += 1
-                self.log.warning("reconciliation: could not read the sink's open orders (%s); next try in %ss",
-                                 exc or type(exc).__name__, interval)
-                return
-            self._drain_events()  # what arrived while we asked: the tracker as of the answer (or later)
-            self.reconcile_counts["reconciliations"] += 1
-            now = trio.current_time()
-            to_cancel, adopted, retried, gone = self._compare(found, asked_at, now)
-            for order in gone:
-                kind = OrderEventKind.CANCELLED if order.cancel_requested else OrderEventKind.EXPIRED
-                self._apply(OrderEvent(kind, order.client_order_id, symbol, filled_quantity=order.filled_quantity,
-                                       order_id=order.order_id,
-                                       reason="gone: the order sink no longer has this order (reconciliation)"))
-            self.reconcile_counts["reconcile_gone"] += len(gone)
-            self.reconcile_counts["reconcile_adopted"] += len(adopted)
-            self.reconcile_counts["reconcile_cancelled"] += len(to_cancel)
-            self.reconcile_counts["cancel_retries"] += len(retried)
-            if to_cancel or adopted or retried or gone:
-                self.log.warning(
-                    "reconciliation against the sink: cancelled %d orders we do not track%s, adopted %d, marked %d "
-                    "gone%s, sent %d unconfirmed cancels again%s",
-                    len(to_cancel), _some(to_cancel), len(adopted), len(gone),
-                    _some(o.client_order_id for o in gone), len(retried), _some(retried),
-                )
-            for coid in retried:
-                self.tracker.mark_cancel_requested(coid, now)  # the grace starts again
-            if to_cancel or retried:
-                try:
-                    await self.sink.cancel(symbol, to_cancel + retried)
-                except Exception as exc:
-                    self.reconcile_counts["reconcile_errors"] += 1
-                    self.log.warning("reconciliation: the sink refused the cancels (%s); next try in %ss",
-                                     exc or type(exc).__name__, interval)
-            self._drain_events()
-        if scope.cancelled_caught:
-            self.reconcile_counts["reconcile_errors"] += 1
-            self.log.warning("reconciliation: no answer from the sink within %ss; next try in %ss",
-                             max(interval, RECONCILE_MIN_BUDGET), interval)
-
-    def _compare(
-        self, found: Sequence[Order], asked_at: float, now: float
-    ) -> tuple[list[str], list[Order], list[str], list[Order]]:
-        """``(to cancel, adopted, cancels to send again, gone)`` from the sink's open orders *found* (asked for at
-        *asked_at*) and the tracker. Adopts what it adopts; changes nothing else."""
-        grace = self.spec.reconcile_grace
-        on_sink = {o.client_order_id: o for o in found if o.client_order_id.startswith(self.client_prefix)}
-        to_cancel: list[str] = []
-        adopted: list[Order] = []
-        for coid, order in on_sink.items():
-            tracked = self.tracker.get(coid)
-            if tracked is None:
-                if self.spec.leftovers == "adopt" and order.status.is_live and order.status is not OrderStatus.PENDING:
-                    adopted.append(self.tracker.adopt(order, now))
-                else:
-                    to_cancel.append(coid)
-            elif tracked.status.is_terminal and tracked.updated_at <= asked_at:
-                to_cancel.append(coid)  # it ended for us before we asked, yet the sink has it open
-        retried: list[str] = []
-        gone: list[Order] = []
-        missing: dict[str, int] = {}
-        for order in self.tracker.live():
-            coid = order.client_order_id
-            if coid in on_sink:
-                if order.cancel_requested and now - order.updated_at >= grace:
-                    retried.append(coid)
-                continue
-            if order.status is OrderStatus.NEW or asked_at - order.created_at < grace:
-                continue  # still on its way to the book
-            misses = self._missing.get(coid, 0) + 1
-            if misses >= RECONCILE_MISSES:
-                gone.append(order)
-            else:
-                missing[coid] = misses
-        self._missing = missing
-        return to_cancel, adopted, retried, gone
 
     # ---- status -----------------------------------------------------------------------------------------------
 
@@ -1018,129 +596,9 @@ class MarketRunner:
             volume=self.position.volume,
             position=self.position.base,
             pnl=self.position.pnl(mark),
-            last_veto=self.last_veto,
+            last_veto=self.pipeline.last_veto,
             uptime_seconds=time.monotonic() - self.started_at,
             index_age=None if self.last_tick_at is None else trio.current_time() - self.last_tick_at,
             feed=self._feed_statistics(),
             strategy_status=dict(self.strategy.status()),
         )
-
-
-def others_mid(depth: DepthSnapshot, ours: Iterable[Order], quantity: Decimal | None = None) -> Decimal | None:
-    """The mid of the local book without our own orders (their unfilled quantity taken off their levels), or ``None``
-    when other participants do not have *quantity* (any, by default) on both sides. Each side's price is where the
-    others' quantity, best price first, adds up to *quantity*: a few lots far away cannot move it."""
-    mine: dict[tuple[Side, Decimal], Decimal] = {}
-    for order in ours:
-        if order.price is not None:
-            key = (order.side, order.price)
-            mine[key] = mine.get(key, Decimal(0)) + order.quantity - order.filled_quantity
-    wanted = quantity if quantity is not None and quantity > 0 else Decimal(0)
-    best = []
-    for side, levels in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
-        others = sorted(((Decimal(price), Decimal(qty) - mine.get((side, Decimal(price)), 0)) for price, qty in levels),
-                        key=lambda level: level[0], reverse=side is Side.BUY)
-        total, reached = Decimal(0), None
-        for price, qty in others:
-            if qty <= 0:
-                continue
-            total += qty
-            if total >= wanted:
-                reached = price
-                break
-        if reached is None:
-            return None
-        best.append(reached)
-    bid, ask = best
-    return (bid + ask) / 2 if bid < ask else None
-
-
-class UnplaceableQuote(ValueError):
-    """A quote that cannot be placed: ``unrepresentable`` when its price or quantity cannot be written at the market's
-    precision at all (a decimal overflow), else it is below the minimum quantity or not at a positive price."""
-
-    def __init__(self, message: str, *, unrepresentable: bool) -> None:
-        super().__init__(message)
-        self.unrepresentable = unrepresentable
-
-
-def _on_grid_safely(market: Market, price: Decimal) -> bool:
-    try:
-        return market.is_on_grid(price)
-    except ArithmeticError:  # too many digits for the decimal context: certainly not a price we can send
-        return False
-
-
-def put_on_grid(market: Market, quote: Quote) -> Quote:
-    """*quote* on *market*'s tick grid (never more aggressively: a bid rounds down, an ask up) and at its quantity
-    precision, as the engine sends it; raises :class:`UnplaceableQuote` saying why it cannot be placed."""
-    try:
-        price, qty = market.round_price(quote.price, quote.side), market.round_quantity(quote.quantity)
-        on_grid = market.is_on_grid(price)
-    except (ArithmeticError, ValueError):
-        raise UnplaceableQuote(
-            f"{quote.side} {quote.quantity} @ {quote.price} cannot be written with {market.price_precision} price "
-            f"and {market.quantity_precision} quantity decimals",
-            unrepresentable=True,
-        ) from None
-    if not on_grid:
-        raise UnplaceableQuote(f"price {quote.price} does not round onto the tick grid", unrepresentable=True)
-    if not price > 0:
-        raise UnplaceableQuote(
-            f"{quote.side} price {quote.price} rounds to {price}, not positive", unrepresentable=False
-        )
-    if not (qty > 0 and qty >= market.min_quantity):
-        raise UnplaceableQuote(
-            f"{quote.side} quantity {quote.quantity} rounds to {qty}, below the minimum {market.min_quantity}",
-            unrepresentable=False,
-        )
-    return attrs.evolve(quote, price=price, quantity=qty)
-
-
-#: Seconds a starting market waits for its sink before it reports started (degraded) and goes on waiting.
-SINK_WAIT_AT_START = 3.0
-
-#: A market logs a rejected index tick at most once per this many seconds per reason (with a count in between).
-REJECT_LOG_INTERVAL = 10.0
-
-#: A market logs a rejected order at most once per this many seconds (with a count of those in between).
-ORDER_REJECT_LOG_INTERVAL = 10.0
-#: The least time a reconciliation pass may take before it is abandoned (it may take up to its interval).
-RECONCILE_MIN_BUDGET = 2.0
-#: Consecutive reconciliation passes an order must be missing from the sink before it is marked gone.
-RECONCILE_MISSES = 2
-
-
-def _some(ids: Iterable[str], limit: int = 5) -> str:
-    """`` (a, b, c, ...)`` for a log line: the first few of *ids*."""
-    listed = list(ids)
-    if not listed:
-        return ""
-    return f" ({', '.join(listed[:limit])}{', ...' if len(listed) > limit else ''})"
-
-
-#: Cancel-all rounds (0.05 s apart) after which orders whose placing was interrupted and that are on no book are
-#: given up as never placed.
-INTERRUPTED_ROUNDS = 3
-
-
-class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with the market, the seed's "[879_1]" style: ``[BTC/USDT:spot] ...``."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs.setdefault("extra", {}).update(self.extra or {})
-        return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
-
-
-_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_PAIRS36 = [a + b for a in _DIGITS36 for b in _DIGITS36]  # "00" to "zz": two digits per division
-
-
-def _base36(n: int) -> str:
-    if n < 36:
-        return _DIGITS36[n]
-    out = []
-    while n:
-        n, r = divmod(n, 1296)
-        out.append(_PAIRS36[r])
-    return "".join(reversed(out)).lstrip("0")

@@ -14,15 +14,11 @@ from decimal import Decimal
 import attrs
 
 from .._models import Market, Order, OrderType, Quote, Side
+from .._validators import not_negative
 
 __all__ = ["Plan", "Reconciler", "Tolerance"]
 
 RESTING_TYPES = frozenset({OrderType.LIMIT, OrderType.POST_ONLY})
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[object], value: Decimal | int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
 @attrs.frozen
@@ -36,9 +32,9 @@ class Tolerance:
         quantity, as a fraction of the desired quantity (0: exactly).
     """
 
-    price_ticks: int = attrs.field(default=0, validator=_non_negative)
-    price_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_non_negative)
-    quantity_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_non_negative)
+    price_ticks: int = attrs.field(default=0, validator=not_negative)
+    price_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=not_negative)
+    quantity_fraction: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=not_negative)
 
 
 @attrs.frozen

@@ -5,8 +5,12 @@ its minimum; the quantity is at most ``max_order_quantity``; the market has fewe
 live orders; the price is within ``price_band`` of the reference (index) price; a second line of defence that does
 not trust the index alone: the price is within ``settled_band`` of the index as it stood ``settled_after`` seconds ago
 and within ``book_band`` of the local book's mid (the other participants' orders, ours left out); the position after
-a full fill stays within ``max_position``; and self-trade prevention: the order would not cross one of our own live
-orders.
+a full fill stays within ``max_position``; and self-trade prevention (always on): the order would not cross one of our
+own live orders.
+
+A market runs the gate once per order (:meth:`RiskGate.refusal`), every check once. A refusal says whether it was
+the self-trade check: an order of the desired book is checked for self-trade first, so that one whose opposite order
+of ours is still being cancelled is held back for a later step rather than counted as vetoed.
 """
 
 from __future__ import annotations
@@ -18,18 +22,14 @@ from typing import Any
 import attrs
 
 from .._models import Market, Order, OrderRequest, OrderType, Side
+from .._validators import not_negative
 from ..protocols import Position
 
-__all__ = ["RiskContext", "RiskGate", "RiskLimits"]
+__all__ = ["Refusal", "RiskContext", "RiskGate", "RiskLimits", "self_trade_reason"]
 
 
 def _opt_decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
 @attrs.frozen
@@ -55,16 +55,16 @@ class RiskLimits:
         this much (default: any): a few lots placed far away cannot move it and block our quotes.
     """
 
-    max_order_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    max_active_orders: int = attrs.field(default=200, validator=_non_negative)
-    price_band: Decimal | None = attrs.field(default=Decimal("0.1"), converter=_opt_decimal, validator=_non_negative)
-    max_position: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    max_loss: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    settled_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    settled_after: float = attrs.field(default=10.0, validator=_non_negative)
-    book_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    book_interval: float = attrs.field(default=2.0, validator=_non_negative)
-    book_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
+    max_order_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
+    max_active_orders: int = attrs.field(default=200, validator=not_negative)
+    price_band: Decimal | None = attrs.field(default=Decimal("0.1"), converter=_opt_decimal, validator=not_negative)
+    max_position: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
+    max_loss: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
+    settled_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
+    settled_after: float = attrs.field(default=10.0, validator=not_negative)
+    book_band: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
+    book_interval: float = attrs.field(default=2.0, validator=not_negative)
+    book_quantity: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=not_negative)
 
 
 @attrs.frozen
@@ -82,6 +82,14 @@ class RiskContext:
 PreTradeHook = Callable[..., str | None]
 
 
+@attrs.frozen
+class Refusal:
+    """Why the gate refuses an order; ``self_trade``: because it would cross one of our own live orders."""
+
+    reason: str
+    self_trade: bool = False
+
+
 @attrs.define
 class RiskGate:
     market: Market
@@ -90,12 +98,26 @@ class RiskGate:
 
     def check(self, request: OrderRequest, context: RiskContext) -> str | None:
         """The reason to refuse *request*, or ``None`` when every check passes."""
+        refusal = self.refusal(request, context)
+        return None if refusal is None else refusal.reason
+
+    def refusal(self, request: OrderRequest, context: RiskContext, *, self_trade_first: bool = False) -> Refusal | None:
+        """Every check, each once: the built-in checks in their order, self-trade prevention last (first, with
+        *self_trade_first*), then the ``pre_trade_check`` hook. ``None`` when every check passes."""
+        if self_trade_first:
+            reason = self_trade_reason(request, context.live_orders)
+            if reason is not None:
+                return Refusal(reason, self_trade=True)
         reason = self._builtin(request, context)
+        if reason is None and not self_trade_first:
+            reason = self_trade_reason(request, context.live_orders)
+            if reason is not None:
+                return Refusal(reason, self_trade=True)
         if reason is None and self.hook is not None:
             reason = self.hook(market=self.market, request=request, context=context)
             if reason is not None and not (isinstance(reason, str) and reason):
                 reason = f"a pre_trade_check hook vetoed the order without a reason ({reason!r})"
-        return reason
+        return None if reason is None else Refusal(reason)
 
     def _builtin(self, request: OrderRequest, context: RiskContext) -> str | None:
         market, limits = self.market, self.limits
@@ -135,13 +157,13 @@ class RiskGate:
             after = context.position.base + request.side.sign * qty
             if abs(after) > limits.max_position and abs(after) > abs(context.position.base):
                 return f"a fill would take the position to {after}, beyond max_position {limits.max_position}"
-        return self_trade_reason(request, context.live_orders)
+        return None
 
 
 def self_trade_reason(request: OrderRequest, live: Sequence[Order]) -> str | None:
     """Why *request* would trade against one of our own *live* orders, or ``None``."""
-    # Called twice per order placed, over every live order: the request's fields are read once, each order's
-    # through its request (Order's properties cost a call each).
+    # Called once per order placed, over every live order: the request's fields are read once, each order's through
+    # its request (Order's properties cost a call each).
     side, price, coid = request.side, request.price, request.client_order_id
     buy = side is Side.BUY
     for order in live:

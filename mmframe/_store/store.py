@@ -127,7 +127,7 @@ class MarketDescription:
     options: dict[str, Any] = attrs.field(factory=dict)
 
     def market(self, market_type: int = MarketType.SPOT) -> Market:
-        """The :class:`~mmframe._models.Market` this describes; :class:`ValueError` if it is not a valid one."""
+        """The :class:`mmframe.Market` this describes; :class:`ValueError` if it is not a valid one."""
         try:
             kind = MarketType(market_type)
         except ValueError:
@@ -238,7 +238,7 @@ class FillRecord:
     timestamp: float = attrs.field(factory=time.time)
 
     def fill(self) -> Fill:
-        """The :class:`~mmframe._models.Fill` this row records."""
+        """The :class:`mmframe.Fill` this row records."""
         return Fill(
             trade_id=self.trade_id, client_order_id=self.client_order_id, symbol=self.symbol, side=self.side,
             price=self.price, quantity=self.quantity, liquidity=self.liquidity, fee=self.fee, timestamp=self.timestamp,
@@ -423,13 +423,16 @@ class Store:
         with self._guard("load the markets"), Session(self._engine) as session:
             return [_market_row(*result) for result in session.exec(stmt).all()]
 
-    def save_override(self, currency_id: int, market_type: int, config: Mapping[str, Any]) -> None:
-        """Insert or replace the config override of market ``(currency_id, market_type)``."""
+    def save_override(
+        self, currency_id: int, market_type: int, config: Mapping[str, Any], *, replace: bool = True
+    ) -> bool:
+        """Insert or replace the config override of market ``(currency_id, market_type)``; with ``replace=False``,
+        only insert it when the market has none. Returns whether it was written."""
         if not isinstance(config, Mapping):
             raise TypeError(f"an override must be a mapping of config keys, not {type(config).__name__}")
         values = {"config": _dumps(config), "updated_at": time.time()}
         with self._guard("save the config override"), self._engine.begin() as conn:
-            self._upsert(conn, ConfigOverrideTable, currency_id, market_type, values)
+            return self._write(conn, ConfigOverrideTable, currency_id, market_type, values, replace)
 
     def delete_override(self, currency_id: int, market_type: int) -> None:
         """Remove the config override of market ``(currency_id, market_type)`` (nothing if there is none)."""
@@ -437,8 +440,11 @@ class Store:
         with self._guard("delete the config override"), self._engine.begin() as conn:
             conn.execute(table.delete().where(table.c.currency_id == currency_id, table.c.market_type == market_type))
 
-    def save_market(self, currency_id: int, market_type: int, description: MarketDescription) -> None:
-        """Insert or update the local description of market ``(currency_id, market_type)``."""
+    def save_market(
+        self, currency_id: int, market_type: int, description: MarketDescription, *, replace: bool = True
+    ) -> bool:
+        """Insert or update the local description of market ``(currency_id, market_type)``; with ``replace=False``,
+        only insert it when the market has none. Returns whether it was written."""
         values = {
             "symbol": description.symbol,
             "tick_size": description.tick_size,
@@ -448,7 +454,74 @@ class Store:
             "options": _dumps(description.options),
         }
         with self._guard("save the market description"), self._engine.begin() as conn:
-            self._upsert(conn, MarketDescriptionTable, currency_id, market_type, values)
+            return self._write(conn, MarketDescriptionTable, currency_id, market_type, values, replace)
+
+    def find_strategy(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The first ``strategy_strategy`` row named *name* (by id): its id and its config (``{}`` when that is not
+        a JSON object), or None."""
+        with self._guard("read the strategies"), Session(self._engine) as session:
+            row = session.exec(
+                select(StrategyStrategyTable)
+                .where(col(StrategyStrategyTable.strategy_name) == name)
+                .order_by(col(StrategyStrategyTable.id))
+            ).first()
+            if row is None or row.id is None:
+                return None
+            config, _ = _parse_object(row.config, "")
+            return row.id, config
+
+    def add_strategy(self, name: str, config: Mapping[str, Any], desc: str = "") -> int:
+        """Insert a ``strategy_strategy`` row and return its id."""
+        with self._guard("add a strategy"), Session(self._engine) as session:
+            row = StrategyStrategyTable(strategy_name=name, config=_dumps(config), desc=desc)
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            assert row.id is not None
+            return row.id
+
+    def add_currency(
+        self,
+        currency_id: int,
+        market_type: int,
+        index_symbol: str,
+        default_strategy: int,
+        *,
+        market_status: int = 0,
+        index_source: int = 0,
+    ) -> bool:
+        """Insert a ``strategy_currency`` row for market ``(currency_id, market_type)`` unless one exists; returns
+        whether it was written."""
+        with self._guard("add a currency"), Session(self._engine) as session:
+            if _exists(session, StrategyCurrencyTable, currency_id, market_type):
+                return False
+            session.add(
+                StrategyCurrencyTable(
+                    currency_id=currency_id,
+                    index_symbol=index_symbol,
+                    index_source=index_source,
+                    market_status=market_status,
+                    market_type=market_type,
+                    default_strategy=default_strategy,
+                )
+            )
+            session.commit()
+            return True
+
+    def _write(
+        self, conn: Any, model: Any, currency_id: int, market_type: int, values: dict[str, Any], replace: bool
+    ) -> bool:
+        """Upsert the row of *model* keyed by ``(currency_id, market_type)``, or with ``replace=False`` insert it
+        only when there is none; whether it was written."""
+        if replace:
+            self._upsert(conn, model, currency_id, market_type, values)
+            return True
+        table = model.__table__
+        where = and_(table.c.currency_id == currency_id, table.c.market_type == market_type)
+        if conn.execute(table.select().where(where)).first() is not None:
+            return False
+        conn.execute(sa_insert(table).values(currency_id=currency_id, market_type=market_type, **values))
+        return True
 
     def _upsert(self, conn: Any, model: Any, currency_id: int, market_type: int, values: dict[str, Any]) -> None:
         """Insert or update the row of *model* keyed by the unique ``(currency_id, market_type)``."""
@@ -471,79 +544,6 @@ class Store:
             where = and_(table.c.currency_id == currency_id, table.c.market_type == market_type)
             if conn.execute(table.update().where(where).values(**values)).rowcount == 0:
                 conn.execute(sa_insert(table).values(**key, **values))
-
-    # -- the demo ---------------------------------------------------------------------------------------------
-
-    def seed_demo(self) -> None:
-        """Write the demo markets (BTC/USDT as currency 9001, ETH/USDT as 9002, both spot, auto-started, next to
-        the seed's 879 and 880) with the ``external_index_follow`` strategy and the seed's config, their
-        descriptions and options.
-
-        Idempotent, and it never overwrites: only what is missing is written. The strategy row holds the first
-        demo market's config; a market whose config differs (order size, skew) gets the differing keys as its
-        config override, so every market's :attr:`MarketRow.effective_config` is its demo config.
-        """
-        from .._demo import DEMO_MARKETS, DEMO_STRATEGY, demo_options, demo_strategy_config
-
-        with self._guard("write the demo markets"), Session(self._engine) as session:
-            strategy = session.exec(
-                select(StrategyStrategyTable)
-                .where(col(StrategyStrategyTable.strategy_name) == DEMO_STRATEGY)
-                .order_by(col(StrategyStrategyTable.id))
-            ).first()
-            if strategy is None:
-                strategy = StrategyStrategyTable(
-                    strategy_name=DEMO_STRATEGY,
-                    config=_dumps(demo_strategy_config(DEMO_MARKETS[0])),
-                    desc="mmframe demo: the seed's external index follow strategy",
-                )
-                session.add(strategy)
-                session.flush()
-            assert strategy.id is not None
-            base, _ = _parse_object(strategy.config, "")
-            for m in DEMO_MARKETS:
-                currency_id, market_type = m["currency_id"], m["market_type"]
-                existing = session.exec(
-                    select(StrategyCurrencyTable).where(
-                        col(StrategyCurrencyTable.currency_id) == currency_id,
-                        col(StrategyCurrencyTable.market_type) == market_type,
-                    )
-                ).first()
-                if existing is None:
-                    session.add(
-                        StrategyCurrencyTable(
-                            currency_id=currency_id,
-                            index_symbol=m["index_symbol"],
-                            index_source=0,
-                            market_status=1,
-                            market_type=market_type,
-                            default_strategy=strategy.id,
-                        )
-                    )
-                if not _exists(session, MarketDescriptionTable, currency_id, market_type):
-                    session.add(
-                        MarketDescriptionTable(
-                            currency_id=currency_id,
-                            market_type=market_type,
-                            symbol=m["symbol"],
-                            tick_size=m["tick_size"],
-                            price_precision=m["price_precision"],
-                            quantity_precision=m["quantity_precision"],
-                            min_quantity=m["min_quantity"],
-                            options=_dumps(demo_options(m)),
-                        )
-                    )
-                overrides = {k: v for k, v in demo_strategy_config(m).items() if base.get(k) != v}
-                if overrides and not _exists(session, ConfigOverrideTable, currency_id, market_type):
-                    session.add(
-                        ConfigOverrideTable(
-                            currency_id=currency_id,
-                            market_type=market_type,
-                            config=_dumps(overrides),
-                            updated_at=time.time(),
-                        )
-                    )
-            session.commit()
 
     # -- audit ------------------------------------------------------------------------------------------------
 

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from mmframe_fixed_spread import FixedSpreadStrategy
 
 import mmframe
-import mmframe._plugins
 from mmframe import Market, Position, Quote, Side
-from mmframe.testing import FakeContext, make_market
+from mmframe.testing import FakeContext, load_plugins, make_market
 
 D = Decimal
 BTC = make_market("BTC/USDT", tick_size="0.01", price_precision=2, quantity_precision=4, min_quantity="0.0001")
@@ -239,7 +238,6 @@ def test_entry_point_registers_the_strategy(monkeypatch: pytest.MonkeyPatch) -> 
     entry_points = importlib.metadata.entry_points(group="mmframe", name="fixed_spread")
     assert [ep.value for ep in entry_points] == ["mmframe_fixed_spread"]
     monkeypatch.delenv("MMFRAME_LOAD_PLUGINS", raising=False)
-    monkeypatch.setattr(mmframe._plugins, "_pm", None)  # a fresh process-wide plugin manager, loading entry points
-    strategies = mmframe._plugins.get_strategies()
+    strategies = load_plugins().strategies  # a fresh plugin manager, loading entry points as mmframe does
     assert strategies["fixed_spread"] is FixedSpreadStrategy
     assert strategies.registered_by["fixed_spread"] == "fixed_spread"

@@ -62,11 +62,13 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from mmframe import DepthSnapshot, MarketData, PriceTick, Subscription
+from mmframe.config import positive_seconds
 from mmframe.feedtools import (
     Backoff,
     BadMessage,
     FeedHub,
     FeedSymbolStats,
+    Listener,
     depth_snapshot,
     parse_levels,
     parse_price,
@@ -89,9 +91,6 @@ MESSAGE_QUEUE_SIZE = 64  # messages trio-websocket buffers ahead of the feed
 REST_CONCURRENCY = 4  # REST snapshot requests under way at once
 
 _SYMBOL = re.compile(r"[A-Za-z0-9_.-]{1,20}")  # Binance's symbol pattern, in either case
-
-Listener = Callable[[MarketData], None]
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration
@@ -135,13 +134,8 @@ def _one_of(choices: tuple[Any, ...]) -> Callable[[object, attrs.Attribute[Any],
     return check
 
 
-def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
-
-
 def _backoff_max(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    _seconds(instance, attribute, value)
+    positive_seconds(instance, attribute, value)
     if value < instance.backoff_initial:
         raise ValueError(f"{attribute.name} must be at least backoff_initial ({instance.backoff_initial}), got {value}")
 
@@ -252,12 +246,12 @@ class BinanceFeed:
         streams: tuple[str, ...] = attrs.field(default=("bookTicker", "depth"), converter=tuple, validator=_streams)
         depth_levels: int = attrs.field(default=5, validator=_one_of(DEPTH_LEVELS))
         depth_speed: str = attrs.field(default="1000ms", validator=_one_of(DEPTH_SPEEDS))
-        silence_timeout: float = attrs.field(default=30.0, converter=float, validator=_seconds)
-        max_connection_age: float = attrs.field(default=23.5 * 3600, converter=float, validator=_seconds)
-        backoff_initial: float = attrs.field(default=0.5, converter=float, validator=_seconds)
+        silence_timeout: float = attrs.field(default=30.0, converter=float, validator=positive_seconds)
+        max_connection_age: float = attrs.field(default=23.5 * 3600, converter=float, validator=positive_seconds)
+        backoff_initial: float = attrs.field(default=0.5, converter=float, validator=positive_seconds)
         backoff_max: float = attrs.field(default=30.0, converter=float, validator=_backoff_max)
         rest_snapshot: bool = False
-        rest_timeout: float = attrs.field(default=5.0, converter=float, validator=_seconds)
+        rest_timeout: float = attrs.field(default=5.0, converter=float, validator=positive_seconds)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else BinanceFeed.Config()

@@ -25,8 +25,8 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 import mmframe
 from mmframe import DepthSnapshot, MarketData, PriceTick
-from mmframe._plugins import get_feeds, make_plugin_manager
 from mmframe.config import structure_config
+from mmframe.testing import load_plugins
 
 GUARD = 600.0  # virtual seconds before a wait is declared hung
 
@@ -570,9 +570,9 @@ def test_config_errors_name_the_key(options: dict[str, Any], key: str) -> None:
 
 def test_the_plugin_registers_the_feed_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MMFRAME_LOAD_PLUGINS", raising=False)
-    pm = make_plugin_manager()
-    assert pm.get_plugin("binance") is mmframe_binance
-    assert get_feeds(pm)["binance"] is BinanceFeed
+    loaded = load_plugins()
+    assert loaded.plugin("binance") is mmframe_binance
+    assert loaded.feeds["binance"] is BinanceFeed
 
 
 def test_the_feed_fits_the_protocol() -> None:

@@ -25,8 +25,7 @@ import redis
 import trio
 from mmframe_binance.testing import FakeBinance
 
-from mmframe._store import Store, seed_sql
-from mmframe.testing import RedisServer, run_sql
+from mmframe.testing import RedisServer, run_sql, seed_sql
 
 PRICE_CHANNEL = "price:update:binance:BTCUSDT"
 
@@ -71,9 +70,7 @@ async def test_a_publisher_and_a_server_follow_binance_through_redis_and_survive
 ) -> None:
     fake = FakeBinance()
     ws_url = await nursery.start(fake.serve)
-    store = Store(f"sqlite:///{tmp_path / 'mm.sqlite'}")
-    run_sql(store, seed_sql())  # the seed's markets: BTCUSDT and ETHUSDT on external_index_follow
-    store.close()
+    run_sql(f"sqlite:///{tmp_path / 'mm.sqlite'}", seed_sql())  # the seed's markets: BTCUSDT and ETHUSDT
     env = {**os.environ, "MARKET_REDIS_HOST": "127.0.0.1", "MARKET_REDIS_PORT": str(private_redis.port),
            "MMFRAME_API_TOKEN": "e2e-token"}
     env.pop("MMFRAME_FEED", None)

@@ -1,5 +1,5 @@
-"""What the tests share: the seed's two configs (copied literally), a scripted feed plugin, and an engine on the
-paper sink run by a StrategyManager (the same rig as mmframe's own engine tests, copied here)."""
+"""What the tests share: the seed's two configs (copied literally), the market spec the engine tests run, and an
+engine on the paper sink with the real plugin module (mmframe.testing's harness)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,15 @@ import json
 import re
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, ClassVar
+from typing import Any
 
-import attrs
 import mmframe_external_index_follow
 import trio
 import trio.testing
 
-from mmframe import Market, Side, hookimpl
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketRunner, MarketSpec, MarketStatus
-from mmframe._engine.risk import RiskLimits
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
-from mmframe._store import seed_sql
-from mmframe.testing import ScriptedFeed
+from mmframe import Market, MarketKey, MarketSpec, RiskLimits
+from mmframe.testing import Harness, PaperSink, seed_sql
+from mmframe.testing import start_engine as start_harness
 
 # The seed's SQL (seeds/000) verbatim, as mmframe ships it, and its strategy config: the JSON text of its
 # strategy_strategy INSERT, literally.
@@ -105,30 +98,13 @@ def seed_levels() -> list[tuple[float, float]]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The engine rig: a scripted feed, the paper sink, a StrategyManager with the real plugin module registered
+# The engine: the paper sink, the real plugin module, mmframe.testing's scripted feed (registered as ``scripted``)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class IndexFeed(ScriptedFeed):
-    """A ScriptedFeed registered as ``scripted``; every instance the engine makes is kept in ``instances``."""
-
-    name: ClassVar[str] = "scripted"
-    instances: ClassVar[list[IndexFeed]] = []
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        IndexFeed.instances.append(self)
-
-
-class FeedPlugin:
-    @hookimpl
-    def register_feeds(self, register: Any) -> None:
-        register(IndexFeed)
-
-
 def plugins() -> tuple[object, ...]:
-    """The real strategy plugin (the module its entry point names) and the scripted feed."""
-    return (mmframe_external_index_follow, FeedPlugin())
+    """The real strategy plugin (the module its entry point names)."""
+    return (mmframe_external_index_follow,)
 
 
 def spec(config: dict[str, Any] | None = None, **kwargs: Any) -> MarketSpec:
@@ -147,56 +123,18 @@ def spec(config: dict[str, Any] | None = None, **kwargs: Any) -> MarketSpec:
     return MarketSpec(**values)
 
 
-@attrs.define
-class Engine:
-    manager: StrategyManager
-    sink: PaperSink
-
-    @property
-    def feed(self) -> IndexFeed:
-        return IndexFeed.instances[-1]
-
-    def tick(self, price: str | Decimal, **kwargs: Any) -> None:
-        self.feed.push_price("BTCUSDT", price, **kwargs)
-
-    def ours(self) -> list[Any]:
-        """Our orders resting on the paper book (the sink's owner), in arrival order."""
-        return [o for o in self.sink.book("BTC/USDT").open_orders() if o.owner == self.sink.config.owner]
-
-    def others(self) -> list[Any]:
-        return [o for o in self.sink.book("BTC/USDT").open_orders() if o.owner != self.sink.config.owner]
-
-    def ladder(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """``(bids best first, asks best first)`` of our resting orders as ``(price, remaining quantity)``."""
-        orders = self.ours()
-        bids = sorted(((o.price, o.remaining_quantity) for o in orders if o.side is Side.BUY), reverse=True)
-        asks = sorted((o.price, o.remaining_quantity) for o in orders if o.side is Side.SELL)
-        return bids, asks
-
-    def prices(self) -> tuple[list[Decimal], list[Decimal]]:
-        bids, asks = self.ladder()
-        return [p for p, _ in bids], [p for p, _ in asks]
-
-    def status(self) -> MarketStatus:
-        return self.manager.status(KEY)[0]
-
-    def runner(self) -> MarketRunner:
-        runner = self.manager.runner(KEY)
-        assert runner is not None
-        return runner
-
-    def messages(self) -> int:
-        status = self.status()
-        return status.orders_placed + status.orders_cancelled
+#: The engine the tests drive: mmframe.testing's Harness (``start``, ``push_tick``, ``status``, ``ladder``, ...).
+Engine = Harness
 
 
 async def start_engine(nursery: trio.Nursery, sink: PaperSink | None = None) -> Engine:
-    IndexFeed.instances.clear()
-    pm = make_plugin_manager(load_entrypoints=False, plugins=plugins())
-    sink = sink or PaperSink()
-    manager = StrategyManager(sink, pm, instance_id="t")
-    await nursery.start(manager.run)
-    return Engine(manager, sink)
+    return await start_harness(nursery, *plugins(), sink=sink)
+
+
+def messages(engine: Engine) -> int:
+    """Orders placed and cancelled so far."""
+    status = engine.status()
+    return status.orders_placed + status.orders_cancelled
 
 
 async def settle() -> None:

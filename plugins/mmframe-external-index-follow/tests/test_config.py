@@ -13,7 +13,7 @@ import trio
 from mmframe_external_index_follow import Config, ExternalIndexFollow, Level
 
 from mmframe import ConfigError, OrderType, structure_config
-from mmframe._plugins import get_strategies, list_plugins, make_plugin_manager
+from mmframe.testing import load_plugins
 
 from .helpers import BTC, D, flat_config, seed_config, settle, spec, start_engine
 
@@ -138,9 +138,9 @@ def test_the_plugin_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("MMFRAME_LOAD_PLUGINS", raising=False)
     (ep,) = [e for e in importlib.metadata.entry_points(group="mmframe") if e.name == "external_index_follow"]
     assert ep.value == "mmframe_external_index_follow"
-    pm = make_plugin_manager()
-    assert get_strategies(pm)["external_index_follow"] is ExternalIndexFollow
-    info = {i.name: i for i in list_plugins(pm)}["external_index_follow"]
+    loaded = load_plugins()
+    assert loaded.strategies["external_index_follow"] is ExternalIndexFollow
+    info = {i.name: i for i in loaded.info}["external_index_follow"]
     assert info.distribution == "mmframe-external-index-follow" and "register_strategies" in info.hooks
 
 
@@ -164,16 +164,15 @@ async def test_the_seed_flat_config_runs_with_one_warning_and_no_market_order(
     """The flat form on the engine for a minute of virtual time: one warning, only the ladder's limit orders."""
     caplog.set_level(logging.INFO)
     engine = await start_engine(nursery)
-    await engine.manager.start_market(spec(flat_config()))
+    await engine.start(spec(flat_config()))
     for second in range(60):
-        engine.tick(D(45000) + second % 2)  # a price that moves, so the ladder moves too
+        engine.push_tick(D(45000) + second % 2)  # a price that moves, so the ladder moves too
         await trio.sleep(1)
     await settle()
     warnings = [r for r in caplog.records if "ignoring" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     # Every order ever sent went through the tracker: all limit orders of the ladder, none a market/IOC order.
-    runner = engine.runner()
-    sent = list(runner.tracker.live()) + runner.tracker.finished()
+    sent = engine.live_orders(include_cancelling=True) + engine.finished_orders()
     assert sent and {o.request.type for o in sent} == {OrderType.LIMIT}
     assert {o.request.tag for o in sent} <= {f"L{i}" for i in range(1, 11)}
     status = engine.status()

@@ -12,7 +12,6 @@ port 0 and real HTTP.
 
 from __future__ import annotations
 
-import decimal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -24,25 +23,30 @@ import pytest
 import trio
 import trio.testing
 
-from mmframe import ConfigError, DepthSnapshot, OrderType, Quote, Side, Strategy, StrategyContext, hookimpl
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec
-from mmframe._engine.risk import RiskLimits
-from mmframe._plugins import make_plugin_manager
-from mmframe._service import Service
-from mmframe._settings import Settings
-from mmframe._store import MarketDescription, Store
-from mmframe.testing import run_sql
+from mmframe import (
+    ConfigError,
+    DepthSnapshot,
+    MarketSpec,
+    OrderType,
+    Quote,
+    RiskLimits,
+    Side,
+    Strategy,
+    StrategyContext,
+    hookimpl,
+)
+from mmframe.feedtools import FeedSymbolStats
+from mmframe.testing import ScriptedFeed, ServiceHarness, describe_market, run_service, seed_database, start_engine
 
-from .helpers import BTC, SEED_SQL, IndexFeed, flat_config, plugins, seed_config, settle, spec, start_engine
+from .helpers import BTC, flat_config, plugins, seed_config, settle, spec
+from .helpers import start_engine as start_eif_engine
 
 TOKEN = "eif-hostile-token"
 BTC_BODY = {"symbol": "BTC/USDT", "market_type": 1}
 ETH_BODY = {"symbol": "ETH/USDT", "market_type": 1}
 
 
-class PricedFeed(IndexFeed):
+class PricedFeed(ScriptedFeed):
     """The scripted feed, with the last price of every symbol pushed (as the real feeds' ``symbol_statistics``)."""
 
     name: ClassVar[str] = "scripted"
@@ -52,39 +56,30 @@ class PricedFeed(IndexFeed):
         self.last_prices[symbol] = tick.price
         return tick
 
-    def symbol_statistics(self, symbol: str) -> Any:
-        return _Stats(self.last_prices.get(symbol))
+    def symbol_statistics(self, symbol: str) -> FeedSymbolStats:
+        return FeedSymbolStats(self.name, symbol, last_price=self.last_prices.get(symbol), connected=True)
 
     @property
     def last_prices(self) -> dict[str, Decimal]:
         return self.__dict__.setdefault("_last_prices", {})
 
 
-@attrs.frozen
-class _Stats:
-    last_price: Decimal | None
-
-
-class PricedFeedPlugin:
-    @hookimpl
-    def register_feeds(self, register: Any) -> None:
-        register(PricedFeed)
-
-
 @attrs.define
 class Running:
-    service: Service
-    sink: PaperSink
-    client: httpx.AsyncClient
+    service: ServiceHarness
+
+    @property
+    def sink(self) -> Any:
+        return self.service.sink
 
     @property
     def feed(self) -> PricedFeed:
-        feed = IndexFeed.instances[-1]
+        feed = self.service.engine.feed("BTC/USDT")
         assert isinstance(feed, PricedFeed)
         return feed
 
     async def post(self, path: str, body: Any) -> httpx.Response:
-        return await self.client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        return await self.service.post(path, body)
 
     async def update(self, body: dict[str, Any], **config: Any) -> httpx.Response:
         return await self.post("/api/v1/strategy/config/update", {**body, "config": config})
@@ -93,7 +88,7 @@ class Running:
         return await self.post("/api/v1/strategy/reload", body)
 
     async def status(self, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self.client.get("/api/v1/strategy/status", params=body)).json()["data"]  # type: ignore[no-any-return]
+        return (await self.service.get("/api/v1/strategy/status", **body)).json()["data"]  # type: ignore[no-any-return]
 
     def book(self, symbol: str) -> list[Any]:
         return self.sink.book(symbol).open_orders()
@@ -108,27 +103,16 @@ class Running:
 async def running_service(tmp_path: Any, options: dict[str, Any] | None = None) -> AsyncIterator[Running]:
     """The seed's two markets (BTC/USDT and ETH/USDT: tick 0.1, 4 price and 2 quantity decimals, minimum 0.01) run by
     the real strategy, both quoting; BTC/USDT with the engine *options* when given."""
-    IndexFeed.instances.clear()
-    store = Store(f"sqlite:///{tmp_path / 'mmframe.sqlite'}")
-    run_sql(store, SEED_SQL)  # the seed's tables and rows first, then mmframe's own beside them
-    store.init()
+    url = f"sqlite:///{tmp_path / 'mmframe.sqlite'}"
+    seed_database(url)  # the seed's tables and rows first, then mmframe's own beside them
     if options is not None:
-        store.save_market(879, 1, MarketDescription("BTC/USDT", "0.1", 4, 2, "0.01", options=options))
-    settings = Settings(db_url=str(store.engine.url), api_port=0, api_token=TOKEN, feed="scripted")
-    sink = PaperSink()
-    pm = make_plugin_manager(load_entrypoints=False, plugins=(*plugins()[:1], PricedFeedPlugin()))
-    service = Service(settings, store, pm, sink)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            async with httpx.AsyncClient(base_url=service.binds[0], timeout=10) as client:
-                running = Running(service, sink, client)
-                await running.quote()
-                assert len(running.book("BTC/USDT")) == 20 and len(running.book("ETH/USDT")) == 20
-                yield running
-            await service.aclose()
-    finally:
-        store.close()
+        describe_market(url, 879, 1, symbol="BTC/USDT", tick_size="0.1", price_precision=4, quantity_precision=2,
+                        min_quantity="0.01", options=options)
+    async with run_service(url, *plugins(), feeds=[PricedFeed], api_token=TOKEN) as service:
+        running = Running(service)
+        await running.quote()
+        assert len(running.book("BTC/USDT")) == 20 and len(running.book("ETH/USDT")) == 20
+        yield running
 
 
 async def still_quoting(running: Running, body: dict[str, Any] = BTC_BODY, orders: int = 20) -> None:
@@ -207,12 +191,11 @@ class DepthCrashPlugin:
 
 
 async def test_the_dry_build_looks_at_the_local_book_and_checks_what_a_sweep_sends(nursery: trio.Nursery) -> None:
-    manager = StrategyManager(PaperSink(), make_plugin_manager(load_entrypoints=False, plugins=(DepthCrashPlugin(),)))
-    await nursery.start(manager.run)
+    engine = await start_engine(nursery, DepthCrashPlugin())
 
     def dry(**config: Any) -> Any:
-        return manager.dry_build(MarketSpec(market=BTC, strategy="depth_crash", strategy_config=config,
-                                            risk=RiskLimits(max_order_quantity="5")))
+        return engine.dry_build(MarketSpec(market=BTC, strategy="depth_crash", strategy_config=config,
+                                           risk=RiskLimits(max_order_quantity="5")))
 
     assert len(dry().quotes) == 2
     with pytest.raises(ConfigError, match=r"cannot handle a snapshot of the local book .*DivisionByZero"):
@@ -223,25 +206,18 @@ async def test_the_dry_build_looks_at_the_local_book_and_checks_what_a_sweep_sen
 
 
 async def test_a_sweep_is_never_larger_than_max_order_quantity(nursery: trio.Nursery, autojump_clock: Any) -> None:
-    engine = await start_engine(nursery)
+    engine = await start_eif_engine(nursery)
     config = seed_config(base_quantity=1, depth_levels=[{"spread_percent": 0.03, "quantity_ratio": 1}],
                          opponent_detection_enabled=True, max_sweep_quantity=5, max_order_quantity="0.7",
                          refresh_interval_ms=500)
-    await engine.manager.start_market(spec(config, stale_after=3600.0))
-    engine.tick("45000")
+    await engine.start(spec(config, stale_after=3600.0))
+    engine.push_tick("45000")
     await settle()
     engine.sink.submit_external("BTC/USDT", side=Side.SELL, type=OrderType.LIMIT, quantity=Decimal(3),
                                 price=Decimal(44500), owner="alice")
     await trio.sleep(0.6)
     status = engine.status()
     assert status.strategy_status["sweeps"] == 1 and status.position == Decimal("0.7")
-
-
-def test_a_decimal_failure_is_described_not_listed() -> None:
-    from mmframe._engine.manager import _describe
-
-    text = _describe(decimal.InvalidOperation([decimal.InvalidOperation]))
-    assert "[<class" not in text and text.startswith("InvalidOperation: a value too large or too precise")
 
 
 # ---- B: risk.settled_band ---------------------------------------------------------------------------------------
@@ -283,8 +259,7 @@ async def test_a_change_that_empties_the_book_is_refused_naming_the_key(tmp_path
 async def test_an_empty_stored_config_does_not_let_junk_through(tmp_path: Any) -> None:
     """Once the stored config yielded an empty book, every other junk change passed too."""
     async with running_service(tmp_path) as running:
-        store = running.service.store
-        await trio.to_thread.run_sync(store.save_override, 879, 1, {"base_quantity": "0.001"})  # past the API
+        await running.service.save_override(879, 1, {"base_quantity": "0.001"})  # past the API
         response = await running.update(BTC_BODY, base_quantity="0.002")
         assert response.status_code == 400, response.text
         assert response.json()["message"].startswith("config.base_quantity: ")
@@ -293,7 +268,7 @@ async def test_an_empty_stored_config_does_not_let_junk_through(tmp_path: Any) -
         assert (await running.update(BTC_BODY, max_active_orders=50)).status_code == 200
         assert (await running.update(BTC_BODY, base_quantity=2)).status_code == 200
         # A reload that would empty a quoting market's book answers 422 and leaves it quoting.
-        await trio.to_thread.run_sync(store.save_override, 879, 1, {"base_quantity": "0.001"})
+        await running.service.save_override(879, 1, {"base_quantity": "0.001"})
         reload = await running.reload(BTC_BODY)
         assert reload.status_code == 422, reload.text
         assert "keeps running on its previous config" in reload.json()["message"]
@@ -320,8 +295,7 @@ async def test_a_switch_of_the_index_to_another_instrument_is_refused(tmp_path: 
         running.feed.push_price("ETHUSDC", "3001")
         assert (await running.update(ETH_BODY, external_symbol="ETHUSDC")).status_code == 200
         # Past the API, in the database: the reload answers 422 and ETH/USDT quotes on at ETH's price.
-        store = running.service.store
-        await trio.to_thread.run_sync(store.save_override, 880, 1, {"external_symbol": "BTCUSDT"})
+        await running.service.save_override(880, 1, {"external_symbol": "BTCUSDT"})
         reload = await running.reload(ETH_BODY)
         assert reload.status_code == 422, reload.text
         assert "keeps running on its previous config" in reload.json()["message"]

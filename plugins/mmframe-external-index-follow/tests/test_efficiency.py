@@ -29,11 +29,11 @@ async def replay(prices: list[tuple[int, Decimal]], mode: str) -> tuple[int, int
     ``(orders placed, orders cancelled, final status)``."""
     async with trio.open_nursery() as nursery:
         engine = await start_engine(nursery)
-        await engine.manager.start_market(spec(seed_config(mode=mode)))
+        await engine.start(spec(seed_config(mode=mode)))
         start = trio.current_time()
         for t, price in prices:
             await trio.sleep_until(start + t)
-            engine.tick(price)
+            engine.push_tick(price)
         await trio.sleep(1)
         await settle()
         status = engine.status()

@@ -1,4 +1,4 @@
-"""The strategy on the engine: a scripted index feed, the paper sink, a StrategyManager, trio's MockClock."""
+"""The strategy on the engine (mmframe.testing's harness): a scripted index feed, the paper sink, the MockClock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from .helpers import D, Engine, expected_ladder, seed_config, seed_levels, settle, spec, start_engine
+from .helpers import D, Engine, expected_ladder, messages, seed_config, seed_levels, settle, spec, start_engine
 
 
 def within_variation(actual: list[tuple[Decimal, Decimal]], nominal: list[tuple[Decimal, Decimal]]) -> bool:
@@ -20,8 +20,8 @@ def within_variation(actual: list[tuple[Decimal, Decimal]], nominal: list[tuple[
 
 async def quoting(nursery: trio.Nursery, index: str = "45000.00", **spec_kwargs: Any) -> Engine:
     engine = await start_engine(nursery)
-    await engine.manager.start_market(spec(**spec_kwargs))
-    engine.tick(index)
+    await engine.start(spec(**spec_kwargs))
+    engine.push_tick(index)
     await settle()
     return engine
 
@@ -61,7 +61,7 @@ async def test_a_moving_index_moves_only_the_levels_that_moved(nursery: trio.Nur
     assert (start.orders_placed, start.orders_cancelled) == (20, 0)
 
     # 0.05 is far below price_change_amount (1.0): nothing is sent while the maintenance interval (1 s) runs.
-    engine.tick("45000.05")
+    engine.push_tick("45000.05")
     await trio.sleep(0.5)
     assert (engine.status().orders_placed, engine.status().orders_cancelled) == (20, 0)
 
@@ -77,7 +77,7 @@ async def test_a_moving_index_moves_only_the_levels_that_moved(nursery: trio.Nur
     assert within_variation(engine.ladder()[0], after[0]) and within_variation(engine.ladder()[1], after[1])
 
     # A move of at least price_change_amount requotes at once, without waiting for the maintenance interval.
-    engine.tick("45002.05")
+    engine.push_tick("45002.05")
     await settle()
     later = expected_ladder("45002.05", seed_levels(), 10)
     moved_again = sum(a[0] != b[0] for a, b in zip(after[0] + after[1], later[0] + later[1], strict=True))
@@ -87,19 +87,19 @@ async def test_a_moving_index_moves_only_the_levels_that_moved(nursery: trio.Nur
 
     # An unchanged index sends nothing, however long it lasts.
     for _ in range(10):
-        engine.tick("45002.05")
+        engine.push_tick("45002.05")
         await trio.sleep(1)
-    assert engine.messages() == 20 + 2 * (moved + moved_again)
+    assert messages(engine) == 20 + 2 * (moved + moved_again)
 
 
 async def test_a_stale_index_pulls_the_ladder_until_a_fresh_tick(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await quoting(nursery, "45000", stale_after=5.0)
-    assert len(engine.ours()) == 20
+    assert len(engine.our_orders()) == 20
     await trio.sleep(4)
-    assert len(engine.ours()) == 20 and not engine.status().stale
+    assert len(engine.our_orders()) == 20 and not engine.status().stale
     await trio.sleep(2.5)  # no tick for more than stale_after
-    assert engine.status().stale and engine.ours() == []
-    engine.tick("45010")
+    assert engine.status().stale and engine.our_orders() == []
+    engine.push_tick("45010")
     await settle()
     assert not engine.status().stale
     want = expected_ladder("45010", seed_levels(), 10)
@@ -108,19 +108,19 @@ async def test_a_stale_index_pulls_the_ladder_until_a_fresh_tick(nursery: trio.N
 
 async def test_a_bad_tick_is_not_quoted_until_confirmed(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await start_engine(nursery)
-    await engine.manager.start_market(spec(confirm_ticks=3))
+    await engine.start(spec(confirm_ticks=3))
     t0 = time.time()
-    engine.tick("45000", timestamp=t0)
+    engine.push_tick("45000", timestamp=t0)
     await settle()
     first = engine.prices()
-    engine.tick("50000", timestamp=t0 + 0.01)  # an 11 % jump (max_tick_jump 10 %): rejected
+    engine.push_tick("50000", timestamp=t0 + 0.01)  # an 11 % jump (max_tick_jump 10 %): rejected
     await trio.sleep(2)
-    engine.tick("50000", timestamp=t0 + 0.02)  # the second agreeing tick: still rejected
+    engine.push_tick("50000", timestamp=t0 + 0.02)  # the second agreeing tick: still rejected
     await trio.sleep(2)
     assert engine.status().ticks_rejected == 2 and engine.status().index_price == D("45000")  # in doubt: ...
     assert engine.status().index_in_doubt and engine.prices() == ([], [])  # ... nothing quoted off either price
     assert first[0] and first[1]
-    engine.tick("50000", timestamp=t0 + 0.03)  # the third agrees: the new level is accepted, the ladder follows
+    engine.push_tick("50000", timestamp=t0 + 0.03)  # the third agrees: the new level is accepted, the ladder follows
     await settle()
     want = expected_ladder("50000", seed_levels(), 10)
     assert engine.prices() == ([p for p, _ in want[0]], [p for p, _ in want[1]])
@@ -132,24 +132,24 @@ async def test_max_active_orders_caps_the_ladder(nursery: trio.Nursery, autojump
     want = expected_ladder("45000", seed_levels(), 10)
     assert bids == [p for p, _ in want[0][:4]] and asks == [p for p, _ in want[1][:4]]
     for price in ("45003", "45006", "45010"):
-        engine.tick(price)
+        engine.push_tick(price)
         await trio.sleep(1)
-        assert len(engine.ours()) == 8 and engine.status().active_orders <= 9
+        assert len(engine.our_orders()) == 8 and engine.status().active_orders <= 9
     assert engine.status().orders_vetoed == 0
 
 
 async def test_orders_older_than_order_timeout_are_replaced(nursery: trio.Nursery, autojump_clock: Any) -> None:
     config = seed_config(order_timeout_sec=5)
     engine = await quoting(nursery, "45000", strategy_config=config, stale_after=3600.0)
-    first = {o.client_order_id for o in engine.ours()}
-    (created,) = {o.created_at for o in engine.runner().tracker.quoting()}
+    first = {o.client_order_id for o in engine.our_orders()}
+    (created,) = {o.created_at for o in engine.live_orders()}
     assert len(first) == 20
     await trio.sleep(4.5)
-    assert {o.client_order_id for o in engine.ours()} == first  # not old enough yet
+    assert {o.client_order_id for o in engine.our_orders()} == first  # not old enough yet
     await trio.sleep(1.0)
-    second = {o.client_order_id for o in engine.ours()}
+    second = {o.client_order_id for o in engine.our_orders()}
     assert len(second) == 20 and not first & second  # every order was replaced, the ladder is whole again
-    assert all(o.created_at >= created + 5 for o in engine.runner().tracker.quoting())
+    assert all(o.created_at >= created + 5 for o in engine.live_orders())
     status = engine.status()
     assert (status.orders_placed, status.orders_cancelled) == (40, 20)
     assert status.strategy_status["timed_out_orders"] == 20
@@ -162,13 +162,13 @@ async def test_order_refresh_replaces_the_oldest_share_each_interval(
 ) -> None:
     config = seed_config(order_refresh_interval_sec=10, order_refresh_percent=0.1)
     engine = await quoting(nursery, "45000", strategy_config=config, stale_after=3600.0)
-    original = {o.client_order_id for o in engine.ours()}
+    original = {o.client_order_id for o in engine.our_orders()}
     rounds: list[set[str]] = []  # the ids each refresh round placed
     seen = set(original)
     await trio.sleep(0.5)
     for n in range(1, 12):
         await trio.sleep(10)
-        now = {o.client_order_id for o in engine.ours()}
+        now = {o.client_order_id for o in engine.our_orders()}
         assert len(now) == 20
         new = now - seen
         assert len(new) == 2, n  # 10 % of 20 orders replaced each interval

@@ -16,12 +16,10 @@ pytest.importorskip("mmframe_match_engine")
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Side
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketState
-from mmframe._plugins import make_plugin_manager
+from mmframe import MarketState, Side
+from mmframe.testing import start_engine
 
-from .helpers import KEY, IndexFeed, expected_ladder, plugins, seed_levels, spec
+from .helpers import KEY, expected_ladder, plugins, seed_levels, spec
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 5.0, what: str = "") -> None:
@@ -38,17 +36,15 @@ async def test_the_seed_ladder_on_the_reference_match_engine(nursery: trio.Nurse
     binds = await nursery.start(serve_engine, engine, "127.0.0.1", 0)
     url = binds[0]
     sink = MatchEngineSink(MatchEngineSink.Config(endpoint=url, timeout=2.0, backoff=0.02, breaker_cooldown=0.1))
-    IndexFeed.instances.clear()
-    manager = StrategyManager(sink, make_plugin_manager(load_entrypoints=False, plugins=plugins()), instance_id="t")
-    await nursery.start(manager.run)
-    status = await manager.start_market(spec())
+    harness = await start_engine(nursery, *plugins(), sink=sink, instance_id="t")
+    status = await harness.start(spec())
     assert status.state is MarketState.RUNNING
     await eventually(lambda: not sink.degraded, what="the sink connects to the engine")
 
     def ours() -> list[Any]:
         return engine.open_orders("BTC/USDT", "t-")
 
-    IndexFeed.instances[-1].push_price("BTCUSDT", "45000.00")
+    harness.push_tick("45000.00")
     await eventually(lambda: len(ours()) == 20, what="20 orders on the engine's book")
     want_bids, want_asks = expected_ladder("45000.00", seed_levels(), 10)
     orders = ours()
@@ -64,14 +60,14 @@ async def test_the_seed_ladder_on_the_reference_match_engine(nursery: trio.Nurse
     assert [Decimal(p) for p, _ in depth["bids"]] == [p for p, _ in want_bids]
     assert [Decimal(p) for p, _ in depth["asks"]] == [p for p, _ in want_asks]
     assert all(len(p.split(".")[1]) == 4 for p, _ in depth["bids"] + depth["asks"])  # the price precision
-    await eventually(lambda: manager.status(KEY)[0].active_orders == 20, what="the tracker knows the 20 orders")
+    await eventually(lambda: harness.status(KEY).active_orders == 20, what="the tracker knows the 20 orders")
     # A move of at least price_change_amount: the ladder follows on the engine.
-    IndexFeed.instances[-1].push_price("BTCUSDT", "45100.00")
+    harness.push_tick("45100.00")
     moved_bids, moved_asks = expected_ladder("45100.00", seed_levels(), 10)
     await eventually(
         lambda: sorted(o.price for o in ours() if o.side is Side.SELL) == [p for p, _ in moved_asks]
         and sorted((o.price for o in ours() if o.side is Side.BUY), reverse=True) == [p for p, _ in moved_bids],
         what="the ladder moved to 45100",
     )
-    await manager.aclose()
+    await harness.aclose()
     assert ours() == []

@@ -14,19 +14,13 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
 from mmframe import Side
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._plugins import make_plugin_manager
-from mmframe._service import Service
-from mmframe._settings import Settings
-from mmframe._store import Store
-from mmframe.testing import split_sql
+from mmframe.testing import run_service, split_sql
 
-from .helpers import SEED_SQL, IndexFeed, expected_ladder, plugins, seed_config, seed_levels
+from .helpers import SEED_SQL, expected_ladder, plugins, seed_config, seed_levels
 
 MARIADB = ("127.0.0.1", 3306)
 TOKEN = "eif-test-token"
@@ -74,43 +68,31 @@ async def eventually(check: Callable[[], Any], seconds: float = 5.0, what: str =
 
 
 async def test_the_service_runs_the_seed_markets_from_mariadb(seeded_mariadb: str) -> None:
-    store = Store(seeded_mariadb)
-    store.init()  # mmframe's own tables beside the seed's; the seed's are left as they are
-    sink = PaperSink()
-    pm = make_plugin_manager(load_entrypoints=False, plugins=plugins())
-    settings = Settings(db_url=seeded_mariadb, api_port=0, api_token=TOKEN, feed="scripted")
-    IndexFeed.instances.clear()
-    service = Service(settings, store, pm, sink)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            async with httpx.AsyncClient(base_url=service.binds[0], timeout=10) as client:
-                rows = {r["id"]: r for r in (await client.get("/api/v1/strategies")).json()}
-                assert set(rows) == {"879_1", "880_1"}
-                assert rows["879_1"]["is_running"] and rows["880_1"]["is_running"]
-                assert rows["879_1"]["symbol"] == "BTC/USDT" and rows["880_1"]["symbol"] == "ETH/USDT"
+    # mmframe's own tables are made beside the seed's; the seed's are left as they are
+    async with run_service(seeded_mariadb, *plugins(), api_token=TOKEN) as service:
+        client = service.client
+        rows = {r["id"]: r for r in (await client.get("/api/v1/strategies")).json()}
+        assert set(rows) == {"879_1", "880_1"}
+        assert rows["879_1"]["is_running"] and rows["880_1"]["is_running"]
+        assert rows["879_1"]["symbol"] == "BTC/USDT" and rows["880_1"]["symbol"] == "ETH/USDT"
 
-                IndexFeed.instances[-1].push_price("BTCUSDT", "45000.00")
+        service.engine.push_tick("45000.00", market="BTC/USDT")
 
-                def btc() -> list[Any]:
-                    return sink.book("BTC/USDT").open_orders()
+        def btc() -> list[Any]:
+            return service.engine.book("BTC/USDT").open_orders()
 
-                await eventually(lambda: len(btc()) == 20, what="20 orders on BTC/USDT's book")
-                want_bids, want_asks = expected_ladder("45000.00", seed_levels(), 10)
-                bids = sorted((o.price for o in btc() if o.side is Side.BUY), reverse=True)
-                asks = sorted(o.price for o in btc() if o.side is Side.SELL)
-                assert bids == [p for p, _ in want_bids] and asks == [p for p, _ in want_asks]
-                assert sink.book("ETH/USDT").open_orders() == []  # no ETH index yet: nothing quoted there
+        await eventually(lambda: len(btc()) == 20, what="20 orders on BTC/USDT's book")
+        want_bids, want_asks = expected_ladder("45000.00", seed_levels(), 10)
+        bids = sorted((o.price for o in btc() if o.side is Side.BUY), reverse=True)
+        asks = sorted(o.price for o in btc() if o.side is Side.SELL)
+        assert bids == [p for p, _ in want_bids] and asks == [p for p, _ in want_asks]
+        assert service.engine.book("ETH/USDT").open_orders() == []  # no ETH index yet
 
-                response = await client.get("/api/v1/strategy/status", params={"symbol": "BTC/USDT",
-                                                                                 "market_type": 1})
-                data = response.json()["data"]
-                assert data["status"] == "running" and data["config"] == seed_config()
-                assert data["metrics"]["active_orders"] == 20
-                assert data["strategy_status"]["anchor_reference"] == "45000.00"
-                assert data["strategy_status"]["bids_quoted"] == 10
-                assert Decimal(data["current_price"]) == Decimal("45000")
-            await service.aclose()
-    finally:
-        store.close()
-    assert sink.book("BTC/USDT").open_orders() == []  # stopping cancelled them
+        response = await client.get("/api/v1/strategy/status", params={"symbol": "BTC/USDT", "market_type": 1})
+        data = response.json()["data"]
+        assert data["status"] == "running" and data["config"] == seed_config()
+        assert data["metrics"]["active_orders"] == 20
+        assert data["strategy_status"]["anchor_reference"] == "45000.00"
+        assert data["strategy_status"]["bids_quoted"] == 10
+        assert Decimal(data["current_price"]) == Decimal("45000")
+    assert service.engine.book("BTC/USDT").open_orders() == []  # stopping cancelled them

@@ -27,8 +27,8 @@ SWEEP_CONFIG = seed_config(
 
 async def quoting(nursery: trio.Nursery, config: dict[str, Any] | None = None) -> Engine:
     engine = await start_engine(nursery)
-    await engine.manager.start_market(spec(SWEEP_CONFIG if config is None else config, stale_after=3600.0))
-    engine.tick("45000")
+    await engine.start(spec(SWEEP_CONFIG if config is None else config, stale_after=3600.0))
+    engine.push_tick("45000")
     await settle()
     assert engine.prices() == ([D(43650)], [D(46350)])
     return engine
@@ -36,13 +36,11 @@ async def quoting(nursery: trio.Nursery, config: dict[str, Any] | None = None) -
 
 def other(engine: Engine, side: Side, price: str, quantity: str, owner: str = "alice") -> None:
     """Another participant's limit order on our exchange's book."""
-    engine.sink.submit_external(
-        "BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D(quantity), price=D(price), owner=owner
-    )
+    engine.take(side, D(quantity), D(price), type=OrderType.LIMIT, owner=owner)
 
 
 def others(engine: Engine) -> list[tuple[Side, Decimal, Decimal]]:
-    return [(o.side, o.price, o.remaining_quantity) for o in engine.others()]
+    return [(o.side, o.price, o.remaining_quantity) for o in engine.other_orders()]
 
 
 async def test_a_mispriced_ask_below_the_reference_is_taken(nursery: trio.Nursery, autojump_clock: Any) -> None:
@@ -54,8 +52,7 @@ async def test_a_mispriced_ask_below_the_reference_is_taken(nursery: trio.Nurser
     assert others(engine) == []  # taken whole
     assert status.strategy_status["sweeps"] == 1 and D(status.strategy_status["sweep_filled"]) == D("0.3")
     assert status.orders_vetoed == 0
-    runner = engine.runner()
-    (ioc,) = [o for o in runner.tracker.finished() if o.request.type is OrderType.IOC]
+    (ioc,) = [o for o in engine.finished_orders() if o.request.type is OrderType.IOC]
     assert ioc.side is Side.BUY and ioc.price == D("44500.0000") and ioc.request.tag == "sweep"
     assert engine.prices() == ([D(43650)], [D(46350)])  # the ladder is untouched
 
@@ -106,7 +103,7 @@ async def test_a_bid_beyond_the_deviation_is_left_alone(nursery: trio.Nursery, a
 
 async def test_without_opponent_detection_nothing_is_swept(nursery: trio.Nursery, autojump_clock: Any) -> None:
     engine = await quoting(nursery, {**SWEEP_CONFIG, "opponent_detection_enabled": False})
-    assert engine.runner().strategy.local_depth_interval is None
+    assert engine.strategy().local_depth_interval is None
     other(engine, Side.SELL, "44500", "0.3")
     await trio.sleep(5)
     assert engine.status().position == 0 and others(engine) == [(Side.SELL, D(44500), D("0.3"))]
@@ -117,8 +114,8 @@ async def test_our_own_orders_are_never_swept(nursery: trio.Nursery, autojump_cl
     # rises to 47000 our own ask at 46350 is 1.4 % below the reference: it must not look like a mispriced order.
     config = {**SWEEP_CONFIG, "price_change_amount": 5000, "maintenance_interval": "1h"}
     engine = await quoting(nursery, config)
-    (our_ask,) = [o for o in engine.ours() if o.side is Side.SELL]
-    engine.tick("47000")
+    (our_ask,) = [o for o in engine.our_orders() if o.side is Side.SELL]
+    engine.push_tick("47000")
     await trio.sleep(3)
     status = engine.status()
     assert status.index_price == D(47000) and engine.prices() == ([D(43650)], [D(46350)])
@@ -135,5 +132,5 @@ async def test_our_own_orders_are_never_swept(nursery: trio.Nursery, autojump_cl
     status = engine.status()
     assert status.position == D("0.3") and status.orders_vetoed == 0
     assert sorted(others(engine)) == [(Side.SELL, D(46350), D("0.3")), (Side.SELL, D(46400), D("0.2"))]
-    (still,) = [o for o in engine.ours() if o.side is Side.SELL]
+    (still,) = [o for o in engine.our_orders() if o.side is Side.SELL]
     assert still.client_order_id == our_ask.client_order_id and still.filled_quantity == 0

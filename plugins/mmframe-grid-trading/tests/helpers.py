@@ -1,6 +1,6 @@
-"""What the tests share: a StrategyManager on the paper sink with the real plugin module and a scripted feed, a price
-path that trades against our orders on the paper book, and the invariant checks (one resting order per slot at
-most, after every event on the book and every order event the engine applies).
+"""What the tests share: an engine on the paper sink with the real plugin module and a scripted feed (mmframe.testing's
+harness), a price path that trades against our orders on the paper book, and the invariant checks (one resting order
+per slot at most, after every event on the book and every order event the engine applies).
 
 How a price path trades (:meth:`Rig.move`): when the price goes to *p*, another participant first takes every order
 of ours that *p* crossed (our bids at or above *p*, our asks at or below it) with an IOC order at *p*; the engine
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import mmframe_grid_trading
@@ -22,16 +22,25 @@ import trio
 import trio.testing
 from mmframe_grid_trading import GridTrading
 
-from mmframe import Fill, Market, OrderEvent, OrderType, Position, Side, hookimpl
-from mmframe._book import OrderState
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._engine.manager import HistoryLoader, StrategyManager
-from mmframe._engine.market import MarketRunner, MarketSpec, MarketStatus
-from mmframe._engine.risk import RiskLimits
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
+from mmframe import (
+    Fill,
+    Market,
+    MarketKey,
+    MarketSpec,
+    MarketStatus,
+    OrderEvent,
+    OrderType,
+    Position,
+    RiskLimits,
+    Side,
+    hookimpl,
+)
+from mmframe.book import OrderState
 from mmframe.protocols import Subscription
-from mmframe.testing import ScriptedFeed
+from mmframe.testing import Harness, PaperSink, start_engine
+
+#: ``await history(spec, client_prefix)``: the fills earlier runs recorded (the engine's history loader).
+HistoryLoader = Callable[[MarketSpec, str], Awaitable[Sequence[Fill]]]
 
 D = Decimal
 BTC = Market("BTC/USDT", tick_size="0.01", price_precision=2, quantity_precision=4, min_quantity="0.0001")
@@ -59,25 +68,8 @@ def grid_config(**changes: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The engine's parts: a scripted feed plugin and a paper sink with the tests' extras
+# The engine's sink: the paper sink with the tests' extras
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class IndexFeed(ScriptedFeed):
-    """A ScriptedFeed registered as ``scripted``; every instance the engine makes is kept in ``instances``."""
-
-    name: ClassVar[str] = "scripted"
-    instances: ClassVar[list[IndexFeed]] = []
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        IndexFeed.instances.append(self)
-
-
-class FeedPlugin:
-    @hookimpl
-    def register_feeds(self, register: Any) -> None:
-        register(IndexFeed)
 
 
 class RigSink(PaperSink):
@@ -212,7 +204,7 @@ class Rig:
     sink: RigSink
     anchor: Decimal
     spacing: Decimal
-    manager: StrategyManager | None = None
+    engine: Harness | None = None
     observer: Observer | None = None
     violations: list[str] = attrs.field(factory=list)
     checks: int = 0
@@ -249,33 +241,22 @@ class Rig:
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
-    async def start(self, nursery: trio.Nursery, history: HistoryLoader | None = None) -> StrategyManager:
-        """Start a (new) manager on the sink, with the observer registered."""
-        IndexFeed.instances.clear()
+    async def start(self, nursery: trio.Nursery, history: HistoryLoader | None = None) -> Harness:
+        """Start a (new) engine on the sink, with the observer registered (and mmframe.testing's scripted feed)."""
         self.observer = self.observer or Observer(self.check)
-        pm = make_plugin_manager(load_entrypoints=False, plugins=(mmframe_grid_trading, FeedPlugin(), self.observer))
-        self.manager = StrategyManager(self.sink, pm, instance_id=INSTANCE, history=history)
-        await nursery.start(self.manager.run)
-        return self.manager
-
-    @property
-    def feed(self) -> IndexFeed:
-        return IndexFeed.instances[-1]
-
-    def runner(self) -> MarketRunner:
-        assert self.manager is not None
-        runner = self.manager.runner(KEY)
-        assert runner is not None
-        return runner
+        self.engine = await start_engine(nursery, mmframe_grid_trading, self.observer, sink=self.sink,
+                                         instance_id=INSTANCE, history=history)
+        return self.engine
 
     def strategy(self) -> GridTrading:
-        strategy = self.runner().strategy
+        assert self.engine is not None
+        strategy = self.engine.strategy(KEY)
         assert isinstance(strategy, GridTrading)
         return strategy
 
     def status(self) -> MarketStatus:
-        assert self.manager is not None
-        return self.manager.status(KEY)[0]
+        assert self.engine is not None
+        return self.engine.status(KEY)
 
     def recorded_fills(self) -> Sequence[Fill]:
         assert self.observer is not None
@@ -299,7 +280,8 @@ class Rig:
 
     async def tick(self, price: str | Decimal) -> None:
         self.price = D(price)
-        self.feed.push_price("BTCUSDT", price)
+        assert self.engine is not None
+        self.engine.push_tick(price, market=KEY)
         await self.settle()
 
     async def trade_at(self, price: Decimal, *, partial: bool = False) -> None:
@@ -350,8 +332,8 @@ async def start_rig(
     rig = Rig(sink or RigSink(), anchor, SPACING)
     rig.sink.on_event = rig.check
     await rig.start(nursery, history)
-    assert rig.manager is not None
-    await rig.manager.start_market(spec(**spec_kwargs))
+    assert rig.engine is not None
+    await rig.engine.start(spec(**spec_kwargs))
     return rig
 
 

@@ -10,10 +10,8 @@ import pytest
 import trio
 from mmframe_grid_trading import DEFAULT_WINDOW, Config, GridTrading
 
-from mmframe import ConfigError, structure_config
-from mmframe._engine.market import MarketState
-from mmframe._plugins import get_strategies, list_plugins, make_plugin_manager
-from mmframe.testing import make_market
+from mmframe import ConfigError, MarketState, structure_config
+from mmframe.testing import load_plugins, make_market
 
 from .helpers import BTC, KEY, D, grid_config, start_rig
 
@@ -117,15 +115,15 @@ async def test_a_spacing_too_small_for_the_first_price_fails_the_market_naming_t
     config = grid_config(price_interval=None, grid_spacing_percent="0.00001", anchor_price=None)
     rig = await start_rig(nursery, config=config)
     await rig.tick("100.00")
-    assert rig.manager is not None
-    status = rig.manager.status(KEY)[0]
+    assert rig.engine is not None
+    status = rig.engine.status(KEY)
     assert status.state is MarketState.FAILED and "grid_spacing_percent 0.00001" in status.error
 
 
 async def test_a_config_the_market_refuses_fails_to_start(nursery: trio.Nursery, autojump_clock: Any) -> None:
     rig = await start_rig(nursery, config=grid_config(price_interval="0.005"))
-    assert rig.manager is not None
-    status = rig.manager.status(KEY)[0]
+    assert rig.engine is not None
+    status = rig.engine.status(KEY)
     assert status.state is MarketState.FAILED
     assert "price_interval 0.005 must be a positive multiple of the market's tick size" in status.error
 
@@ -133,7 +131,7 @@ async def test_a_config_the_market_refuses_fails_to_start(nursery: trio.Nursery,
 def test_the_entry_point_registers_the_strategy() -> None:
     (ep,) = [e for e in importlib.metadata.entry_points(group="mmframe") if e.name == "grid_trading"]
     assert ep.value == "mmframe_grid_trading"
-    pm = make_plugin_manager()
-    assert get_strategies(pm)["grid_trading"] is GridTrading
-    info = {i.name: i for i in list_plugins(pm)}["grid_trading"]
+    loaded = load_plugins()
+    assert loaded.strategies["grid_trading"] is GridTrading
+    info = {i.name: i for i in loaded.info}["grid_trading"]
     assert info.distribution == "mmframe-grid-trading" and "register_strategies" in info.hooks

@@ -17,16 +17,9 @@ import trio
 import trio.testing
 from mmframe_grid_trading import Config, GridTrading
 
-from mmframe import Market, structure_config
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._errors import ConfigError
-from mmframe._plugins import make_plugin_manager
-from mmframe._service import Service
-from mmframe._settings import Settings
-from mmframe._store import Store, seed_sql
-from mmframe.testing import run_sql
+from mmframe import ConfigError, Market, structure_config
+from mmframe.testing import ServiceHarness, run_service, seed_database
 
-from .helpers import FeedPlugin, IndexFeed
 from .test_service import GRID_SQL
 
 TOKEN = "grid-hostile-token"
@@ -35,45 +28,32 @@ SOL = {"symbol": "SOL/USDT", "market_type": 1}
 
 @attrs.define
 class Running:
-    service: Service
-    sink: PaperSink
-    client: httpx.AsyncClient
+    service: ServiceHarness
 
     async def update(self, **config: Any) -> httpx.Response:
-        return await self.client.post("/api/v1/strategy/config/update", json={**SOL, "config": config},
-                                      headers={"Authorization": f"Bearer {TOKEN}"})
+        return await self.service.post("/api/v1/strategy/config/update", {**SOL, "config": config})
 
     async def reload(self) -> httpx.Response:
-        return await self.client.post("/api/v1/strategy/reload", json=SOL, headers={"Authorization": f"Bearer {TOKEN}"})
+        return await self.service.post("/api/v1/strategy/reload", SOL)
+
+    def push_price(self, price: str) -> None:
+        self.service.engine.push_tick(price, market="SOL/USDT")
 
     def orders(self) -> list[Any]:
-        return self.sink.book("SOL/USDT").open_orders()
+        return self.service.engine.book("SOL/USDT").open_orders()
 
 
 @asynccontextmanager
 async def running_grid(tmp_path: Any) -> AsyncIterator[Running]:
     """The grid market quoting its buy window at 150 (5 bids), the index at 150."""
-    IndexFeed.instances.clear()
-    store = Store(f"sqlite:///{tmp_path / 'mmframe.sqlite'}")
-    run_sql(store, seed_sql())
-    run_sql(store, GRID_SQL)
-    store.init()
-    pm = make_plugin_manager(load_entrypoints=False, plugins=(mmframe_grid_trading, FeedPlugin()))
-    sink = PaperSink()
-    settings = Settings(db_url=str(store.engine.url), api_port=0, api_token=TOKEN, feed="scripted")
-    service = Service(settings, store, pm, sink)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            async with httpx.AsyncClient(base_url=service.binds[0], timeout=10) as client:
-                running = Running(service, sink, client)
-                IndexFeed.instances[-1].push_price("SOLUSDT", "150.00")
-                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-                assert len(running.orders()) == 5
-                yield running
-            await service.aclose()
-    finally:
-        store.close()
+    url = f"sqlite:///{tmp_path / 'mmframe.sqlite'}"
+    seed_database(url, GRID_SQL)
+    async with run_service(url, mmframe_grid_trading, api_token=TOKEN) as service:
+        running = Running(service)
+        running.push_price("150.00")
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert len(running.orders()) == 5
+        yield running
 
 
 @pytest.mark.parametrize("key", ["price_interval", "anchor_price", "grid_quantity"])
@@ -110,7 +90,7 @@ async def test_a_change_that_leaves_the_grid_without_orders_is_refused(tmp_path:
         assert message.startswith(f"config.{next(iter(changes))}: its book at the index price 150.00 would be empty"), (
             message)
         assert (await running.reload()).status_code == 200
-        IndexFeed.instances[-1].push_price("SOLUSDT", "150.00")
+        running.push_price("150.00")
         await trio.testing.wait_all_tasks_blocked(cushion=0.01)
         assert len(running.orders()) == 5
 
@@ -119,8 +99,7 @@ async def test_a_grid_that_is_empty_already_can_still_be_configured(tmp_path: An
     """A grid anchored far from the price (put there in the database) wants no order: it may be changed in other
     ways; a change that would empty the grid of the strategy's own config is still refused."""
     async with running_grid(tmp_path) as running:
-        store = running.service.store
-        await trio.to_thread.run_sync(store.save_override, 881, 1, {"anchor_price": "1000000"})
+        await running.service.save_override(881, 1, {"anchor_price": "1000000"})
         response = await running.update(grid_quantity="0.7")
         assert response.status_code == 200, response.text
         response = await running.update(grid_spacing_percent="0.999999")

@@ -1,4 +1,4 @@
-"""The acceptance: scripted price paths on the paper sink, on trio's MockClock, through a StrategyManager.
+"""The acceptance: scripted price paths on the paper sink, on trio's MockClock, through mmframe.testing's engine.
 
 Every test checks the same things exactly: the number of completed round trips, the realized PnL (round trips *
 spacing * quantity, less fees), the inventory held at the end (the filled buys not yet sold, equal to the engine's
@@ -18,8 +18,7 @@ import trio
 import trio.testing
 from mmframe_grid_trading import LockStatus, OrderState
 
-from mmframe import OrderType, Side
-from mmframe._engine.market import MarketState
+from mmframe import MarketState, OrderType, Side
 
 from .helpers import KEY, PREFIX, QUANTITY, SPACING, D, Rig, RigSink, bought_less_sold, grid_config, spec, start_rig
 
@@ -186,11 +185,11 @@ async def test_a_restart_in_the_middle_keeps_the_position(nursery: trio.Nursery,
     rig = await start_rig(nursery)
     await rig.run_path(PATH[:HALF])
     assert rig.strategy().held_slots() == {D("99"): QUANTITY, D("100"): QUANTITY}
-    assert rig.manager is not None
+    assert rig.engine is not None
 
-    await rig.manager.stop_market(KEY)  # cancels every order of the market
+    await rig.engine.stop(KEY)  # cancels every order of the market
     assert rig.ours() == []
-    await rig.manager.start_market(spec())
+    await rig.engine.start(spec())
     restarted = rig.strategy()
     assert restarted.held_slots() == {D("99"): QUANTITY, D("100"): QUANTITY}  # rebuilt from the fill history
     assert restarted.round_trips == 2 and restarted.realized_pnl == D("1")
@@ -206,13 +205,13 @@ async def test_a_restart_in_the_middle_keeps_the_position(nursery: trio.Nursery,
 async def crash_and_restart(nursery: trio.Nursery, rig: Rig, **spec_kwargs: Any) -> None:
     """The process dies (nothing cancelled: its orders stay on the book); a new engine on the same exchange loads
     the fills recorded so far as its history and starts the market again."""
-    assert rig.manager is not None
+    assert rig.engine is not None
     rig.sink.crashed = True
-    await rig.manager.aclose()
+    await rig.engine.aclose()
     rig.sink.crashed = False
     await rig.start(nursery, history=rig.history)
-    assert rig.manager is not None
-    await rig.manager.start_market(spec(**spec_kwargs))
+    assert rig.engine is not None
+    await rig.engine.start(spec(**spec_kwargs))
 
 
 async def test_a_crash_with_adopted_orders_duplicates_nothing(nursery: trio.Nursery, autojump_clock: Any) -> None:

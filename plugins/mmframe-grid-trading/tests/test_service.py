@@ -27,14 +27,9 @@ import trio
 import trio.testing
 
 from mmframe import OrderType, Side
-from mmframe._default_plugins.paper import PaperSink
-from mmframe._plugins import make_plugin_manager
-from mmframe._service import Service
-from mmframe._settings import Settings
-from mmframe._store import Store, seed_sql
-from mmframe.testing import run_sql
+from mmframe.testing import ServiceHarness, run_service, seed_database
 
-from .helpers import D, FeedPlugin, IndexFeed
+from .helpers import D
 
 MARIADB = ("127.0.0.1", 3306)
 TOKEN = "grid-test-token"
@@ -81,15 +76,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @attrs.define
 class Running:
-    service: Service
-    sink: PaperSink
-    client: httpx.AsyncClient
+    service: ServiceHarness
+
+    @property
+    def sink(self) -> Any:
+        return self.service.sink
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.service.client
 
     def sol(self) -> list[Any]:
         return self.sink.book("SOL/USDT").open_orders()
 
     def prices(self, side: Side) -> list[Any]:
         return sorted((o.price for o in self.sol() if o.side is side), reverse=side is Side.BUY)
+
+    def push_price(self, price: str) -> None:
+        self.service.engine.push_tick(price, market="SOL/USDT")
 
     async def grid_status(self) -> dict[str, Any]:
         response = await self.client.get("/api/v1/strategy/status", params={"symbol": "SOL/USDT", "market_type": 1})
@@ -100,21 +104,9 @@ class Running:
 @asynccontextmanager
 async def running_service(url: str) -> AsyncIterator[Running]:
     """The service of one process: the store at *url*, a paper sink of its own, the scripted feed."""
-    IndexFeed.instances.clear()
-    store = Store(url)
-    store.init()
-    sink = PaperSink()
-    plugins = (mmframe_grid_trading, mmframe_external_index_follow, FeedPlugin())
-    pm = make_plugin_manager(load_entrypoints=False, plugins=plugins)
-    service = Service(Settings(db_url=url, api_port=0, api_token=TOKEN, feed="scripted"), store, pm, sink)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            async with httpx.AsyncClient(base_url=service.binds[0], timeout=10) as client:
-                yield Running(service, sink, client)
-            await service.aclose()
-    finally:
-        store.close()
+    plugins = (mmframe_grid_trading, mmframe_external_index_follow)
+    async with run_service(url, *plugins, api_token=TOKEN) as service:
+        yield Running(service)
 
 
 async def settle() -> None:
@@ -122,12 +114,7 @@ async def settle() -> None:
 
 
 async def test_a_grid_row_runs_beside_the_seed_strategy(database_url: str) -> None:
-    store = Store(database_url)
-    try:
-        run_sql(store, seed_sql())
-        run_sql(store, GRID_SQL)
-    finally:
-        store.close()
+    seed_database(database_url, GRID_SQL)
 
     async with running_service(database_url) as first:
         rows = {r["id"]: r for r in (await first.client.get("/api/v1/strategies")).json()}
@@ -137,7 +124,7 @@ async def test_a_grid_row_runs_beside_the_seed_strategy(database_url: str) -> No
         assert rows["881_1"]["strategy_name"] == "grid_trading" and rows["881_1"]["symbol"] == "SOL/USDT"
         assert first.sol() == []  # no price yet: nothing quoted
 
-        IndexFeed.instances[-1].push_price("SOLUSDT", "150.00")
+        first.push_price("150.00")
         await settle()
         # 0.5 % of the first price, 150.00, is a spacing of 0.75; the buy window is grid_levels (5) slots
         assert first.prices(Side.BUY) == [D(p) for p in ("149.25", "148.50", "147.75", "147.00", "146.25")]
@@ -153,7 +140,7 @@ async def test_a_grid_row_runs_beside_the_seed_strategy(database_url: str) -> No
 
         # another participant sells 0.8 into the grid's best bids: 149.25 fills, 148.50 for 0.3 (its rest is
         # cancelled); each slot sells what it holds one spacing up
-        first.sink.submit_external("SOL/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=D("0.8"))
+        first.service.engine.take(Side.SELL, D("0.8"), type=OrderType.MARKET, market="SOL/USDT")
         await settle()
         sells = {o.price: o.quantity for o in first.sol() if o.side is Side.SELL}
         assert sells == {D("150.00"): D("0.5"), D("149.25"): D("0.3")}
@@ -172,7 +159,7 @@ async def test_a_grid_row_runs_beside_the_seed_strategy(database_url: str) -> No
     # A new process on the same database (a new, empty paper book): the grid finds what it held in the fill audit.
     async with running_service(database_url) as second:
         assert D((await second.grid_status())["metrics"]["position"]) == D("0.8")  # from the fill audit
-        IndexFeed.instances[-1].push_price("SOLUSDT", "149.90")
+        second.push_price("149.90")
         await settle()
         grid = (await second.grid_status())["strategy_status"]
         assert grid["anchor_source"] == "history" and grid["anchor"] == "149.25" and grid["spacing"] == "0.75"

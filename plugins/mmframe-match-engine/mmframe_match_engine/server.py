@@ -1,6 +1,6 @@
 """The reference match engine: every endpoint of ``docs/match-engine-api.md`` on hypercorn's trio worker.
 
-:class:`Engine` holds the state (one :class:`mmframe._book.OrderBook` per symbol, the event sequence, the replay
+:class:`Engine` holds the state (one :class:`mmframe.book.OrderBook` per symbol, the event sequence, the replay
 buffer, the stream subscribers) and does the work; :func:`create_app` puts the HTTP API in front of it and
 :func:`serve_engine` serves it. The state lives in the :class:`Engine`, not in the server: stopping
 :func:`serve_engine` and starting it again with the same engine (on the same port) simulates an outage of the

@@ -27,7 +27,6 @@ What it guarantees:
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections import OrderedDict
@@ -53,6 +52,7 @@ from mmframe import (
     Side,
     Subscription,
 )
+from mmframe.config import finite, positive, positive_seconds
 from mmframe.sinktools import LatencyHistogram, OrderEventListeners
 
 from .wire import WireError, WireOrder, event_account, event_from_wire, request_to_wire
@@ -68,11 +68,6 @@ class SinkUnavailable(MMFrameError):
 
 class EngineRejected(MMFrameError):
     """The match engine refused a request (a 4xx answer): retrying it would not help."""
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 def _endpoint(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -136,19 +131,19 @@ class MatchEngineSink:
 
         endpoint: str = attrs.field(validator=_endpoint)
         account: str = "mmframe"
-        timeout: float = attrs.field(default=2.0, validator=_positive)
+        timeout: float = attrs.field(default=2.0, validator=positive_seconds)
         max_batch: int = attrs.field(default=100, validator=attrs.validators.and_(attrs.validators.ge(1),
                                                                                  attrs.validators.le(100)))
         linger: float = attrs.field(default=0.002, validator=attrs.validators.ge(0))
         max_in_flight: int = attrs.field(default=4, validator=attrs.validators.ge(1))
         max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
-        backoff: float = attrs.field(default=0.05, validator=_positive)
-        max_backoff: float = attrs.field(default=2.0, validator=_positive)
-        rate_limit: float = attrs.field(default=100.0, validator=_positive)
+        backoff: float = attrs.field(default=0.05, validator=positive_seconds)
+        max_backoff: float = attrs.field(default=2.0, validator=positive_seconds)
+        rate_limit: float = attrs.field(default=100.0, validator=[finite, positive])
         burst: int = attrs.field(default=20, validator=attrs.validators.ge(1))
         breaker_threshold: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-        breaker_cooldown: float = attrs.field(default=0.5, validator=_positive)
-        stream_stall: float = attrs.field(default=5.0, validator=_positive)
+        breaker_cooldown: float = attrs.field(default=0.5, validator=positive_seconds)
+        stream_stall: float = attrs.field(default=5.0, validator=positive_seconds)
         max_connections: int = attrs.field(default=20, validator=attrs.validators.ge(2))
 
     def __init__(self, config: Config) -> None:

@@ -383,7 +383,7 @@ class WireOrder:
         )
 
     def to_order(self) -> Order:
-        """The order as mmframe's :class:`~mmframe._models.Order` (``request`` rebuilt from the wire fields)."""
+        """The order as mmframe's :class:`~mmframe.Order` (``request`` rebuilt from the wire fields)."""
         return Order(
             request=self.to_request(),
             status=self.status,
@@ -481,7 +481,7 @@ def event_account(data: object) -> str | None:
 
 def event_from_wire(data: object) -> tuple[OrderEvent, Side, OrderStatus]:
     """The contract's ``event`` object as ``(event, side, status)``. A fill event must carry its ``fill``; the
-    :class:`~mmframe._models.Fill` gets the order's side and the event's timestamp (fee 0)."""
+    :class:`~mmframe.Fill` gets the order's side and the event's timestamp (fee 0)."""
     field = "event"
     obj = _object(data, field)
     kind = _required(obj, "kind", field)

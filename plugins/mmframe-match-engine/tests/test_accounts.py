@@ -15,17 +15,16 @@ from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import (
     Market,
+    MarketKey,
+    MarketSpec,
     OrderEvent,
     OrderEventKind,
     OrderRequest,
     OrderType,
+    RiskLimits,
     Side,
 )
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec
-from mmframe._engine.risk import RiskLimits
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
+from mmframe.testing import start_engine
 
 from .helpers import Feed, Plugin
 
@@ -170,17 +169,14 @@ async def test_a_squatter_on_our_next_ids_is_neither_ours_nor_cancelled(nursery:
     engine = Engine()
     binds = await nursery.start(serve_engine, engine, "127.0.0.1", 0)
     sink = MatchEngineSink(MatchEngineSink.Config(endpoint=binds[0], timeout=2.0, backoff=0.02, max_backoff=0.2))
-    manager = StrategyManager(sink, make_plugin_manager(load_entrypoints=False, plugins=(Plugin(),)), instance_id="t")
-    await nursery.start(manager.run)
+    harness = await start_engine(nursery, Plugin(), sink=sink, instance_id="t")
     market = Market(SYMBOL, tick_size="0.01", price_precision=2, quantity_precision=2)
     spec = MarketSpec(market=market, strategy="me_ladder", strategy_config={"levels": 5}, feed="me_feed",
                       risk=RiskLimits(price_band="0.5"),
                       refresh_interval=0.2, reconcile_interval=0.3, reconcile_grace=0.2)
-    await manager.start_market(spec)
+    await harness.start(spec)
     key = MarketKey(SYMBOL)
-    runner = manager.runner(key)
-    assert runner is not None
-    prefix = runner.client_prefix
+    prefix = harness.client_prefix(key)
     await eventually(lambda: not sink.degraded, what="the event stream connects")
     Feed.instances[-1].push_price("AAAUSDT", "100")
     await eventually(lambda: len(on_engine(engine, prefix, US)) == 10, what="our first ladder")
@@ -201,14 +197,15 @@ async def test_a_squatter_on_our_next_ids_is_neither_ours_nor_cancelled(nursery:
 
     ladder = ([Decimal(105 - i) for i in range(1, 6)], [Decimal(105 + i) for i in range(1, 6)])
     await eventually(lambda: ours() == ladder, what="our own ladder at 105 on the engine")
-    placed = runner.reconcile_counts["reconciliations"]
-    await eventually(lambda: runner.reconcile_counts["reconciliations"] >= placed + 3, what="three reconciliations")
+    placed = harness.status(key).reconciliations
+    await eventually(lambda: harness.status(key).reconciliations >= placed + 3, what="three reconciliations")
     assert ours() == ladder
     assert sorted(o.client_order_id for o in on_engine(engine, prefix, "evil")) == sorted(squat_ids)
-    assert runner.reconcile_counts["reconcile_cancelled"] == 0
+    assert harness.status(key).reconcile_cancelled == 0
     # what the market tracks is exactly our orders on the engine (the engine's own order ids), none of theirs
-    tracked = {o.order_id: (o.side, o.price) for o in runner.tracker.live()}
+    live = harness.live_orders(include_cancelling=True, market=key)
+    tracked = {o.order_id: (o.side, o.price) for o in live}
     assert tracked == {o.order_id: (o.side, o.price) for o in on_engine(engine, prefix, US)}
-    status = manager.status(key)[0]
+    status = harness.status(key)
     assert (status.active_orders, status.bids, status.asks) == (10, 5, 5)
-    assert any(o.client_order_id in set(squat_ids) for o in runner.tracker.live())  # the requote used those ids
+    assert any(o.client_order_id in set(squat_ids) for o in live)  # the requote used those ids

@@ -26,12 +26,8 @@ import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Market
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec, MarketState
-from mmframe._engine.risk import RiskLimits
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
+from mmframe import Market, MarketKey, MarketSpec, MarketState, RiskLimits
+from mmframe.testing import Harness, start_engine
 
 from .helpers import Plugin
 
@@ -56,7 +52,7 @@ def bus() -> redis.Redis:
 @attrs.define
 class Rig:
     engine: Engine
-    manager: StrategyManager
+    harness: Harness
     sink: MatchEngineSink
     bus: redis.Redis
     exchange: str
@@ -81,7 +77,7 @@ class Rig:
         return sorted(o.price for o in self.engine.open_orders("BTC/USDT", "t-"))
 
     def status(self) -> Any:
-        return self.manager.status(KEY)[0]
+        return self.harness.status(KEY)
 
     async def sample_forever(self) -> None:
         while True:
@@ -93,9 +89,7 @@ async def rig(nursery: trio.Nursery, bus: redis.Redis, **spec_options: Any) -> R
     engine = Engine()
     binds = await nursery.start(serve_engine, engine, "127.0.0.1", 0)
     sink = MatchEngineSink(MatchEngineSink.Config(endpoint=binds[0], timeout=1.0))
-    pm = make_plugin_manager(load_entrypoints=False, plugins=(Plugin(),))
-    manager = StrategyManager(sink, pm, instance_id="t")
-    await nursery.start(manager.run)
+    harness = await start_engine(nursery, Plugin(), sink=sink, instance_id="t")
     exchange = f"t13{secrets.token_hex(4)}"  # channels of our own: parallel runs never hear each other
     spec = MarketSpec(
         market=MARKET, strategy="me_ladder", strategy_config={"levels": 5, "step": "10", "quantity": "0.01"},
@@ -103,9 +97,9 @@ async def rig(nursery: trio.Nursery, bus: redis.Redis, **spec_options: Any) -> R
         index_symbol="BTCUSDT", risk=RiskLimits(price_band="0.5"), refresh_interval=0.5,
         **{"stale_after": 3.0, **spec_options},
     )
-    status = await manager.start_market(spec)
+    status = await harness.start(spec)
     assert status.state in (MarketState.RUNNING, MarketState.DEGRADED), status.error
-    return Rig(engine, manager, sink, bus, exchange)
+    return Rig(engine, harness, sink, bus, exchange)
 
 
 async def eventually(check: Callable[[], Any], seconds: float, what: str) -> None:
@@ -156,7 +150,7 @@ async def test_a_tick_dated_a_day_ahead_neither_moves_nor_freezes_the_market(
     r = await rig(nursery, bus, stale_after=2.0)
     await r.quoting("45000")
     await r.publish("60600.00", timestamp=time.time() + 86400)
-    feed = r.manager.runner(KEY).feed  # type: ignore[union-attr]
+    feed: Any = r.harness.feed(KEY)
     await eventually(lambda: feed.symbol_statistics("BTCUSDT").rejected == 1, 3, "the feed rejects and counts it")
     # the good ticks after it are taken, for longer than stale_after
     for i in range(16):

@@ -33,9 +33,8 @@ from mmframe_match_engine.wire import (
     request_to_wire,
 )
 
-from mmframe import OrderRequest
-from mmframe._models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderStatus, OrderType, Side
-from mmframe._plugins import get_plugin_manager
+from mmframe import Fill, Liquidity, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, OrderType, Side
+from mmframe.testing import load_plugins
 
 BTC = "BTC/USDT"
 
@@ -1063,15 +1062,14 @@ def test_the_plugin_entry_point_is_installed() -> None:
 
 
 def test_the_serve_command_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmframe import _cli as cli_module
-
-    monkeypatch.setattr(cli_module, "cli", click.Group("mmframe", commands=dict(cli_module.cli.commands)))
-    get_plugin_manager().hook.register_commands(cli=cli_module.cli)
-    result = CliRunner().invoke(cli_module.cli, ["match-engine", "serve", "--help"])
+    monkeypatch.delenv("MMFRAME_LOAD_PLUGINS", raising=False)
+    cli = click.Group("mmframe")  # the mmframe command's group, as its plugins find it at start
+    load_plugins().register_commands(cli)  # the installed entry points, as the mmframe command loads them
+    result = CliRunner().invoke(cli, ["match-engine", "serve", "--help"])
     assert result.exit_code == 0, result.output
     for option in ("--host", "--port", "--taker-flow-rate", "--rate-limit", "--seed", "--log-level"):
         assert option in result.output
-    bad = CliRunner().invoke(cli_module.cli, ["match-engine", "serve", "--taker-flow-rate", "nan"])
+    bad = CliRunner().invoke(cli, ["match-engine", "serve", "--taker-flow-rate", "nan"])
     assert bad.exit_code == 2 and "taker_flow_rate" in bad.output
 
 

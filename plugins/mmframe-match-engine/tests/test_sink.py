@@ -22,12 +22,8 @@ import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Market, Side
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketSpec, MarketState
-from mmframe._engine.risk import RiskLimits
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
+from mmframe import Market, MarketKey, MarketSpec, MarketState, RiskLimits, Side
+from mmframe.testing import Harness, sink_metrics_text, start_engine
 
 from .helpers import Feed, Plugin
 
@@ -54,7 +50,7 @@ class Rig:
     engine: Engine
     url: str
     sink: MatchEngineSink
-    manager: StrategyManager
+    harness: Harness
     server_scope: trio.CancelScope
     nursery: trio.Nursery
     port: int
@@ -97,19 +93,17 @@ async def rig(nursery: trio.Nursery, **sink_options: Any) -> Rig:
                "stream_stall": 1.5}
     options.update(sink_options)
     sink = MatchEngineSink(MatchEngineSink.Config(**options))
-    pm = make_plugin_manager(load_entrypoints=False, plugins=(Plugin(),))
-    manager = StrategyManager(sink, pm, instance_id="t")
-    await nursery.start(manager.run)
-    return Rig(engine, url, sink, manager, scope, nursery, port)
+    harness = await start_engine(nursery, Plugin(), sink=sink, instance_id="t")
+    return Rig(engine, url, sink, harness, scope, nursery, port)
 
 
 def status(r: Rig) -> Any:
-    return r.manager.status(KEY)[0]
+    return r.harness.status(KEY)
 
 
 async def test_the_ladder_appears_on_the_engine_exactly(nursery: trio.Nursery) -> None:
     r = await rig(nursery)
-    await r.manager.start_market(SPEC)
+    await r.harness.start(SPEC)
     await eventually(lambda: not r.sink.degraded, what="the stream connects")
     r.feed.push_price("AAAUSDT", "100")
     await eventually(lambda: len(r.ours()) == 4, what="four orders on the engine")
@@ -125,7 +119,7 @@ async def test_the_ladder_appears_on_the_engine_exactly(nursery: trio.Nursery) -
 
 async def test_engine_down_then_back_degrades_and_restores_without_duplicates(nursery: trio.Nursery) -> None:
     r = await rig(nursery)
-    await r.manager.start_market(SPEC)
+    await r.harness.start(SPEC)
     await eventually(lambda: not r.sink.degraded)
     r.feed.push_price("AAAUSDT", "100")
     await eventually(lambda: len(r.ours()) == 4)
@@ -151,7 +145,7 @@ async def test_engine_down_then_back_degrades_and_restores_without_duplicates(nu
 
 async def test_unknown_outcome_retry_creates_no_second_order(nursery: trio.Nursery) -> None:
     r = await rig(nursery)
-    await r.manager.start_market(SPEC)
+    await r.harness.start(SPEC)
     await eventually(lambda: not r.sink.degraded)
     r.engine.delay_after_execute = 1.0  # executed, but answered after the client's 0.3 s timeout
     r.feed.push_price("AAAUSDT", "100")
@@ -163,14 +157,13 @@ async def test_unknown_outcome_retry_creates_no_second_order(nursery: trio.Nurse
     batches = [path for _, path in r.engine.requests if path.endswith("/batch")]
     assert len(batches) >= 2  # the ladder never changed: every batch after the first is a retry of it
     assert len(r.ours()) == 4  # ... and none of them made a second order
-    runner = r.manager.runner(KEY)
-    assert runner is not None
-    assert sorted(str(o.status) for o in runner.tracker.live()) == ["open"] * 4
+    live = r.harness.live_orders(include_cancelling=True, market=KEY)
+    assert sorted(str(o.status) for o in live) == ["open"] * 4
 
 
 async def test_429_is_honoured_and_nothing_is_lost(nursery: trio.Nursery) -> None:
     r = await rig(nursery, timeout=2.0)
-    await r.manager.start_market(SPEC)
+    await r.harness.start(SPEC)
     await eventually(lambda: not r.sink.degraded)
     r.engine.force_429_next = 2
     r.engine.retry_after = 1.0
@@ -280,22 +273,12 @@ def test_kill_restart_leaves_no_orphans_and_sigterm_leaves_nothing(tmp_path: Pat
 
 def _sink_exposition(sink: Any) -> str:
     """The Prometheus text mmframe serves for *sink* (the part of /metrics that describes the sink)."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from mmframe._control.metrics import sink_metrics
-
-    class Collector:
-        def collect(self) -> Any:
-            return sink_metrics(sink)
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector())  # type: ignore[arg-type]
-    return generate_latest(registry).decode()
+    return sink_metrics_text(sink)
 
 
 async def test_the_sinks_health_and_request_latency_reach_prometheus(nursery: trio.Nursery) -> None:
     r = await rig(nursery, breaker_threshold=2)
-    await r.manager.start_market(SPEC)
+    await r.harness.start(SPEC)
     await eventually(lambda: not r.sink.degraded)
     r.feed.push_price("AAAUSDT", "100")
     await eventually(lambda: len(r.ours()) == 4)

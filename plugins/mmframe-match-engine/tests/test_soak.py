@@ -21,13 +21,8 @@ import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
-from mmframe import Market, OrderStatus, Side, hookimpl
-from mmframe._engine.manager import StrategyManager
-from mmframe._engine.market import MarketRunner, MarketSpec
-from mmframe._models import MarketKey
-from mmframe._plugins import make_plugin_manager
-from mmframe._store import seed_sql
-from mmframe.testing import ScriptedFeed
+from mmframe import Market, MarketKey, MarketSpec, OrderStatus, Side, hookimpl
+from mmframe.testing import Harness, ScriptedFeed, seed_sql, start_engine
 
 #: The seed's strategy config, literally (its strategy_strategy row): ten levels a side, max_active_orders 100.
 SEED_CONFIG = json.loads(re.search(r"'(\{.*?\})',", seed_sql(), re.S).group(1))  # type: ignore[union-attr]
@@ -85,12 +80,12 @@ class Sample:
         return LADDER + self.pending + self.cancelling
 
 
-def sample(engine: Engine, runners: dict[str, MarketRunner], prefixes: dict[str, str], at: float) -> list[Sample]:
+def sample(engine: Engine, harness: Harness, prefixes: dict[str, str], at: float) -> list[Sample]:
     """The engine's book and each tracker at one instant (no await in between)."""
     out = []
-    for symbol, runner in runners.items():
+    for symbol in MARKETS:
         resting = len(engine.open_orders(symbol, prefixes[symbol]))
-        live = list(runner.tracker.live())
+        live = harness.live_orders(include_cancelling=True, market=symbol)
         pending = sum(1 for o in live if o.status in (OrderStatus.NEW, OrderStatus.PENDING))
         cancelling = sum(1 for o in live if o.cancel_requested and o.status not in (OrderStatus.NEW,
                                                                                      OrderStatus.PENDING))
@@ -106,14 +101,14 @@ async def drive(feed: SoakFeed, rng: random.Random, until: float, rate: float, j
         await trio.sleep(1 / rate)
 
 
-def one_ladder(engine: Engine, runners: dict[str, MarketRunner], prefixes: dict[str, str]) -> str:
+def one_ladder(engine: Engine, harness: Harness, prefixes: dict[str, str]) -> str:
     """'' when the engine holds exactly the tracker's ladder for every market (10 + 10, nothing in flight); else
     what differs."""
     problems = []
-    for symbol, runner in runners.items():
+    for symbol in MARKETS:
         on_engine = engine.open_orders(symbol, prefixes[symbol])
         bids = sum(1 for o in on_engine if o.side is Side.BUY)
-        live = list(runner.tracker.live())
+        live = harness.live_orders(include_cancelling=True, market=symbol)
         tracked = {o.client_order_id for o in live}
         if (bids, len(on_engine) - bids) != (LADDER // 2, LADDER // 2) or {
             o.client_order_id for o in on_engine
@@ -128,23 +123,14 @@ async def test_bursts_with_takers_leave_exactly_one_ladder(nursery: trio.Nursery
     engine = Engine(taker_flow_rate=1.0, seed=11)
     binds = await nursery.start(serve_engine, engine, "127.0.0.1", 0)
     sink = MatchEngineSink(MatchEngineSink.Config(endpoint=binds[0]))
-    manager = StrategyManager(
-        sink, make_plugin_manager(load_entrypoints=False, plugins=(mmframe_external_index_follow, FeedPlugin())),
-        instance_id="soak",
-    )
-    await nursery.start(manager.run)
+    harness = await start_engine(nursery, mmframe_external_index_follow, FeedPlugin(), sink=sink, instance_id="soak")
     with trio.fail_after(5):
         while sink.degraded:  # noqa: ASYNC110 - a plain property of the sink
             await trio.sleep(0.02)
     specs = {symbol: market_spec(symbol) for symbol in MARKETS}
     for spec in specs.values():
-        await manager.start_market(spec)
-    runners: dict[str, MarketRunner] = {}
-    for symbol in MARKETS:
-        runner = manager.runner(MarketKey(symbol))
-        assert runner is not None
-        runners[symbol] = runner
-    prefixes = {symbol: manager.client_prefix(spec) for symbol, spec in specs.items()}
+        await harness.start(spec)
+    prefixes = {symbol: harness.client_prefix(symbol) for symbol in specs}
     feed = SoakFeed.instances[-1]
     rng = random.Random(5)
 
@@ -153,7 +139,7 @@ async def test_bursts_with_takers_leave_exactly_one_ladder(nursery: trio.Nursery
 
     async def sampler() -> None:
         while True:
-            samples.extend(sample(engine, runners, prefixes, trio.current_time()))
+            samples.extend(sample(engine, harness, prefixes, trio.current_time()))
             await trio.sleep(SAMPLE_EVERY)
 
     async with trio.open_nursery() as watch:
@@ -165,7 +151,7 @@ async def test_bursts_with_takers_leave_exactly_one_ladder(nursery: trio.Nursery
             calm.start_soon(drive, feed, rng, burst_over + SETTLE_WITHIN + 2.0, CALM_RATE, 0.0)
             problem = "not checked"
             while trio.current_time() - burst_over < SETTLE_WITHIN:
-                problem = one_ladder(engine, runners, prefixes)
+                problem = one_ladder(engine, harness, prefixes)
                 if not problem:
                     break
                 await trio.sleep(0.05)
@@ -174,7 +160,7 @@ async def test_bursts_with_takers_leave_exactly_one_ladder(nursery: trio.Nursery
         watch.cancel_scope.cancel()
 
     over = [s for s in samples if s.resting > s.allowed]
-    statuses = {symbol: manager.status(MarketKey(symbol))[0] for symbol in MARKETS}
+    statuses = {symbol: harness.status(MarketKey(symbol)) for symbol in MARKETS}
     figures = {symbol: (s.orders_placed, s.orders_cancelled, s.orders_rejected, s.reconcile_cancelled,
                         s.reconcile_gone, s.cancel_retries) for symbol, s in statuses.items()}
     assert len(samples) >= 2 * (BURST_SECONDS / SAMPLE_EVERY), "the sampler did not keep up"
@@ -189,5 +175,5 @@ async def test_bursts_with_takers_leave_exactly_one_ladder(nursery: trio.Nursery
         assert (status.reconcile_cancelled, status.reconcile_gone) == (0, 0), figures
         assert status.bids + status.asks + status.cancelling == status.active_orders == LADDER
 
-    await manager.aclose()  # as on SIGTERM: every order of ours leaves the engine
+    await harness.aclose()  # as on SIGTERM: every order of ours leaves the engine
     assert not any(engine.open_orders(symbol, prefixes[symbol]) for symbol in MARKETS)

@@ -7,16 +7,17 @@ channel, at most ``max_subscribe_batch`` args per op) and each symbol that loses
 the same way with ``"op": "unsubscribe"``.
 
 Symbols: a market subscribes under its feed symbol, ``BTCUSDT``, which is mapped to OKX's instrument id
-``BTC-USDT`` by its quote asset (the longest known quote that ends the symbol, see :data:`QUOTE_ASSETS`); an OKX
+``BTC-USDT`` by its quote asset (the longest known quote that ends the symbol, see
+:func:`mmframe.feedtools.split_symbol` and :data:`mmframe.feedtools.QUOTE_ASSETS`); an OKX
 instrument id (``BTC-USDT``, ``BTC-USDT-SWAP``) is used as it is. Items carry the symbol exactly as subscribed,
 and two spellings of one instrument both receive its data. A symbol that maps to no instrument id is refused with
 :class:`ValueError` when it is subscribed.
 
 What a push becomes:
 
-* ``tickers`` → :class:`~mmframe._models.PriceTick` with ``price=last``, ``bid=bidPx``, ``ask=askPx`` (an empty
+* ``tickers`` → :class:`~mmframe.PriceTick` with ``price=last``, ``bid=bidPx``, ``ask=askPx`` (an empty
   ``bidPx``/``askPx`` is ``None``), stamped with the wall-clock time it was received;
-* ``books5`` → :class:`~mmframe._models.DepthSnapshot` of the five best levels a side, sorted best first, with
+* ``books5`` → :class:`~mmframe.DepthSnapshot` of the five best levels a side, sorted best first, with
   ``sequence=seqId``.
 
 OKX sends every number as a decimal string; anything else (a JSON number, ``"abc"``, ``"-1"``, a crossed book), a
@@ -45,7 +46,6 @@ All waiting is trio's, so the keepalive and the backoff run on trio's ``MockCloc
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 import urllib.parse
@@ -58,20 +58,26 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from mmframe import DepthSnapshot, MarketData, PriceTick, Subscription
-from mmframe.feedtools import Backoff, BadMessage, FeedHub, FeedSymbolStats, depth_snapshot, parse_levels, parse_price
+from mmframe.config import positive_seconds
+from mmframe.feedtools import (
+    QUOTE_ASSETS,
+    Backoff,
+    BadMessage,
+    FeedHub,
+    FeedSymbolStats,
+    depth_snapshot,
+    parse_levels,
+    parse_price,
+    split_symbol,
+)
 
-__all__ = ["CHANNELS", "DEFAULT_WS_URL", "QUOTE_ASSETS", "OkexFeed", "to_inst_id"]
+__all__ = ["CHANNELS", "DEFAULT_WS_URL", "OkexFeed", "to_inst_id"]
 
 DEFAULT_WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
 
 #: The public channels the feed understands.
 CHANNELS = ("tickers", "books5")
 
-#: Quote assets recognised at the end of a symbol without a dash (``BTCUSDT`` → ``BTC-USDT``), tried longest first.
-#: None is a suffix of another, so the mapping is unambiguous.
-QUOTE_ASSETS = ("USDT", "USDC", "USDK", "USD", "BTC", "ETH", "OKB", "EUR", "DAI", "TRY", "BRL", "AUD", "SGD", "AED")
-
-_BY_LENGTH = sorted(QUOTE_ASSETS, key=len, reverse=True)
 _INST_ID = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)+")
 _ASSET = re.compile(r"[A-Z0-9]+")
 
@@ -92,10 +98,9 @@ def to_inst_id(symbol: str) -> str:
         if _INST_ID.fullmatch(upper):
             return upper
         raise ValueError(f"okex feed: {symbol!r} is not an OKX instrument id such as BTC-USDT")
-    if _ASSET.fullmatch(upper):
-        for quote in _BY_LENGTH:
-            if upper.endswith(quote) and len(upper) > len(quote):
-                return f"{upper[: -len(quote)]}-{quote}"
+    pair = split_symbol(upper) if _ASSET.fullmatch(upper) else None
+    if pair is not None:
+        return "-".join(pair)
     raise ValueError(
         f"okex feed: cannot map {symbol!r} to an OKX instrument id: use BASEQUOTE with a known quote asset "
         f"({', '.join(QUOTE_ASSETS)}) or the instrument id itself, such as BTC-USDT"
@@ -132,11 +137,6 @@ def _channels(instance: object, attribute: attrs.Attribute[Any], value: tuple[st
         raise ValueError(f"{attribute.name} must name at least one channel from {list(CHANNELS)}")
     if len(set(value)) != len(value):
         raise ValueError(f"{attribute.name} lists a channel twice: {list(value)}")
-
-
-def _positive_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
 
 
 def _below_idle_limit(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -205,10 +205,10 @@ class OkexFeed:
         # Typed Any for the configuration converter, so that a bare string is refused by _to_channels rather than
         # split into letters; the attribute is always a tuple of channel names.
         channels: Any = attrs.field(default=CHANNELS, converter=_to_channels, validator=_channels)
-        ping_interval: float = attrs.field(default=20.0, validator=[_positive_finite, _below_idle_limit])
-        pong_timeout: float = attrs.field(default=10.0, validator=_positive_finite)
-        backoff_initial: float = attrs.field(default=0.5, validator=_positive_finite)
-        backoff_max: float = attrs.field(default=30.0, validator=[_positive_finite, _at_least_initial])
+        ping_interval: float = attrs.field(default=20.0, validator=[positive_seconds, _below_idle_limit])
+        pong_timeout: float = attrs.field(default=10.0, validator=positive_seconds)
+        backoff_initial: float = attrs.field(default=0.5, validator=positive_seconds)
+        backoff_max: float = attrs.field(default=30.0, validator=[positive_seconds, _at_least_initial])
         max_subscribe_batch: int = attrs.field(default=20, validator=_batch)
 
     def __init__(self, config: Config | None = None) -> None:

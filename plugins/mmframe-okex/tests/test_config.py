@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from mmframe_okex import OkexFeed, to_inst_id
-from mmframe_okex.feed import QUOTE_ASSETS
 
 import mmframe
-from mmframe._plugins import get_feeds, list_plugins, make_plugin_manager
 from mmframe.config import structure_config
+from mmframe.feedtools import QUOTE_ASSETS, split_symbol
+from mmframe.testing import load_plugins
 
 
 def test_the_defaults() -> None:
@@ -87,15 +87,18 @@ def test_unmappable_symbols_are_a_clear_value_error(symbol: str) -> None:
 
 @given(base=st.from_regex(r"[A-Z0-9]{1,8}", fullmatch=True), quote=st.sampled_from(QUOTE_ASSETS))
 def test_base_and_known_quote_always_map_back(base: str, quote: str) -> None:
+    # The longest known quote wins: a base ending in a longer quote's head (XT + USD reads X + TUSD) splits
+    # elsewhere, for every feed alike.
+    assume(split_symbol(base + quote) == (base, quote))
     assert to_inst_id(base + quote) == f"{base}-{quote}"
 
 
 def test_the_plugin_registers_the_feed_as_okex_and_okx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMFRAME_LOAD_PLUGINS", "okex")
-    pm = make_plugin_manager()
+    loaded = load_plugins()
 
-    feeds = get_feeds(pm)
+    feeds = loaded.feeds
 
     assert feeds["okex"] is OkexFeed and feeds["okx"] is OkexFeed
-    info = next(info for info in list_plugins(pm) if info.name == "okex")
+    info = next(info for info in loaded.info if info.name == "okex")
     assert (info.distribution, info.hooks, info.builtin) == ("mmframe-okex", ("register_feeds",), False)

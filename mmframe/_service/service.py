@@ -1,47 +1,40 @@
-"""The service behind ``mmframe serve``: markets loaded from the store, the engine, the audit trail, the control API.
+"""The service behind ``mmframe serve``: markets loaded from the store, run by the engine, with the audit trail.
 
 Start-up follows the seed: load every ``strategy_currency`` row with its strategy's config (overrides applied),
-turn each into a :class:`~mmframe._engine.market.MarketSpec`, start the ``market_status = 1`` ones and leave the
-others stopped until a start command. A row that cannot be loaded (broken JSON, an unknown strategy, a config
-key the strategy refuses) fails alone, with a message naming what is wrong; the other markets start.
+turn each into a :class:`mmframe.MarketSpec`, start the ``market_status = 1`` ones and leave the others stopped
+until a start command. A row that cannot be loaded (broken JSON, an unknown strategy, a config key the strategy
+refuses) fails alone, with a message naming what is wrong; the other markets start.
+
+The service knows nothing of HTTP: the control API (:mod:`mmframe._control`) drives it, and ``mmframe serve``
+(:mod:`mmframe._cli`) runs the two side by side.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import attrs
 import pluggy
 import trio
 
-from ._engine.index import IndexGuard, IndexSource
-from ._engine.manager import DryBuild, StrategyManager
-from ._engine.market import MarketSpec, MarketState, MarketStatus, RestartPolicy
-from ._engine.reconcile import Tolerance
-from ._engine.risk import RiskLimits
-from ._errors import ConfigError, MMFrameError
-from ._hookspecs import hookimpl
-from ._models import Fill, Market, MarketKey, MarketType, Order, OrderEvent
-from ._plugins import get_feeds, get_strategies
-from ._settings import Settings
-from ._store import FillRecord, MarketRow, OrderEventRecord, Store
-from .config import structure_config
-from .protocols import OrderSink, Position
+from .._engine.manager import DryBuild, StrategyManager
+from .._engine.spec import MarketSpec, MarketState, MarketStatus
+from .._errors import ConfigError, MMFrameError
+from .._models import Fill, MarketKey
+from .._plugins import get_feeds, get_strategies
+from .._settings import Settings
+from .._store import MarketRow, Store
+from .._symbols import compact_symbol
+from ..protocols import OrderSink
+from .audit import AuditTrail
+from .specs import check_feeds, check_strategy_config, market_symbol, spec_from_row
 
-__all__ = ["MarketOptions", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket", "split_symbol"]
+__all__ = ["ACTIVE", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket"]
 
 log = logging.getLogger("mmframe.service")
-
-QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
-
-
-KNOWN_FEED_PLUGINS = frozenset({"binance", "okex"})  # feeds shipped as plugins of their own
 
 ACTIVE = frozenset({MarketState.RUNNING, MarketState.STARTING, MarketState.DEGRADED})
 
@@ -52,55 +45,6 @@ class UnknownMarket(MMFrameError, LookupError):
 
 class ReloadRefused(MMFrameError):
     """A reload whose fresh configuration cannot be used: the market goes on as it was (the API answers 422)."""
-
-
-def split_symbol(index_symbol: str) -> str:
-    """``BTCUSDT`` → ``BTC/USDT`` (by the known quote assets); a symbol with a separator is normalised to ``/``."""
-    text = index_symbol.strip().upper()
-    for sep in ("/", "-", "_"):
-        if sep in text:
-            base, _, quote = text.partition(sep)
-            return f"{base}/{quote}"
-    for quote in QUOTE_ASSETS:
-        if text.endswith(quote) and len(text) > len(quote):
-            return f"{text[: -len(quote)]}/{quote}"
-    return text
-
-
-def compact_symbol(symbol: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "", symbol.upper())
-
-
-@attrs.frozen
-class MarketOptions:
-    """The engine's options for one market (``mmframe_market.options``); every key optional.
-
-    :param feed: the feed plugin (default: the service's ``feed`` setting).
-    :param feed_config: that feed's configuration.
-    :param index_symbol: the symbol the feed knows the index by (default: ``strategy_currency.index_symbol``).
-    :param index_guard: how the index is screened (:class:`~mmframe._engine.index.IndexGuard`).
-    :param index_sources: more feeds for a composite index (each ``{"feed", "feed_config", "index_symbol"}``); a
-        ``redis`` source's connection defaults to ``MARKET_REDIS_*`` like the market's own feed.
-    """
-
-    feed: str | None = None
-    feed_config: dict[str, Any] = attrs.field(factory=dict)
-    index_symbol: str | None = None
-    risk: RiskLimits = RiskLimits()
-    tolerance: Tolerance = Tolerance()
-    refresh_interval: float = 1.0
-    stale_after: float = 10.0
-    # 2 %, not the engine's 10 %: a single source sending a wrong price inside max_tick_jump is quoted at once, so a
-    # service following one feed keeps that door narrow (a real move beyond it is taken after about a second).
-    max_tick_jump: Decimal = Decimal("0.02")
-    confirm_ticks: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    index_guard: IndexGuard = IndexGuard()
-    index_sources: tuple[IndexSource, ...] = ()
-    restart: RestartPolicy = RestartPolicy()
-    leftovers: str = attrs.field(default="cancel", validator=attrs.validators.in_(("cancel", "adopt")))
-    seed: int | None = None
-    reconcile_interval: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
-    reconcile_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
 
 
 @attrs.define
@@ -117,206 +61,23 @@ class MarketRecord:
 
     @property
     def symbol(self) -> str:
-        return self.spec.market.symbol if self.spec is not None else split_symbol(self.row.index_symbol)
+        return self.spec.market.symbol if self.spec is not None else market_symbol(self.row.index_symbol)
 
 
-def market_from_row(row: MarketRow) -> Market:
-    """The market's description: its ``mmframe_market`` row, else the strategy config's ``tick_size``,
-    ``quote_precision`` (prices) and ``base_precision`` (quantities)."""
-    market_type = MarketType(row.market_type)
-    desc = row.description
-    try:
-        if desc is not None:
-            return desc.market(market_type)
-        config = row.effective_config
-        missing = [k for k in ("tick_size", "quote_precision", "base_precision") if k not in config]
-        if missing:
-            raise LookupError(", ".join(missing))
-        qp = int(config["base_precision"])
-        return Market(
-            split_symbol(row.index_symbol),
-            tick_size=config["tick_size"],
-            price_precision=int(config["quote_precision"]),
-            quantity_precision=qp,
-            min_quantity=Decimal(1).scaleb(-qp),
-            market_type=market_type,
-        )
-    except LookupError as exc:
-        raise ConfigError(f"no mmframe_market row describes this market and its config lacks {exc.args[0]}") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"market description: {exc}") from None
-
-
-DEFAULT_EXCHANGE = "binance"
-
-
-def choose_feed(
-    row: MarketRow, options: MarketOptions, settings: Settings, feeds: Mapping[str, Any] | None = None
-) -> tuple[str, dict[str, Any], str]:
-    """Which feed a market follows, with what options, under which index symbol.
-
-    In order: the market's own ``feed`` option; the service's ``--feed`` / ``MMFRAME_FEED``; the ``redis`` bus
-    when a market Redis is configured (``MARKET_REDIS_*``), on the channels of the strategy config's
-    ``external_exchange`` (``binance`` unless told); else that exchange's feed plugin, connected directly. The
-    index symbol is the market's ``index_symbol`` option, else the config's ``external_symbol``, else
-    ``strategy_currency.index_symbol``. The ``redis`` feed's connection defaults to ``MARKET_REDIS_*``.
-    """
-    config = row.effective_config
-    exchange = str(config.get("external_exchange") or DEFAULT_EXCHANGE).strip().lower()
-    if feeds is not None and exchange in feeds:
-        exchange = getattr(feeds[exchange], "name", exchange)  # an alias (okx) names the feed's channels (okex)
-    index_symbol = options.index_symbol or str(config.get("external_symbol") or "") or row.index_symbol
-    feed_config = dict(options.feed_config)
-    if options.feed:
-        feed = options.feed
-    elif settings.feed:
-        feed = settings.feed
-    elif settings.market_redis is not None:
-        feed = "redis"
-    else:
-        feed = exchange
-    if feed == "redis":
-        feed_config.setdefault("exchange", exchange)
-        feed_config = _bus_defaults(feed, feed_config, settings)
-    return feed, feed_config, index_symbol
-
-
-def _bus_defaults(feed: str, config: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """A ``redis`` feed's connection defaults to ``MARKET_REDIS_*``; other feeds' configs are left as they are."""
-    config = dict(config)
-    address = settings.market_redis
-    if feed == "redis" and address is not None:
-        for key, value in (("host", address.host), ("port", address.port), ("db", address.db),
-                           ("password", address.password)):
-            if value is not None:
-                config.setdefault(key, value)
-    return config
-
-
-def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] | None = None) -> MarketSpec:
-    if row.error:
-        raise ConfigError(row.error)
-    if row.strategy_name is None:
-        raise ConfigError(f"strategy_currency.default_strategy {row.strategy_id} names no strategy_strategy row")
-    market = market_from_row(row)
-    options_data = row.description.options if row.description is not None else {}
-    options = structure_config(options_data or {}, MarketOptions)
-    feed, feed_config, index_symbol = choose_feed(row, options, settings, feeds)
-    for number, source in enumerate(options.index_sources):
-        if source.feed == "redis" and not source.feed_config.get("exchange"):
-            raise ConfigError(f"index_sources[{number}]: a redis source needs feed_config.exchange, the bus channels "
-                              "to follow (price:update:{exchange}:{symbol})")
-    sources = tuple(
-        attrs.evolve(source, feed_config=_bus_defaults(source.feed, source.feed_config, settings))
-        for source in options.index_sources
-    )
-    return MarketSpec(
-        market=market,
-        strategy=row.strategy_name,
-        strategy_config=row.effective_config,
-        feed=feed,
-        feed_config=feed_config,
-        index_symbol=index_symbol,
-        risk=options.risk,
-        tolerance=options.tolerance,
-        refresh_interval=options.refresh_interval,
-        stale_after=options.stale_after,
-        max_tick_jump=options.max_tick_jump,
-        confirm_ticks=options.confirm_ticks,
-        index_guard=options.index_guard,
-        index_sources=sources,
-        restart=options.restart,
-        leftovers=options.leftovers,
-        seed=options.seed,
-        reconcile_interval=options.reconcile_interval,
-        reconcile_grace=options.reconcile_grace,
-        name=row.id,
-    )
-
-
-class AuditTrail:
-    """An observer plugin that queues every order event and fill; :meth:`run` writes them to the store in
-    batches from a worker thread, so a market never waits for the database."""
-
-    BATCH = 500
-    MAX_PENDING = 200_000
-
-    def __init__(
-        self, store: Store, market_ids: Mapping[MarketKey, str], limiter: trio.CapacityLimiter | None = None
-    ) -> None:
-        self.store = store
-        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(1)
-        self.market_ids = market_ids
-        self.events: list[OrderEventRecord] = []
-        self.fills: list[FillRecord] = []
-        self.dropped = 0
-        self.written = 0
-        self._wake = trio.Event()
-
-    def _market_id(self, market: Market) -> str:
-        return self.market_ids.get(market.key, str(market.key))
-
-    @hookimpl
-    def order_event(self, market: Market, event: OrderEvent, order: Order) -> None:
-        record = OrderEventRecord.from_event(
-            event, order, market_id=self._market_id(market), market_type=int(market.market_type)
-        )
-        self.events.append(record)
-        self._added()
-
-    @hookimpl
-    def order_filled(self, market: Market, fill: Fill, position: Position) -> None:
-        record = FillRecord.from_fill(fill, market_id=self._market_id(market), market_type=int(market.market_type))
-        self.fills.append(record)
-        self._added()
-
-    def _added(self) -> None:
-        pending = len(self.events) + len(self.fills)
-        if pending > self.MAX_PENDING:  # the database has been away for a long time: keep the newest
-            self.dropped += 1
-            (self.events if self.events else self.fills).pop(0)
-        if pending >= self.BATCH:
-            self._wake.set()
-
-    async def run(
-        self, *, interval: float = 0.5, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        task_status.started()
-        try:
-            while True:
-                with trio.move_on_after(interval):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                await self.flush()
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self.flush()
-
-    async def flush(self) -> None:
-        if not self.events and not self.fills:
-            return
-        events, fills = self.events, self.fills
-        self.events, self.fills = [], []
-        try:
-            await trio.to_thread.run_sync(self.store.record, events, fills, limiter=self.limiter)
-            self.written += len(events) + len(fills)
-        except Exception as exc:
-            log.error("could not write %d audit records (will retry): %s", len(events) + len(fills), exc)
-            self.events[:0], self.fills[:0] = events, fills
+def _key(symbol: str) -> str:
+    """A symbol as :meth:`Service.find` compares it: ``btc/usdt`` and ``BTCUSDT`` are the same."""
+    return compact_symbol(symbol.upper())
 
 
 class Service:
-    """Markets from the store, run by one :class:`StrategyManager`, controlled through :mod:`mmframe._control`."""
+    """Markets from the store, run by one :class:`StrategyManager`, with the audit trail.
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        pm: pluggy.PluginManager,
-        sink: OrderSink,
-        *,
-        api: bool = True,
-    ) -> None:
+    :meth:`run` loads the markets and starts the enabled ones; the commands (:meth:`start`, :meth:`stop`,
+    :meth:`reload`, :meth:`update_config`, :meth:`kill`) are what the control API calls; :meth:`aclose` stops every
+    market and sets :attr:`closed`.
+    """
+
+    def __init__(self, settings: Settings, store: Store, pm: pluggy.PluginManager, sink: OrderSink) -> None:
         self.settings = settings
         self.store = store
         self.pm = pm
@@ -329,8 +90,8 @@ class Service:
         self.store_limiter = trio.CapacityLimiter(1)
         self.audit = AuditTrail(store, self.market_ids, self.store_limiter)
         self.started_at = time.monotonic()
-        self.api = api
-        self.binds: list[str] = []
+        #: Set when :meth:`aclose` has stopped every market: whatever runs beside the service (the API) stops then.
+        self.closed = trio.Event()
         self._nursery: trio.Nursery | None = None
         # Commands on one market (start, stop, reload, config update, the kill switch's stop) run one at a time, in
         # the order they came: two concurrent starts give the answer two sequential ones give.
@@ -339,11 +100,8 @@ class Service:
     # ---- running ----------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
-        if self.api and not self.settings.api_is_loopback and not self.settings.api_token:
-            raise ConfigError(
-                f"refusing to serve the control API on {self.settings.api_host} without MMFRAME_API_TOKEN: "
-                "set a token or bind to 127.0.0.1"
-            )
+        """Load the markets, start the enabled ones and the audit trail; reports the service once they are up and
+        returns when :meth:`aclose` has stopped it."""
         rows = await trio.to_thread.run_sync(self.store.load_markets, limiter=self.store_limiter)
         log.info("Loaded %d currencies from database", len(rows))
         for row in rows:
@@ -363,10 +121,6 @@ class Service:
                         status = self.manager.status(record.spec.key)[0]
                         if status.state is not MarketState.RUNNING:
                             log.error("Strategy [%s] did not start: %s", record.id, status.error)
-                if self.api:
-                    from ._control.app import serve_api
-
-                    self.binds = await nursery.start(serve_api, self)
                 task_status.started(self)
         finally:
             self.pm.unregister(self.audit)
@@ -405,9 +159,10 @@ class Service:
         """The record of *row*: its spec, checked against the strategy and the feed, or why there is none."""
         record = MarketRecord(row)
         try:
-            spec = spec_from_row(row, self.settings, get_feeds(self.pm))
-            self._check_strategy_config(spec)
-            self._check_feed(spec)
+            feeds = get_feeds(self.pm)
+            spec = spec_from_row(row, self.settings, feeds)
+            check_strategy_config(get_strategies(self.pm), spec.strategy, spec.strategy_config, spec.market)
+            check_feeds(spec, feeds)
             record.spec = spec
         except (ValueError, TypeError, ArithmeticError, MMFrameError) as exc:  # ConfigError, an attrs validator,
             record.error = str(exc) or type(exc).__name__  # a decimal overflow in a strategy's own checks
@@ -425,48 +180,24 @@ class Service:
         """The market's record now (a reload that ran while this command waited for its turn replaced it)."""
         return self.records.get(record.id, record)
 
-    def _check_feed(self, spec: MarketSpec) -> None:
-        """Refuse a feed (the market's own, or an index source's) that is not installed, or options it would refuse,
-        before anything starts."""
-        feeds = get_feeds(self.pm)
-        for name, config in [(spec.feed, spec.feed_config), *((s.feed, s.feed_config) for s in spec.index_sources)]:
-            if name not in feeds:
-                hint = f" (pip install mmframe-{name}, or set MARKET_REDIS_HOST to follow the Redis bus)"
-                raise ConfigError(
-                    f"feed {name!r} is not installed{hint if name in KNOWN_FEED_PLUGINS else ''}; "
-                    f"installed feeds: {', '.join(sorted(feeds))}"
-                )
-            try:
-                structure_config(config, feeds[name].Config)
-            except ConfigError as exc:
-                raise ConfigError(f"feed {name!r}: {exc}") from None
-
-    def _check_strategy_config(self, spec: MarketSpec) -> None:
-        """Refuse a config the strategy would refuse, before anything starts: the key is named."""
-        strategies = get_strategies(self.pm)
-        try:
-            cls = strategies.get_or_raise(spec.strategy)
-        except MMFrameError as exc:
-            raise ConfigError(str(exc)) from None
-        config = structure_config(spec.strategy_config, cls.Config)
-        cls(config, spec.market)  # a check that needs the market (a spacing off the tick grid) fails here, not later
-
     async def aclose(self) -> None:
-        """Stop every market (cancelling its orders), flush the audit trail, stop the API."""
+        """Stop every market (cancelling its orders), flush the audit trail, then stop :meth:`run` and set
+        :attr:`closed`."""
         await self.manager.aclose()
         await self.audit.flush()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+        self.closed.set()
 
     # ---- lookups ----------------------------------------------------------------------------------------------
 
     def find(self, symbol: str, market_type: int = 1) -> MarketRecord:
         """The market for ``BTC/USDT`` or ``BTCUSDT`` (or its id ``879_1``) and a market type."""
-        wanted = compact_symbol(symbol)
+        wanted = _key(symbol)
         for record in self.records.values():
             if record.row.market_type != market_type:
                 continue
-            if wanted in (compact_symbol(record.symbol), compact_symbol(record.row.index_symbol)):
+            if wanted in (_key(record.symbol), _key(record.row.index_symbol)):
                 return record
         if symbol in self.records and self.records[symbol].row.market_type == market_type:
             return self.records[symbol]
@@ -572,8 +303,7 @@ class Service:
             raise ConfigError(row.error or record.error or "the market has no strategy")
         overrides = {**row.overrides, **changes}  # over what the database holds now, not what we loaded
         effective = {**row.strategy_config, **overrides}
-        cls = get_strategies(self.pm).get_or_raise(row.strategy_name)
-        structure_config(effective, cls.Config)
+        check_strategy_config(get_strategies(self.pm), row.strategy_name, effective)
         before = self._book_size(row)  # what the config as stored now quotes
         built, error = self._dry(attrs.evolve(row, overrides=overrides))
         if built is not None and not built.quotes:
@@ -672,36 +402,3 @@ def _empty_book(built: DryBuild, before: str) -> str:
         "order is left out (a quantity below the market's minimum, a price outside the grid or the window); the "
         "market would run and quote nothing"
     )
-
-
-def metrics_of(status: MarketStatus | None) -> dict[str, Any]:
-    """The seed's per-strategy metrics (plus mmframe's), decimals as strings."""
-    if status is None:
-        return {
-            "total_orders": 0,
-            "success_orders": 0,
-            "failed_orders": 0,
-            "total_trades": 0,
-            "total_volume": "0",
-            "active_orders": 0,
-            "uptime_seconds": 0,
-        }
-    return {
-        "total_orders": status.orders_placed + status.orders_vetoed,
-        "success_orders": status.orders_placed - status.orders_rejected,
-        "failed_orders": status.orders_rejected + status.orders_vetoed,
-        "total_trades": status.fills,
-        "total_volume": str(status.volume),
-        "active_orders": status.active_orders,
-        "uptime_seconds": math.floor(status.uptime_seconds),
-        "orders_cancelled": status.orders_cancelled,
-        "orders_vetoed": status.orders_vetoed,
-        "bids": status.bids,
-        "asks": status.asks,
-        "position": str(status.position),
-        "pnl": str(status.pnl),
-        "stale": status.stale,
-        "ticks": status.ticks,
-        "ticks_rejected": status.ticks_rejected,
-        "ticks_rejected_by_reason": dict(status.ticks_rejected_by_reason),
-    }

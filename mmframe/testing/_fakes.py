@@ -1,45 +1,20 @@
-"""Helpers for testing mmframe plugins: a fake strategy context and a feed you drive by hand.
-
-:class:`FakeContext` implements :class:`~mmframe.protocols.StrategyContext` with plain settable attributes, so a
-strategy's :meth:`~mmframe.Strategy.desired_orders` can be tested without an engine::
-
-    from mmframe.testing import FakeContext, make_market
-
-    ctx = FakeContext(market=make_market(tick_size="0.01"))
-    ctx.set_index_price("30000")
-    ctx.position = Position(base=Decimal("0.5"))
-    quotes = list(MyStrategy(MyStrategy.Config(), ctx.market).desired_orders(ctx))
-    ctx.submit(...)  # recorded in ctx.submitted; ctx.cancel(...) in ctx.cancelled
-
-:class:`ScriptedFeed` is an :class:`~mmframe.protocols.ExchangeFeed` whose :meth:`~ScriptedFeed.push` delivers a
-:class:`~mmframe._models.PriceTick` or :class:`~mmframe._models.DepthSnapshot` synchronously to the listeners of its
-symbol, so a test decides exactly which tick arrives when.
-
-:class:`RedisServer` runs a private ``redis-server`` on a free loopback port, which a test can stop and start again
-(a Redis restart in the middle of a run) without disturbing any other Redis.
-
-Nothing here is registered through the plugin hooks: a test registers these by hand where it needs them.
-"""
+"""The fakes: a strategy context made of settable attributes, and a feed the test drives by hand."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import trio
 
-from ._engine.tracker import best_first as _best_first
-from ._models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
-from .protocols import Position, Subscription
+from .._engine.tracker import best_first as _best_first
+from .._models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
+from ..protocols import Position, Subscription
 
-__all__ = ["FakeContext", "RedisServer", "ScriptedFeed", "make_market", "mysql_to_sqlite", "run_sql", "split_sql"]
+__all__ = ["FakeContext", "ScriptedFeed", "make_market"]
 
 
 def make_market(
@@ -185,114 +160,3 @@ class ScriptedFeed:
         )
         self.push(tick)
         return tick
-
-
-# ---- the seed's SQL in a test database ----------------------------------------------------------------------
-
-
-def split_sql(script: str) -> list[str]:
-    """Split a script on the ``;`` outside string literals; drop fragments that are only comments."""
-    statements, current, quoted = [], [], False
-    for ch in script:
-        if ch == "'":
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            statements.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    statements.append("".join(current))
-    out = []
-    for statement in statements:
-        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-        if code.strip():
-            out.append(statement.strip())
-    return out
-
-
-def mysql_to_sqlite(statement: str) -> str:
-    """Adapt one MySQL statement of the seed for SQLite. Only CREATE TABLE needs changes."""
-    if not statement.lstrip().upper().startswith("CREATE TABLE"):
-        return statement.replace("`", '"')
-    s = re.sub(r"\s+COMMENT\s+'(?:[^']|'')*'", "", statement)
-    s = re.sub(r"\)\s*ENGINE=[^\n]*$", ")", s.rstrip())
-    s = s.replace("`", '"')
-    s = re.sub(r'"id" int NOT NULL AUTO_INCREMENT', '"id" INTEGER PRIMARY KEY AUTOINCREMENT', s)
-    s = re.sub(r',\s*PRIMARY KEY \("id"\)', "", s)
-    s = re.sub(r"\bjson\b", "TEXT", s)
-    assert "AUTO_INCREMENT" not in s and "COMMENT" not in s, s
-    return s
-
-
-def run_sql(store: Any, script: str) -> None:
-    """Run a MySQL script (the seed's SQL, :func:`mmframe._store.seed_sql`) on a :class:`~mmframe._store.Store`:
-    verbatim on MySQL/MariaDB, mechanically adapted on SQLite."""
-    for statement in split_sql(script):
-        if store.dialect == "sqlite":
-            statement = mysql_to_sqlite(statement)
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(statement)
-
-
-# ---- a private Redis -------------------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A ``redis-server`` of the test's own on 127.0.0.1 (no persistence), for restarts in the middle of a test.
-
-    ``with RedisServer() as redis: ...`` starts it on a free port (:attr:`port`); :meth:`stop` kills it and
-    :meth:`start` brings it back on the same port. Raises :class:`FileNotFoundError` when ``redis-server`` is not
-    installed.
-    """
-
-    def __init__(self, executable: str = "redis-server") -> None:
-        path = shutil.which(executable)
-        if path is None:
-            raise FileNotFoundError(f"{executable} is not installed")
-        self.executable = path
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the server and return once it accepts connections."""
-        if self.process is not None:
-            return
-        self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Kill the server (as a crash would) and wait for it to be gone."""
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

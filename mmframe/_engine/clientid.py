@@ -1,0 +1,49 @@
+"""Client order ids: ``{instance}-{SYMBOL}{market type}-{counter}``, e.g. ``mmf-BTCUSDT1-k3x9a0b2c``.
+
+The prefix names the process's instance and the market, so a restarted process finds (by prefix) the orders an
+earlier run left; the counter starts at the wall clock's microseconds, so no run of a market reuses an id.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .._models import Market
+from .._symbols import compact_symbol
+
+__all__ = ["ClientIds", "base36", "client_prefix"]
+
+_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PAIRS36 = [a + b for a in _DIGITS36 for b in _DIGITS36]  # "00" to "zz": two digits per division
+
+
+def base36(n: int) -> str:
+    """*n* (not negative) in base 36, lower case, without leading zeros."""
+    if n < 36:
+        return _DIGITS36[n]
+    out = []
+    while n:
+        n, r = divmod(n, 1296)
+        out.append(_PAIRS36[r])
+    return "".join(reversed(out)).lstrip("0")
+
+
+def client_prefix(instance_id: str, market: Market) -> str:
+    """The client-id prefix of *market*'s orders in instance *instance_id*: ``mmf-BTCUSDT1-``."""
+    return f"{instance_id}-{compact_symbol(market.symbol)}{int(market.market_type)}-"
+
+
+class ClientIds:
+    """The client order ids of one market's run: *prefix* and a counter that starts at the wall clock's
+    microseconds."""
+
+    __slots__ = ("_seq", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._seq = int(time.time() * 1_000_000)
+
+    def next(self) -> str:
+        """A client order id no run of this market has used."""
+        self._seq += 1
+        return f"{self.prefix}{base36(self._seq)}"

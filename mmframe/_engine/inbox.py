@@ -1,0 +1,65 @@
+"""A market's inbox: where its inputs wait for the market's task."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import trio
+
+from .._models import DepthSnapshot, MarketData, OrderEvent, PriceTick
+
+__all__ = ["Inbox"]
+
+
+class Inbox:
+    """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated).
+
+    The feed's and the sink's listeners push (synchronously, never blocking); the market's task waits on
+    :meth:`wait` and takes what is there."""
+
+    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at")
+
+    def __init__(self) -> None:
+        self.events: deque[OrderEvent] = deque()
+        self.tick: PriceTick | None = None
+        self.extra_ticks: dict[int, PriceTick] = {}  # the latest tick of each extra index source (a composite)
+        self.tick_at = 0.0  # perf_counter() when the latest tick arrived: where quote latency starts
+        self.depth: DepthSnapshot | None = None
+        self.conflated = 0
+        self._wake = trio.Event()
+
+    def push_event(self, event: OrderEvent) -> None:
+        self.events.append(event)
+        self._wake.set()
+
+    def push_data(self, item: MarketData) -> None:
+        if isinstance(item, PriceTick):
+            if self.tick is not None:
+                self.conflated += 1
+            else:
+                self.tick_at = time.perf_counter()
+            self.tick = item
+        elif isinstance(item, DepthSnapshot):
+            self.depth = item
+        else:
+            return
+        self._wake.set()
+
+    def push_source(self, source: int, item: MarketData) -> None:
+        """A tick of extra index source number *source* (1, 2, ...); its depth is not the market's."""
+        if not isinstance(item, PriceTick):
+            return
+        if self.tick is None and not self.extra_ticks:
+            self.tick_at = time.perf_counter()
+        if source in self.extra_ticks:
+            self.conflated += 1
+        self.extra_ticks[source] = item
+        self._wake.set()
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+
+    def clear_wake(self) -> None:
+        if self._wake.is_set():
+            self._wake = trio.Event()

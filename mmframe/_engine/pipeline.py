@@ -1,0 +1,170 @@
+"""The way out of a market: its cancels, then each order through the risk gate — once — and the survivors to the sink.
+
+One step's plan is sent in two moves. :meth:`OrderPipeline.cancel` cancels what the plan (and the strategy) no longer
+wants; then :meth:`OrderPipeline.place` builds each order the plan and the strategy's immediate orders ask for
+(sized, with its client order id), runs it through the risk gate exactly once — every built-in check, self-trade
+prevention included, then the ``pre_trade_check`` hook — and hands every order that passed to the sink in one
+batch. An order of the desired book is checked for self-trade first, and one the check refuses is *deferred* (our
+own opposite order is still being cancelled: it is placed on a later step); every other refusal is a veto, counted
+and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+
+from .._models import Market, Order, OrderRequest, OrderType, Quote
+from ..protocols import OrderSink, Position
+from .clientid import ClientIds
+from .risk import RiskContext, RiskGate
+from .tracker import OrderTracker
+
+__all__ = ["OrderPipeline"]
+
+#: A refused order is logged at most once per this many seconds per reason.
+VETO_LOG_INTERVAL = 60.0
+
+
+class OrderPipeline:
+    """One market's sending path (see the module docstring).
+
+    :param counters: the market's counters; this adds to ``cancelled``, ``placed``, ``vetoed`` and ``deferred``.
+    :param drain: applies the order events that arrived (an in-process sink confirms a cancel at once).
+    """
+
+    def __init__(
+        self,
+        market: Market,
+        sink: OrderSink,
+        tracker: OrderTracker,
+        gate: RiskGate,
+        ids: ClientIds,
+        *,
+        counters: dict[str, int],
+        log: logging.LoggerAdapter,  # type: ignore[type-arg]
+        rng: random.Random,
+        drain: Callable[[], None],
+    ) -> None:
+        self.market = market
+        self.sink = sink
+        self.tracker = tracker
+        self.gate = gate
+        self.ids = ids
+        self.counters = counters
+        self.log = log
+        self.rng = rng
+        self._drain = drain
+        self.last_veto = ""
+        self.interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
+        self._veto_logged: dict[str, float] = {}
+
+    async def cancel(self, orders: Sequence[Order], requested: Sequence[str], now: float) -> None:
+        """Cancel *orders* (the plan's), and those of *requested* (the strategy's own cancels) that are live and not
+        being cancelled already."""
+        cancel_ids = [o.client_order_id for o in orders]
+        for coid in requested:
+            order = self.tracker.get(coid)
+            if order is not None and order.status.is_live and not order.cancel_requested and coid not in cancel_ids:
+                cancel_ids.append(coid)
+        if not cancel_ids:
+            return
+        for coid in cancel_ids:
+            self.tracker.mark_cancel_requested(coid, now)
+        self.counters["cancelled"] += len(cancel_ids)
+        await self.sink.cancel(self.market.symbol, cancel_ids)
+        self._drain()  # an in-process sink confirms at once; its room is free for the places below
+
+    async def place(
+        self,
+        places: Sequence[Quote],
+        immediate: Sequence[tuple[str, Quote]],
+        now: float,
+        *,
+        reference: Decimal | None,
+        position: Position,
+        settled: Decimal | None = None,
+        book_mid: Decimal | None = None,
+    ) -> None:
+        """Place the strategy's *immediate* orders (ids already given) and the plan's *places*: each through the
+        risk gate once, against our live orders and those placed before it in this batch."""
+        live = list(self.tracker.live())
+        batch: list[OrderRequest] = []
+        for coid, quote, from_plan in self._requests(places, immediate):
+            request = self._request(coid, quote)
+            # A desired-book order is checked for self-trade first: one that would cross our own order is held back
+            # (that order is on its way out), whatever else the gate would say of it.
+            refusal = self.gate.refusal(
+                request, RiskContext(reference, live, position, settled, book_mid), self_trade_first=from_plan
+            )
+            if refusal is not None:
+                if from_plan and refusal.self_trade:
+                    # Our own opposite order is still being cancelled: place this one on a later step.
+                    self.counters["deferred"] += 1
+                else:
+                    self._vetoed(request, refusal.reason, now)
+                continue
+            live.append(self.tracker.add(request, now))
+            self.tracker.mark_sent(coid, now)
+            batch.append(request)
+        if batch:
+            self.counters["placed"] += len(batch)
+            try:
+                await self.sink.place(batch)
+            except BaseException:
+                # Cancelled (or failed) while handing the batch over: whether the sink took it is unknown.
+                self.interrupted.update(r.client_order_id for r in batch)
+                raise
+
+    def _requests(
+        self, places: Sequence[Quote], immediate: Sequence[tuple[str, Quote]]
+    ) -> Iterable[tuple[str, Quote, bool]]:
+        for coid, quote in immediate:
+            yield coid, quote, False
+        for quote in places:
+            yield self.ids.next(), quote, True
+
+    def _request(self, client_order_id: str, quote: Quote) -> OrderRequest:
+        """*quote* as the order sent: its quantity cut by up to its ``size_variation`` (at random, never below the
+        market's minimum)."""
+        market = self.market
+        quantity = quote.quantity
+        if quote.size_variation:
+            cut = quote.size_variation * self.rng.randint(0, 10_000) / 10_000
+            varied = market.round_quantity(quantity * (1 - cut))
+            quantity = varied if varied > 0 and varied >= market.min_quantity else quantity
+        return OrderRequest(
+            client_order_id=client_order_id,
+            symbol=market.symbol,
+            side=quote.side,
+            type=quote.type,
+            quantity=quantity,
+            price=None if quote.type is OrderType.MARKET else quote.price,
+            market_type=market.market_type,
+            tag=quote.tag,
+        )
+
+    # ---- vetoes -----------------------------------------------------------------------------------------------
+
+    def _vetoed(self, request: OrderRequest, reason: str, now: float) -> None:
+        self.counters["vetoed"] += 1
+        self.last_veto = reason
+        # One log line per distinct reason a minute: a strategy asking for the same refused order every second
+        # must not flood the log.
+        key = reason.split(" at ")[0][:60]
+        if now - self._veto_logged.get(key, -1e18) >= VETO_LOG_INTERVAL:
+            self._veto_logged[key] = now
+            self.log.warning("risk gate refused %s %s %s @ %s: %s", request.side, request.quantity,
+                             request.type, request.price, reason)
+
+    def unplaceable(self, quote: Quote, reason: str, now: float) -> None:
+        """A desired quote that cannot be written at the market's precision: counted as vetoed, logged (rate
+        limited like the risk gate's refusals)."""
+        self.counters["vetoed"] += 1
+        self.last_veto = reason
+        key = "unplaceable"
+        if now - self._veto_logged.get(key, -1e18) >= VETO_LOG_INTERVAL:
+            self._veto_logged[key] = now
+            self.log.warning("dropped a desired %s quote: %s", quote.side, reason)

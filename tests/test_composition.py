@@ -1,0 +1,86 @@
+"""How ``mmframe serve`` is put together: the service runs markets and knows nothing of HTTP, the CLI runs the
+control API beside it, and the sink's defaults come from configuration and from what the sink declares."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import trio
+
+from mmframe import hookimpl
+from mmframe._cli import _make_sink
+from mmframe._control.serve import serve
+from mmframe._default_plugins.paper import PaperSink
+from mmframe._service.service import Service
+from mmframe._settings import Settings
+from mmframe._store import Store
+from mmframe.protocols import KeepsLocalBooks
+
+from .seed_sql import apply_seed_sql
+from .service_helpers import TOKEN, plugin_manager
+
+
+async def test_the_service_alone_serves_no_api_and_serve_adds_it_until_the_service_closes(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    apply_seed_sql(url)
+    store = Store(url)
+    store.init()
+    settings = Settings(db_url=url, api_port=0, api_token=TOKEN, feed="scripted")
+    try:
+        alone = Service(settings, store, plugin_manager(), PaperSink())
+        async with trio.open_nursery() as nursery:
+            assert await nursery.start(alone.run) is alone
+            assert sorted(alone.records) == ["879_1", "880_1"] and not hasattr(alone, "binds")
+            await alone.aclose()
+        assert alone.closed.is_set()
+
+        service = Service(settings, store, plugin_manager(), PaperSink())
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(serve, service)
+                async with httpx.AsyncClient(base_url=binds[0], timeout=5) as client:
+                    assert (await client.get("/health")).json() == {"status": "healthy", "service": "market-maker"}
+                await service.aclose()  # the API stops with the service: the nursery ends on its own
+    finally:
+        store.close()
+
+
+class EndpointSink(PaperSink):
+    name: ClassVar[str] = "remote"
+
+    @attrs.frozen
+    class Config:
+        endpoint: str
+        account: str = "mm"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.remote = config
+
+
+class SinkPlugin:
+    @hookimpl
+    def register_sinks(self, register: Any) -> None:
+        register(EndpointSink)
+
+
+def test_the_endpoint_goes_to_a_sink_that_takes_one_and_the_demo_takers_to_the_paper_sink() -> None:
+    pm = plugin_manager(SinkPlugin())
+    remote = _make_sink(Settings(sink="remote", match_engine_endpoint="http://engine:8080",
+                                 sink_config={"account": "a1"}), pm, demo=True, seed=3)
+    assert remote.remote == EndpointSink.Config(endpoint="http://engine:8080", account="a1")
+    paper = _make_sink(Settings(sink="paper", match_engine_endpoint="http://engine:8080"), pm, demo=True, seed=3)
+    assert isinstance(paper, PaperSink) and paper.config.taker_flow_rate == 0.5 and paper.config.seed == 3
+    plain = _make_sink(Settings(), pm, demo=False, seed=None)
+    assert plain.config == PaperSink.Config()
+
+
+def test_a_sink_keeping_its_books_here_is_recognised_by_what_it_declares() -> None:
+    class Remote:
+        async def open_orders(self, symbol: str, prefix: str = "") -> list[Any]:
+            return []
+
+    assert isinstance(PaperSink(), KeepsLocalBooks)
+    assert not isinstance(Remote(), KeepsLocalBooks)
