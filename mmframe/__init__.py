@@ -5,7 +5,9 @@ A plugin author's first import is ``from mmframe import hookimpl``.
 
 from __future__ import annotations
 
+from ._engine.risk import RiskContext as RiskContext
 from ._engine.risk import RiskLimits as RiskLimits
+from ._engine.spec import MarketHalted as MarketHalted
 from ._engine.spec import MarketSpec as MarketSpec
 from ._engine.spec import MarketState as MarketState
 from ._engine.spec import MarketStatus as MarketStatus
@@ -53,6 +55,7 @@ __all__ = [
     "MMFrameError",
     "Market",
     "MarketData",
+    "MarketHalted",
     "MarketKey",
     "MarketSpec",
     "MarketState",
@@ -70,6 +73,7 @@ __all__ = [
     "PriceTick",
     "Quote",
     "RestartPolicy",
+    "RiskContext",
     "RiskLimits",
     "Side",
     "Strategy",

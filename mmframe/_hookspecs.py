@@ -14,10 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from ._engine.manager import StrategyManager
     from ._engine.risk import RiskContext
     from ._models import Fill, Market, Order, OrderEvent, OrderRequest
-    from .protocols import Position
+    from .protocols import Engine, Position
 
 hookspec = pluggy.HookspecMarker("mmframe")
 hookimpl = pluggy.HookimplMarker("mmframe")
@@ -100,19 +99,19 @@ def pre_trade_check(market: Market, request: OrderRequest, context: RiskContext)
 
 
 @hookspec
-def engine_started(manager: StrategyManager) -> None:
+def engine_started(manager: Engine) -> None:
     """Called once the engine runs: the sink is ready and configured markets are being started.
 
-    :param manager: the running :class:`~mmframe._engine.manager.StrategyManager`.
+    :param manager: the running engine (:class:`mmframe.protocols.Engine`).
     :returns: nothing.
     """
 
 
 @hookspec
-def engine_stopping(manager: StrategyManager) -> None:
+def engine_stopping(manager: Engine) -> None:
     """Called when the engine begins to stop, before markets are stopped and their orders cancelled.
 
-    :param manager: the :class:`~mmframe._engine.manager.StrategyManager` that is stopping.
+    :param manager: the engine that is stopping (:class:`mmframe.protocols.Engine`).
     :returns: nothing.
     """
 

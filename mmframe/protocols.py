@@ -34,10 +34,13 @@ from ._models import (
 
 if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the protocols only check names
     from ._book import OrderBook
+    from ._engine.spec import MarketSpec, MarketStatus
     from ._latency import LatencyHistogram
+    from ._models import MarketKey
     from .feedtools import FeedSymbolStats
 
 __all__ = [
+    "Engine",
     "ExchangeFeed",
     "KeepsLocalBooks",
     "Named",
@@ -312,3 +315,31 @@ class KeepsLocalBooks(Protocol):
     I/O, also after the sink has stopped. ``mmframe serve`` reports what is left there when it stops."""
 
     def book(self, symbol: str) -> OrderBook: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The running engine, as the ``engine_started`` and ``engine_stopping`` hooks hand it to a plugin: every market
+    it supervises, their statuses, and starting, stopping and reloading one. The methods are async: keep the engine
+    and call them from a task of your own, never from the hook itself."""
+
+    @property
+    def markets(self) -> Mapping[MarketKey, MarketSpec]:
+        """Every market the engine supervises (running, stopped or failed), by key."""
+        ...
+
+    def status(self, key: MarketKey | None = None) -> list[MarketStatus]:
+        """The status of one market, or of every market."""
+        ...
+
+    async def start_market(self, spec: MarketSpec) -> MarketStatus:
+        """Start a market; returns once it quotes, or has failed to start (its status says why)."""
+        ...
+
+    async def stop_market(self, key: MarketKey) -> MarketStatus:
+        """Stop a market; its orders are cancelled before this returns."""
+        ...
+
+    async def reload_market(self, key: MarketKey, spec: MarketSpec | None = None) -> MarketStatus:
+        """Stop a market and start it again, with *spec* (same key) if given."""
+        ...

@@ -47,16 +47,30 @@ from .._models import (
 from .._plugins import Registry, get_feeds, get_strategies
 from ..config import structure_config
 from ..feedtools import FeedSymbolStats
-from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics
+from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics, Strategy
 from .clientid import client_prefix
 from .market import MarketRunner
 from .pricing import UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
 from .spec import MarketHalted, MarketSpec, MarketState, MarketStatus
 
-__all__ = ["DryBuild", "HistoryLoader", "StrategyManager"]
+__all__ = ["DryBuild", "HistoryLoader", "StrategyManager", "build_strategy", "strategy_config"]
 
 log = logging.getLogger("mmframe.engine")
+
+def strategy_config(strategies: Registry, name: str, config: Mapping[str, Any]) -> tuple[type[Strategy], Any]:
+    """The strategy class registered as *name* and its ``Config`` built from *config*, as the engine builds them:
+    an unknown name raises :class:`~mmframe.UnknownPlugin`, a key the ``Config`` refuses a
+    :class:`~mmframe.ConfigError` naming it. The one place a strategy's configuration is checked."""
+    cls: type[Strategy] = strategies.get_or_raise(name)
+    return cls, structure_config(config, cls.Config)
+
+
+def build_strategy(strategies: Registry, name: str, config: Mapping[str, Any], market: Market) -> Strategy:
+    """:func:`strategy_config`, then the strategy built for *market* (whatever its constructor refuses raises)."""
+    cls, structured = strategy_config(strategies, name, config)
+    return cls(structured, market)
+
 
 #: ``await history(spec, client_prefix)``: the fills of a market's orders that earlier processes recorded.
 HistoryLoader = Callable[[MarketSpec, str], Awaitable[Sequence[Fill]]]
@@ -333,9 +347,7 @@ class StrategyManager:
         return fills
 
     async def _build(self, spec: MarketSpec) -> MarketRunner:
-        cls = self.strategies.get_or_raise(spec.strategy)
-        config = structure_config(spec.strategy_config, cls.Config)
-        strategy = cls(config, spec.market)
+        strategy = build_strategy(self.strategies, spec.strategy, spec.strategy_config, spec.market)
         feed = await self._feed(spec.feed, spec.feed_config)
         index_feeds = [await self._feed(source.feed, source.feed_config) for source in spec.index_sources]
         runner = MarketRunner(
@@ -430,10 +442,11 @@ class StrategyManager:
         """
         market = spec.market
         try:
-            cls = self.strategies.get_or_raise(spec.strategy)
+            cls, config = strategy_config(self.strategies, spec.strategy, spec.strategy_config)
+        except ConfigError:
+            raise
         except MMFrameError as exc:
             raise ConfigError(str(exc)) from None
-        config = structure_config(spec.strategy_config, cls.Config)
         try:
             strategy = cls(config, market)
         except ConfigError:

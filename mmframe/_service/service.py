@@ -20,7 +20,7 @@ import attrs
 import pluggy
 import trio
 
-from .._engine.manager import DryBuild, StrategyManager
+from .._engine.manager import DryBuild, StrategyManager, build_strategy, strategy_config
 from .._engine.spec import MarketSpec, MarketState, MarketStatus
 from .._errors import ConfigError, MMFrameError
 from .._models import Fill, MarketKey
@@ -30,7 +30,7 @@ from .._store import MarketRow, Store
 from .._symbols import compact_symbol
 from ..protocols import OrderSink
 from .audit import AuditTrail
-from .specs import check_feeds, check_strategy_config, market_symbol, spec_from_row
+from .specs import check_feeds, market_symbol, spec_from_row
 
 __all__ = ["ACTIVE", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket"]
 
@@ -161,7 +161,7 @@ class Service:
         try:
             feeds = get_feeds(self.pm)
             spec = spec_from_row(row, self.settings, feeds)
-            check_strategy_config(get_strategies(self.pm), spec.strategy, spec.strategy_config, spec.market)
+            build_strategy(get_strategies(self.pm), spec.strategy, spec.strategy_config, spec.market)
             check_feeds(spec, feeds)
             record.spec = spec
         except (ValueError, TypeError, ArithmeticError, MMFrameError) as exc:  # ConfigError, an attrs validator,
@@ -303,7 +303,7 @@ class Service:
             raise ConfigError(row.error or record.error or "the market has no strategy")
         overrides = {**row.overrides, **changes}  # over what the database holds now, not what we loaded
         effective = {**row.strategy_config, **overrides}
-        check_strategy_config(get_strategies(self.pm), row.strategy_name, effective)
+        strategy_config(get_strategies(self.pm), row.strategy_name, effective)
         before = self._book_size(row)  # what the config as stored now quotes
         built, error = self._dry(attrs.evolve(row, overrides=overrides))
         if built is not None and not built.quotes:

@@ -13,7 +13,6 @@ import attrs
 from .._engine.spec import MarketSpec
 from .._errors import ConfigError
 from .._models import Market, MarketType
-from .._plugins import Registry
 from .._settings import Settings
 from .._store import MarketRow
 from .._symbols import split_symbol
@@ -24,7 +23,6 @@ __all__ = [
     "BUS_FEED",
     "MarketOptions",
     "check_feeds",
-    "check_strategy_config",
     "choose_feed",
     "market_from_row",
     "market_symbol",
@@ -199,20 +197,6 @@ def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] |
     return MarketSpec(
         market=market, strategy=row.strategy_name, strategy_config=row.effective_config, name=row.id, **values
     )
-
-
-def check_strategy_config(
-    strategies: Registry, name: str, config: Mapping[str, Any], market: Market | None = None
-) -> Any:
-    """The strategy *name*'s ``Config`` built from *config*, as the engine will build it: an unknown strategy raises
-    :class:`mmframe.UnknownPlugin`, a key the strategy refuses :class:`mmframe.ConfigError` naming it. With
-    *market*, the strategy itself is built too, so that a check that needs the market (a spacing off the tick grid)
-    fails here, not later."""
-    cls = strategies.get_or_raise(name)
-    structured = structure_config(config, cls.Config)
-    if market is not None:
-        cls(structured, market)
-    return structured
 
 
 def check_feeds(spec: MarketSpec, feeds: Mapping[str, Any]) -> None:
