@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import pluggy
@@ -109,9 +109,9 @@ class Registry(dict[str, Any]):
             raise UnknownPlugin(f"no {self.kind} named {name!r} is installed (installed: {known})") from None
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, check: Callable[[Any], None]) -> Registry:
+def _collect(hook: pluggy.HookCaller, kind: str, check: Callable[[Any], None]) -> Registry:
     registry = Registry(kind)
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+    for impl in hook.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(component: Any, *, name: str | None = None, _plugin: str = plugin_name) -> None:
@@ -131,12 +131,18 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, check: Callabl
     return registry
 
 
+@runtime_checkable
+class _Configured(Protocol):
+    """A component class with the attrs class its configuration mapping is structured into."""
+
+    Config: type
+
+
 def _needs_config(kind: str) -> Callable[[Any], None]:
     def check(component: Any) -> None:
         if not isinstance(component, type):
             raise PluginError(f"a {kind} must be registered as a class, got {component!r}")
-        config = getattr(component, "Config", None)
-        if config is None or not attrs.has(config):
+        if not (isinstance(component, _Configured) and attrs.has(component.Config)):
             raise PluginError(f"{kind} class {component.__qualname__} needs a Config attrs class")
 
     return check
@@ -153,17 +159,17 @@ def get_strategies(pm: pluggy.PluginManager | None = None) -> Registry:
         if not issubclass(component, Strategy):
             raise PluginError(f"strategy class {component.__qualname__} must subclass mmframe.Strategy")
 
-    return _collect(pm or get_plugin_manager(), "register_strategies", "strategy", check)
+    return _collect((pm or get_plugin_manager()).hook.register_strategies, "strategy", check)
 
 
 def get_feeds(pm: pluggy.PluginManager | None = None) -> Registry:
     """Every registered feed class by name."""
-    return _collect(pm or get_plugin_manager(), "register_feeds", "feed", _needs_config("feed"))
+    return _collect((pm or get_plugin_manager()).hook.register_feeds, "feed", _needs_config("feed"))
 
 
 def get_sinks(pm: pluggy.PluginManager | None = None) -> Registry:
     """Every registered sink class by name."""
-    return _collect(pm or get_plugin_manager(), "register_sinks", "sink", _needs_config("sink"))
+    return _collect((pm or get_plugin_manager()).hook.register_sinks, "sink", _needs_config("sink"))
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,39 +61,40 @@ LABELS = ["market", "symbol", "market_type"]
 STATES = [str(s) for s in MarketState]
 
 COUNTERS = {
-    # name (without _total): (help, status attribute)
-    "strategy_orders": ("Orders handed to the sink", "orders_placed"),
-    "mmframe_orders_cancelled": ("Cancels sent", "orders_cancelled"),
-    "mmframe_orders_rejected": ("Orders the sink rejected", "orders_rejected"),
-    "mmframe_orders_vetoed": ("Orders the risk gate refused", "orders_vetoed"),
-    "mmframe_fills": ("Fills of our orders", "fills"),
-    "mmframe_volume": ("Filled quantity, base asset", "volume"),
-    "mmframe_ticks": ("Index ticks accepted", "ticks"),
-    "mmframe_ticks_rejected": ("Index ticks rejected as bad", "ticks_rejected"),
+    # name (without _total): (help, the status field it reads)
+    "strategy_orders": ("Orders handed to the sink", attrgetter("orders_placed")),
+    "mmframe_orders_cancelled": ("Cancels sent", attrgetter("orders_cancelled")),
+    "mmframe_orders_rejected": ("Orders the sink rejected", attrgetter("orders_rejected")),
+    "mmframe_orders_vetoed": ("Orders the risk gate refused", attrgetter("orders_vetoed")),
+    "mmframe_fills": ("Fills of our orders", attrgetter("fills")),
+    "mmframe_volume": ("Filled quantity, base asset", attrgetter("volume")),
+    "mmframe_ticks": ("Index ticks accepted", attrgetter("ticks")),
+    "mmframe_ticks_rejected": ("Index ticks rejected as bad", attrgetter("ticks_rejected")),
     "mmframe_reconcile_cancelled": ("Open orders with our prefix the market did not track, cancelled by the "
-                                    "periodic reconciliation", "reconcile_cancelled"),
+                                    "periodic reconciliation", attrgetter("reconcile_cancelled")),
     "mmframe_reconcile_gone": ("Orders the market believed live that the sink no longer had, marked gone",
-                               "reconcile_gone"),
-    "mmframe_cancel_retries": ("Unconfirmed cancels the periodic reconciliation sent again", "cancel_retries"),
+                               attrgetter("reconcile_gone")),
+    "mmframe_cancel_retries": ("Unconfirmed cancels the periodic reconciliation sent again",
+                               attrgetter("cancel_retries")),
     "mmframe_reconcile_errors": ("Reconciliation passes the sink failed or did not answer in time",
-                                 "reconcile_errors"),
+                                 attrgetter("reconcile_errors")),
 }
 GAUGES = {
-    "strategy_active_orders": ("Live orders", "active_orders"),
-    "mmframe_orders_cancelling": ("Live orders whose cancel is asked and not yet confirmed", "cancelling"),
-    "mmframe_inventory": ("Net position, base asset", "position"),
-    "mmframe_pnl": ("Profit and loss marked at the index, quote asset", "pnl"),
+    "strategy_active_orders": ("Live orders", attrgetter("active_orders")),
+    "mmframe_orders_cancelling": ("Live orders whose cancel is asked and not yet confirmed", attrgetter("cancelling")),
+    "mmframe_inventory": ("Net position, base asset", attrgetter("position")),
+    "mmframe_pnl": ("Profit and loss marked at the index, quote asset", attrgetter("pnl")),
 }
 FEED_COUNTERS = {
-    "mmframe_feed_messages": ("Updates the feed delivered for the index symbol", "messages"),
-    "mmframe_feed_rejected": ("Messages for the index symbol the feed skipped as bad", "rejected"),
-    "mmframe_feed_reconnects": ("Reconnects of the feed's connection", "reconnects"),
+    "mmframe_feed_messages": ("Updates the feed delivered for the index symbol", attrgetter("messages")),
+    "mmframe_feed_rejected": ("Messages for the index symbol the feed skipped as bad", attrgetter("rejected")),
+    "mmframe_feed_reconnects": ("Reconnects of the feed's connection", attrgetter("reconnects")),
 }
 FEED_GAUGES = {
-    "mmframe_feed_last_price": ("The last price the feed delivered for the index symbol", "last_price"),
+    "mmframe_feed_last_price": ("The last price the feed delivered for the index symbol", attrgetter("last_price")),
     "mmframe_feed_update_age_seconds": ("Seconds since the feed's last update for the index symbol",
-                                        "last_update_age"),
-    "mmframe_feed_connected": ("1 while the feed's connection is up", "connected"),
+                                        attrgetter("last_update_age")),
+    "mmframe_feed_connected": ("1 while the feed's connection is up", attrgetter("connected")),
 }
 METRIC_NAMES = (
     [f"{name}_total" for name in COUNTERS]
@@ -147,10 +149,10 @@ class _Collector:
             status = service.status_of(record)
             if status is None:
                 continue
-            for name, (_, attr) in COUNTERS.items():
-                counters[name].add_metric(labels, float(getattr(status, attr)))
-            for name, (_, attr) in GAUGES.items():
-                gauges[name].add_metric(labels, float(getattr(status, attr)))
+            for name, (_, read) in COUNTERS.items():
+                counters[name].add_metric(labels, float(read(status)))
+            for name, (_, read) in GAUGES.items():
+                gauges[name].add_metric(labels, float(read(status)))
             if status.index_age is not None:
                 staleness.add_metric(labels, status.index_age)
             for key, value in _numbers(status.strategy_status):
@@ -158,13 +160,13 @@ class _Collector:
             for reason in REJECT_REASONS:
                 rejected_by_reason.add_metric([*labels, reason], float(status.ticks_rejected_by_reason.get(reason, 0)))
             if status.feed is not None:
-                feed = status.feed
-                for name, (_, attr) in FEED_COUNTERS.items():
-                    feed_counters[name].add_metric([*labels, feed.feed], float(getattr(feed, attr)))
-                for name, (_, attr) in FEED_GAUGES.items():
-                    value = getattr(feed, attr)
+                figures = status.feed
+                for name, (_, read) in FEED_COUNTERS.items():
+                    feed_counters[name].add_metric([*labels, figures.feed], float(read(figures)))
+                for name, (_, read) in FEED_GAUGES.items():
+                    value = read(figures)
                     if value is not None:
-                        feed_gauges[name].add_metric([*labels, feed.feed], float(value))
+                        feed_gauges[name].add_metric([*labels, figures.feed], float(value))
             runner = service.manager.runner(record.spec.key) if record.spec is not None else None
             if runner is not None:
                 hist = runner.quote_latency
@@ -209,7 +211,7 @@ def sink_metrics(sink: Any) -> Iterator[Metric]:
     circuit = GaugeMetricFamily("mmframe_sink_circuit_open", "1 while the sink's circuit breaker is open",
                                 labels=["sink"])
     circuit.add_metric(name, 1.0 if isinstance(sink, ReportsCircuit) and sink.circuit_open else 0.0)
-    latency = HistogramMetricFamily("mmframe_sink_request_seconds", "Seconds per request to the match engine",
+    latency = HistogramMetricFamily("mmframe_sink_request_seconds", "Seconds per request the sink made",
                                     labels=["sink"])
     histogram = sink.request_latency if isinstance(sink, ReportsRequestLatency) else None
     if isinstance(histogram, LatencyHistogram):

@@ -24,7 +24,7 @@ from .._errors import PluginError
 from .._hookspecs import hookimpl
 from .._models import DepthSnapshot, Fill, Market, MarketKey, Order, OrderType, PriceTick, Side, to_decimal
 from .._plugins import PluginInfo, get_feeds, get_sinks, get_strategies, list_plugins, make_plugin_manager
-from ..protocols import ExchangeFeed, OrderSink, Position, Strategy
+from ..protocols import ExchangeFeed, KeepsLocalBooks, OrderSink, Position, Strategy
 from ._fakes import ScriptedFeed, make_market
 
 __all__ = [
@@ -244,7 +244,7 @@ class Harness:
     def _scripted(self, market: MarketRef) -> tuple[Any, str]:
         runner = self._runner(market)
         feed = runner.feed
-        if not callable(getattr(feed, "push", None)):
+        if not isinstance(feed, ScriptedFeed):
             raise TypeError(f"market {runner.spec.label}'s feed {type(feed).__name__} cannot be pushed to: "
                             "run it on a ScriptedFeed (feed='scripted')")
         return feed, runner.spec.feed_symbol
@@ -266,10 +266,8 @@ class Harness:
             price=to_decimal(price, name="price"),
             **({} if timestamp is None else {"timestamp": timestamp}),
         )
-        if callable(getattr(feed, "push_price", None)):  # a feed that keeps figures of what it pushes
-            return feed.push_price(symbol, tick.price, exchange=exchange, timestamp=tick.timestamp)  # type: ignore[no-any-return]
-        feed.push(tick)
-        return tick
+        # push_price, which a feed keeping figures of what it pushes overrides
+        return feed.push_price(symbol, tick.price, exchange=exchange, timestamp=tick.timestamp)
 
     def push_depth(
         self,
@@ -295,7 +293,7 @@ class Harness:
     # ---- the paper book ----------------------------------------------------------------------------------------
 
     def _paper(self) -> Any:
-        if not callable(getattr(self.sink, "book", None)):
+        if not isinstance(self.sink, KeepsLocalBooks):
             raise TypeError(f"the sink {type(self.sink).__name__} has no paper book; ask the exchange behind it")
         return self.sink
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-pytest.importorskip("mmframe_match_engine")
+pytest.importorskip("mmframe_match_engine", reason="the reference match engine is its own plugin")
 
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink

@@ -10,6 +10,7 @@ that crosses *p* is taken again, until nothing does. A trade executes at our (th
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -340,3 +341,17 @@ async def start_rig(
 def bought_less_sold(fills: Sequence[Fill]) -> Decimal:
     """Filled buys less filled sells, from the fills themselves."""
     return sum((f.quantity if f.side is Side.BUY else -f.quantity for f in fills), D(0))
+
+
+# The seed-000 form of the grid's config, with the market's description (as the seed's own row carries it).
+GRID_CONFIG = {"grid_levels": 5, "grid_spacing_percent": 0.005, "grid_quantity": 0.5, "tick_size": 0.01,
+               "quote_precision": 2, "base_precision": 4}
+GRID_SQL = f"""
+INSERT INTO strategy_strategy (strategy_name, config, `desc`) VALUES (
+'grid_trading',
+'{json.dumps(GRID_CONFIG)}',
+'网格交易策略'
+);
+INSERT INTO strategy_currency (currency_id, index_symbol, index_source, market_status, market_type, default_strategy)
+VALUES (881, 'SOLUSDT', 1, 1, 1, 2);
+"""

@@ -20,7 +20,7 @@ from mmframe_grid_trading import Config, GridTrading
 from mmframe import ConfigError, Market, structure_config
 from mmframe.testing import ServiceHarness, run_service, seed_database
 
-from .test_service import GRID_SQL
+from .helpers import GRID_SQL
 
 TOKEN = "grid-hostile-token"
 SOL = {"symbol": "SOL/USDT", "market_type": 1}

@@ -9,7 +9,6 @@ MMFRAME_REQUIRE_SERVICES=1. The control API runs on hypercorn on port 0.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -20,7 +19,6 @@ from typing import Any
 
 import attrs
 import httpx
-import mmframe_external_index_follow
 import mmframe_grid_trading
 import pytest
 import trio
@@ -29,24 +27,15 @@ import trio.testing
 from mmframe import OrderType, Side
 from mmframe.testing import ServiceHarness, run_service, seed_database
 
-from .helpers import D
+from .helpers import GRID_CONFIG, GRID_SQL, D
+
+# The seed's own rows (loaded beside the grid's) run the seed's strategy.
+mmframe_external_index_follow = pytest.importorskip(
+    "mmframe_external_index_follow", reason="the seed's rows run the external_index_follow strategy"
+)
 
 MARIADB = ("127.0.0.1", 3306)
 TOKEN = "grid-test-token"
-
-# The seed-000 form of the grid's config, with the market's description (as the seed's own row carries it).
-GRID_CONFIG = {"grid_levels": 5, "grid_spacing_percent": 0.005, "grid_quantity": 0.5, "tick_size": 0.01,
-               "quote_precision": 2, "base_precision": 4}
-GRID_SQL = f"""
-INSERT INTO strategy_strategy (strategy_name, config, `desc`) VALUES (
-'grid_trading',
-'{json.dumps(GRID_CONFIG)}',
-'网格交易策略'
-);
-INSERT INTO strategy_currency (currency_id, index_symbol, index_source, market_status, market_type, default_strategy)
-VALUES (881, 'SOLUSDT', 1, 1, 1, 2);
-"""
-
 
 @pytest.fixture(params=["sqlite", "mariadb"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

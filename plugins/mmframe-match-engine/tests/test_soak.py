@@ -16,13 +16,17 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import attrs
-import mmframe_external_index_follow
+import pytest
 import trio
 from mmframe_match_engine.server import Engine, serve_engine
 from mmframe_match_engine.sink import MatchEngineSink
 
 from mmframe import Market, MarketKey, MarketSpec, OrderStatus, Side, hookimpl
 from mmframe.testing import Harness, ScriptedFeed, seed_sql, start_engine
+
+mmframe_external_index_follow = pytest.importorskip(
+    "mmframe_external_index_follow", reason="the soak quotes the seed's external_index_follow strategy"
+)
 
 #: The seed's strategy config, literally (its strategy_strategy row): ten levels a side, max_active_orders 100.
 SEED_CONFIG = json.loads(re.search(r"'(\{.*?\})',", seed_sql(), re.S).group(1))  # type: ignore[union-attr]
