@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -84,8 +84,8 @@ def _open_store(settings: Settings) -> Store:
 @click.option("--log", "log_file", default=None, metavar="FILE", help="Also write the log to FILE (LOG_FILE).")
 @click.option("--instance-id", default=None, help="Prefix of every client order id (MMFRAME_INSTANCE_ID) "
               "[default: mmf]; give each process on one engine its own.")
-@click.option("--sink", default=None, help="The order sink (MMFRAME_SINK) [default: match-engine when an endpoint "
-              "is set, else paper].")
+@click.option("--sink", default=None, help="The order sink (MMFRAME_SINK) [default: with an endpoint set, the "
+              "installed sink that takes one; else paper].")
 @click.option("--feed", default=None, help="The feed for markets whose options name none (MMFRAME_FEED) "
               "[default: redis when MARKET_REDIS_HOST is set, else the config's external_exchange].")
 @click.option("--status-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -144,15 +144,37 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def choose_sink(settings: Settings, sinks: Mapping[str, Any]) -> str:
+    """The sink to run: ``MMFRAME_SINK`` if set; else, with a match engine's endpoint configured, the one installed
+    sink whose ``Config`` takes an ``endpoint``; else the built-in ``paper`` sink. No sink plugin is named here:
+    what is installed decides, and an endpoint no installed sink takes is an error that says so."""
+    if settings.sink:
+        return settings.sink
+    if not settings.match_engine_endpoint:
+        return "paper"
+    takers = sorted(name for name, cls in sinks.items() if "endpoint" in attrs.fields_dict(cls.Config))
+    if len(takers) == 1:
+        return takers[0]
+    if not takers:
+        raise ConfigError(
+            "MATCH_ENGINE_ENDPOINT is set, but no installed sink takes an endpoint: install the match engine's sink "
+            f"plugin, or choose a sink with MMFRAME_SINK (installed: {', '.join(sorted(sinks))})"
+        )
+    raise ConfigError(f"MATCH_ENGINE_ENDPOINT is set and several installed sinks take an endpoint "
+                      f"({', '.join(takers)}): choose one with MMFRAME_SINK")
+
+
 def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> Any:
-    """The configured sink (:attr:`Settings.sink_name`): ``MATCH_ENGINE_ENDPOINT`` goes to a sink with an
-    ``endpoint`` option, the demo adds its own options, ``MMFRAME_SINK_CONFIG`` the rest."""
-    cls = get_sinks(pm).get_or_raise(settings.sink_name)
+    """The configured sink (:func:`choose_sink`): ``MATCH_ENGINE_ENDPOINT`` goes to a sink with an ``endpoint``
+    option, the demo adds its own options, ``MMFRAME_SINK_CONFIG`` the rest."""
+    sinks = get_sinks(pm)
+    name = choose_sink(settings, sinks)
+    cls = sinks.get_or_raise(name)
     config: dict[str, Any] = {}
     if settings.match_engine_endpoint and "endpoint" in attrs.fields_dict(cls.Config):
         config["endpoint"] = settings.match_engine_endpoint
     if demo:
-        config.update(demo_sink_options(settings.sink_name, seed))
+        config.update(demo_sink_options(name, seed))
     config.update(settings.sink_config)  # MMFRAME_SINK_CONFIG: the sink's other options (account, rate_limit, ...)
     return cls(structure_config(config, cls.Config))
 
@@ -254,8 +276,8 @@ def feed() -> None:
 
 
 @feed.command("publish")
-@click.option("--exchange", required=True, help="The feed plugin to run (binance, okex, ...); also the {exchange} "
-              "part of the channels (an alias like okx publishes under the feed's name, okex).")
+@click.option("--exchange", required=True, help="The feed plugin to run, by the name it registers; also the "
+              "{exchange} part of the channels (an alias publishes under the feed's own name).")
 @click.option("--symbols", required=True, help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")
 @click.option("--ws-url", default=None, help="The exchange's WebSocket endpoint (testnets, regional endpoints, "
               "tests) [default: the exchange's public production endpoint].")

@@ -78,13 +78,6 @@ class Settings:
         return self.db_url or f"sqlite:///{self.sqlite_path}"
 
     @property
-    def sink_name(self) -> str:
-        """The explicit sink, else ``match-engine`` when an endpoint is configured, else ``paper``."""
-        if self.sink:
-            return self.sink
-        return "match-engine" if self.match_engine_endpoint else "paper"
-
-    @property
     def api_is_loopback(self) -> bool:
         host = self.api_host.strip("[]")
         if host == "localhost":
@@ -100,7 +93,7 @@ class Settings:
             "database": mask_url(self.database_url),
             "api": f"{self.api_host}:{self.api_port}",
             "api_token": "set" if self.api_token else "not set",
-            "sink": self.sink_name,
+            "sink": self.sink or ("the sink that takes the endpoint" if self.match_engine_endpoint else "paper"),
             "match_engine_endpoint": mask_url(self.match_engine_endpoint) if self.match_engine_endpoint else None,
             "feed": self.feed,
             "redis": self.redis.describe() if self.redis else None,

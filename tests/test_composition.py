@@ -7,10 +7,11 @@ from typing import Any, ClassVar
 
 import attrs
 import httpx
+import pytest
 import trio
 
-from mmframe import hookimpl
-from mmframe._cli import _make_sink
+from mmframe import ConfigError, hookimpl
+from mmframe._cli import _make_sink, choose_sink
 from mmframe._control.serve import serve
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._service.service import Service
@@ -84,3 +85,20 @@ def test_a_sink_keeping_its_books_here_is_recognised_by_what_it_declares() -> No
 
     assert isinstance(PaperSink(), KeepsLocalBooks)
     assert not isinstance(Remote(), KeepsLocalBooks)
+
+
+def _sink_class(*fields: str) -> type:
+    config = attrs.make_class("Config", {name: attrs.field(default=None) for name in fields})
+    return type("Sink", (), {"Config": config})
+
+
+def test_the_sink_is_chosen_by_what_is_installed_not_by_name() -> None:
+    paper, engine, other = _sink_class("owner"), _sink_class("endpoint", "account"), _sink_class("url")
+    installed = {"paper": paper, "my-engine": engine, "other": other}
+    assert choose_sink(Settings(), installed) == "paper"
+    assert choose_sink(Settings(match_engine_endpoint="http://127.0.0.1:8080"), installed) == "my-engine"
+    assert choose_sink(Settings(sink="other", match_engine_endpoint="http://x:1"), installed) == "other"
+    with pytest.raises(ConfigError, match=r"no installed sink takes an endpoint.*installed: other, paper"):
+        choose_sink(Settings(match_engine_endpoint="http://x:1"), {"paper": paper, "other": other})
+    with pytest.raises(ConfigError, match=r"several installed sinks take an endpoint \(a, b\).*MMFRAME_SINK"):
+        choose_sink(Settings(match_engine_endpoint="http://x:1"), {"paper": paper, "a": engine, "b": engine})

@@ -29,8 +29,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from mmframe._cli import choose_sink
 from mmframe._control.metrics import METRIC_NAMES, STATES, sink_metrics
-from mmframe._plugins import ALLOW_LIST_ENV
+from mmframe._plugins import ALLOW_LIST_ENV, get_sinks
 from mmframe._settings import load_settings, parse_dotenv
 from mmframe.sinktools import LatencyHistogram
 
@@ -562,7 +563,7 @@ def test_environment_files_hold_only_keys_mmframe_reads(name: str) -> None:
                      "API_PORT", "LOG_FILE", "MARKET_REDIS_HOST", "MMFRAME_API_TOKEN", "MMFRAME_INSTANCE_ID"}
         assert seed_keys <= set(_env_file_keys(path))
         assert settings.database_url.startswith("mysql+pymysql://mmframe:")
-        assert settings.api_is_loopback and settings.api_token and settings.sink_name == "match-engine"
+        assert settings.api_is_loopback and settings.api_token and choose_sink(settings, get_sinks()) == "match-engine"
         commented = parse_dotenv("\n".join(line[1:] for line in text.splitlines() if re.match(r"#[A-Z]", line)))
         load_settings(environ={**values, **commented}, env_file=None)  # the commented-out examples are valid too
     else:
@@ -666,7 +667,7 @@ def test_compose_gives_mmframe_only_keys_it_reads_and_they_make_sense() -> None:
     settings = load_settings(environ=env, env_file=None)
     assert settings.api_host == "0.0.0.0" and settings.api_token, "in a container: every address, and a token"
     assert settings.api_port == 8081
-    assert settings.sink_name == "match-engine"
+    assert choose_sink(settings, get_sinks()) == "match-engine"
     assert settings.market_redis is not None and settings.market_redis.host in services
     assert settings.database_url.startswith(f"mysql+pymysql://mmframe:{compose_variables()['DB_PASSWORD']}@mariadb:")
     assert env["DB_HOST"] in services

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from mmframe import ConfigError
+from mmframe._cli import choose_sink
+from mmframe._plugins import get_sinks
 from mmframe._settings import load_settings, mask_url, parse_dotenv
 
 SEED_ENV = """\
@@ -44,7 +46,7 @@ def test_the_seeds_env_file_loads(tmp_path: Path) -> None:
         0,
     )
     assert s.market_redis is not None and s.market_redis.port == 6378
-    assert s.match_engine_endpoint == "http://match_engine:8080" and s.sink_name == "match-engine"
+    assert s.match_engine_endpoint == "http://match_engine:8080" and choose_sink(s, get_sinks()) == "match-engine"
     assert (s.api_host, s.api_port) == ("127.0.0.1", 8081)
 
 
