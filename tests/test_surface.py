@@ -114,6 +114,24 @@ def test_the_contracts_cover_every_plugin_and_example_package() -> None:
     assert set(packages) <= set(_contract("public")["source_modules"])
 
 
+def test_the_architecture_picture_shows_the_layers_contract() -> None:
+    """docs/architecture.md's "Layers" picture names every module of the layers contract, in the same order."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text[text.index("## Layers"):text.index("## The path of a tick")]
+    picture = section[section.index("```"):section.rindex("```")]
+    layers = _contract("layers")["layers"]
+    positions = []
+    for layer in layers:
+        for module in re.split(r"[|:]", layer):
+            name = module.strip()
+            short = name.split(".", 1)[1]
+            found = re.search(rf"(?<![\w.])(mmframe\.)?{re.escape(short)}(?![\w.])", picture)
+            assert found, f"{name} (layers contract) is missing from the picture in docs/architecture.md"
+        positions.append(min(re.search(rf"(?<![\w.])(mmframe\.)?{re.escape(m.strip().split('.', 1)[1])}(?![\w.])",
+                                       picture).start() for m in re.split(r"[|:]", layer)))
+    assert positions == sorted(positions), "the picture lists the layers in another order than the contract"
+
+
 def _imported_modules(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     found = []
