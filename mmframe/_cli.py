@@ -173,6 +173,9 @@ def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> 
     config: dict[str, Any] = {}
     if settings.match_engine_endpoint and "endpoint" in attrs.fields_dict(cls.Config):
         config["endpoint"] = settings.match_engine_endpoint
+    elif settings.match_engine_endpoint and name != "paper":  # the in-process book has no engine to reach
+        raise ConfigError(f"MATCH_ENGINE_ENDPOINT is set, but the sink {name!r} takes no endpoint: unset it, or "
+                          "choose a sink that does (MMFRAME_SINK)")
     if demo:
         config.update(demo_sink_options(name, seed))
     config.update(settings.sink_config)  # MMFRAME_SINK_CONFIG: the sink's other options (account, rate_limit, ...)

@@ -96,6 +96,7 @@ class Settings:
             "sink": self.sink or ("the sink that takes the endpoint" if self.match_engine_endpoint else "paper"),
             "match_engine_endpoint": mask_url(self.match_engine_endpoint) if self.match_engine_endpoint else None,
             "feed": self.feed,
+            "exchange": self.exchange,
             "redis": self.redis.describe() if self.redis else None,
             "market_redis": self.market_redis.describe() if self.market_redis else None,
             "instance_id": self.instance_id,
@@ -200,7 +201,7 @@ def load_settings(
 ) -> Settings:
     """Resolve the settings: *flags* (``None`` values ignored) > *environ* > the *env_file* (if it exists) >
     mmframe's defaults (:func:`default_values`)."""
-    values: dict[str, str] = default_values()
+    values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update(parse_dotenv(Path(env_file).read_text()))
     values.update({k: v for k, v in (os.environ if environ is None else environ).items()})
@@ -210,6 +211,9 @@ def load_settings(
         if flag not in FLAG_KEYS:
             raise ConfigError(f"unknown setting {flag!r}")
         values[FLAG_KEYS[flag]] = str(value)
+    for key, value in default_values().items():  # an empty value counts as not set: the default stands
+        if not values.get(key):
+            values[key] = value
 
     host = values.get("MMFRAME_API_HOST") or "127.0.0.1"
     port = 8081

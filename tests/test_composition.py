@@ -78,6 +78,21 @@ def test_the_endpoint_goes_to_a_sink_that_takes_one_and_the_demo_takers_to_the_p
     assert plain.config == PaperSink.Config()
 
 
+class NoEndpointSink(PaperSink):
+    name: ClassVar[str] = "no-endpoint"
+
+
+def test_an_endpoint_a_chosen_sink_cannot_take_is_refused_not_dropped() -> None:
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register: Any) -> None:
+            register(NoEndpointSink)
+
+    pm = plugin_manager(Plugin())
+    with pytest.raises(ConfigError, match="MATCH_ENGINE_ENDPOINT is set, but the sink 'no-endpoint' takes no endpoint"):
+        _make_sink(Settings(sink="no-endpoint", match_engine_endpoint="http://engine:8080"), pm, demo=False, seed=None)
+
+
 def test_a_sink_keeping_its_books_here_is_recognised_by_what_it_declares() -> None:
     class Remote:
         async def open_orders(self, symbol: str, prefix: str = "") -> list[Any]:

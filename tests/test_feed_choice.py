@@ -184,3 +184,34 @@ async def test_the_seeds_markets_quote_off_prices_published_on_the_bus(
 @pytest.fixture(autouse=True)
 def _no_env_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MMFRAME_FEED", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("index_symbol", "symbol"),
+    [("BTCUSDT", "BTC/USDT"), ("ethbtc", "ETH/BTC"), ("BTCFDUSD", "BTC/FDUSD"), ("XTUSD", "X/TUSD"),
+     ("BTC-USDT", "BTC/USDT"),
+     # quotes mmframe's list does not hold keep the symbol as the seed wrote it: a market's orders and fills are
+     # kept under its symbol, so a longer list would rename the market and lose track of what it left
+     ("BTCAUD", "BTCAUD"), ("ETHSGD", "ETHSGD"), ("BTCAED", "BTCAED"), ("XRPUSDK", "XRPUSDK"), ("OKBUSDT", "OKB/USDT")],
+)
+def test_a_seed_market_keeps_its_symbol(index_symbol: str, symbol: str) -> None:
+    from mmframe._service.specs import market_symbol
+
+    assert market_symbol(index_symbol) == symbol
+
+
+def test_a_misspelt_feed_is_not_sent_to_pypi() -> None:
+    """A typo of an installed feed gets "did you mean", not advice to install a distribution named after the typo
+    (which anyone could publish)."""
+    from mmframe import MarketSpec
+    from mmframe._service.specs import check_feeds
+    from mmframe.testing import make_market
+
+    feeds = {"binance": object, "sim": object, "redis": object}
+    spec = MarketSpec(market=make_market(), strategy="s", feed="binanace")
+    with pytest.raises(ConfigError) as caught:
+        check_feeds(spec, feeds)
+    assert "did you mean 'binance'?" in str(caught.value) and "pip install" not in str(caught.value)
+    spec = MarketSpec(market=make_market(), strategy="s", feed="kraken")
+    with pytest.raises(ConfigError, match=r"pip install mmframe-kraken"):
+        check_feeds(spec, feeds)

@@ -128,3 +128,13 @@ def test_sink_config_is_a_json_object() -> None:
     for bad in ("[1]", "{nope"):
         with pytest.raises(ConfigError, match="MMFRAME_SINK_CONFIG must be a JSON object"):
             load_settings({}, environ={"MMFRAME_SINK_CONFIG": bad}, env_file=None)
+
+
+def test_an_empty_value_keeps_mmframe_s_default(tmp_path) -> None:
+    """docs/operators.md: an empty value counts as not set; the default exchange (defaults.env) stands."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("MMFRAME_EXCHANGE=\n")
+    assert load_settings(environ={}, env_file=env_file).exchange == "binance"
+    assert load_settings(environ={"MMFRAME_EXCHANGE": ""}, env_file=None).exchange == "binance"
+    assert load_settings(environ={"MMFRAME_EXCHANGE": "okex"}, env_file=env_file).exchange == "okex"
+    assert load_settings(environ={}, env_file=None).describe()["exchange"] == "binance"

@@ -3,6 +3,7 @@ engine options of its ``mmframe_market.options`` (:data:`MarketOptions`), checke
 
 from __future__ import annotations
 
+import difflib
 import typing
 from collections.abc import Mapping
 from decimal import Decimal
@@ -204,9 +205,14 @@ def check_feeds(spec: MarketSpec, feeds: Mapping[str, Any]) -> None:
     before anything starts."""
     for name, config in [(spec.feed, spec.feed_config), *((s.feed, s.feed_config) for s in spec.index_sources)]:
         if name not in feeds:
+            installed = ", ".join(sorted(feeds))
+            close = difflib.get_close_matches(name, list(feeds), n=1, cutoff=0.75)
+            if close:  # a typo: pointing at a distribution named after it would invite installing anyone's package
+                raise ConfigError(f"feed {name!r} is not installed; did you mean {close[0]!r}? (installed feeds: "
+                                  f"{installed})")
             raise ConfigError(
                 f"feed {name!r} is not installed (pip install mmframe-{name}, or set MARKET_REDIS_HOST to follow "
-                f"the Redis bus); installed feeds: {', '.join(sorted(feeds))}"
+                f"the Redis bus); installed feeds: {installed}"
             )
         try:
             structure_config(config, feeds[name].Config)

@@ -7,8 +7,8 @@ channel, at most ``max_subscribe_batch`` args per op) and each symbol that loses
 the same way with ``"op": "unsubscribe"``.
 
 Symbols: a market subscribes under its feed symbol, ``BTCUSDT``, which is mapped to OKX's instrument id
-``BTC-USDT`` by its quote asset (the longest known quote that ends the symbol, see
-:func:`mmframe.feedtools.split_symbol` and :data:`mmframe.feedtools.QUOTE_ASSETS`); an OKX
+``BTC-USDT`` by its quote asset (the longest of OKX's quote assets, :data:`QUOTE_ASSETS`, that ends the symbol,
+through :func:`mmframe.feedtools.split_symbol`); an OKX
 instrument id (``BTC-USDT``, ``BTC-USDT-SWAP``) is used as it is. Items carry the symbol exactly as subscribed,
 and two spellings of one instrument both receive its data. A symbol that maps to no instrument id is refused with
 :class:`ValueError` when it is subscribed.
@@ -60,7 +60,6 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from mmframe import DepthSnapshot, MarketData, PriceTick, Subscription
 from mmframe.config import positive_seconds
 from mmframe.feedtools import (
-    QUOTE_ASSETS,
     Backoff,
     BadMessage,
     FeedHub,
@@ -71,12 +70,17 @@ from mmframe.feedtools import (
     split_symbol,
 )
 
-__all__ = ["CHANNELS", "DEFAULT_WS_URL", "OkexFeed", "to_inst_id"]
+__all__ = ["CHANNELS", "DEFAULT_WS_URL", "QUOTE_ASSETS", "OkexFeed", "to_inst_id"]
 
 DEFAULT_WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
 
 #: The public channels the feed understands.
 CHANNELS = ("tickers", "books5")
+
+#: OKX's quote assets, recognised at the end of a symbol without a dash (``BTCUSDT`` → ``BTC-USDT``), longest first.
+#: Not mmframe's list (:data:`mmframe.feedtools.QUOTE_ASSETS`): OKX lists USD pairs (``DOT-USD``), so a quote that
+#: ends in USD (TUSD, BUSD) would split them wrongly. None is a suffix of another, so the mapping is unambiguous.
+QUOTE_ASSETS = ("USDT", "USDC", "USDK", "USD", "BTC", "ETH", "OKB", "EUR", "DAI", "TRY", "BRL", "AUD", "SGD", "AED")
 
 _INST_ID = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)+")
 _ASSET = re.compile(r"[A-Z0-9]+")
@@ -98,7 +102,7 @@ def to_inst_id(symbol: str) -> str:
         if _INST_ID.fullmatch(upper):
             return upper
         raise ValueError(f"okex feed: {symbol!r} is not an OKX instrument id such as BTC-USDT")
-    pair = split_symbol(upper) if _ASSET.fullmatch(upper) else None
+    pair = split_symbol(upper, QUOTE_ASSETS) if _ASSET.fullmatch(upper) else None
     if pair is not None:
         return "-".join(pair)
     raise ValueError(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from mmframe_okex import OkexFeed, to_inst_id
+from mmframe_okex.feed import QUOTE_ASSETS
 
 import mmframe
 from mmframe.config import structure_config
-from mmframe.feedtools import QUOTE_ASSETS, split_symbol
 from mmframe.testing import load_plugins
 
 
@@ -87,10 +87,13 @@ def test_unmappable_symbols_are_a_clear_value_error(symbol: str) -> None:
 
 @given(base=st.from_regex(r"[A-Z0-9]{1,8}", fullmatch=True), quote=st.sampled_from(QUOTE_ASSETS))
 def test_base_and_known_quote_always_map_back(base: str, quote: str) -> None:
-    # The longest known quote wins: a base ending in a longer quote's head (XT + USD reads X + TUSD) splits
-    # elsewhere, for every feed alike.
-    assume(split_symbol(base + quote) == (base, quote))
     assert to_inst_id(base + quote) == f"{base}-{quote}"
+
+
+@pytest.mark.parametrize(("symbol", "inst_id"), [("DOTUSD", "DOT-USD"), ("ARBUSD", "ARB-USD"), ("BTCUSDT", "BTC-USDT"),
+                                                 ("ETHAUD", "ETH-AUD"), ("OKBUSDK", "OKB-USDK")])
+def test_usd_and_okx_only_quotes_map_to_okx_instruments(symbol: str, inst_id: str) -> None:
+    assert to_inst_id(symbol) == inst_id
 
 
 def test_the_plugin_registers_the_feed_as_okex_and_okx(monkeypatch: pytest.MonkeyPatch) -> None:
