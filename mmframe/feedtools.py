@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._listeners import Listeners
 from ._models import DepthSnapshot, MarketData, PriceTick
 from ._symbols import QUOTE_ASSETS as QUOTE_ASSETS
 from ._symbols import compact_symbol as compact_symbol
@@ -214,14 +215,12 @@ class FeedHub:
         self.name = name
         self.log = logger if logger is not None else logging.getLogger(f"mmframe.feed.{name}")
         self._clock = clock
-        self._listeners: dict[str, dict[int, Listener]] = {}
-        self._token = 0
+        self._listeners: Listeners[MarketData] = Listeners(self.log, on_change=lambda symbol: self._signal())
         self._counters: dict[str, _SymbolCounters] = {}
         self._changed = trio.Event()
         self.unattributed_rejected = 0
         self.reconnects = 0
         self.is_connected = False
-        self.listener_errors = 0
         self.max_clock_skew = max_clock_skew
         self._reject_logged_at: float | None = None
         self._reject_suppressed = 0
@@ -232,23 +231,8 @@ class FeedHub:
         """Deliver every item of *symbol* to *listener* until the returned subscription is closed."""
         if not isinstance(symbol, str) or not symbol:
             raise ValueError("symbol must be a non-empty string")
-        self._token += 1
-        token = self._token
-        listeners = self._listeners.setdefault(symbol, {})
-        first = not listeners
-        listeners[token] = listener
         self._counters.setdefault(symbol, _SymbolCounters())
-        if first:
-            self._signal()
-        return Subscription(lambda: self._remove(symbol, token))
-
-    def _remove(self, symbol: str, token: int) -> None:
-        listeners = self._listeners.get(symbol)
-        if listeners is None or listeners.pop(token, None) is None:
-            return
-        if not listeners:
-            del self._listeners[symbol]
-            self._signal()
+        return self._listeners.subscribe(symbol, listener)
 
     def _signal(self) -> None:
         self._changed.set()
@@ -256,17 +240,22 @@ class FeedHub:
 
     def symbols(self) -> frozenset[str]:
         """The symbols that have at least one listener now."""
-        return frozenset(self._listeners)
+        return self._listeners.symbols()
 
     async def wait_changed(self) -> None:
         """Return once a symbol gains its first listener or loses its last one."""
         await self._changed.wait()
 
     def listening(self, symbol: str) -> bool:
-        return symbol in self._listeners
+        return self._listeners.listening(symbol)
 
     def listener_count(self) -> int:
-        return sum(len(listeners) for listeners in self._listeners.values())
+        return self._listeners.count()
+
+    @property
+    def listener_errors(self) -> int:
+        """Listeners dropped because they raised."""
+        return self._listeners.errors
 
     # -- the connection task's side -----------------------------------------------------------------------------
 
@@ -284,13 +273,7 @@ class FeedHub:
         counters.last_update = self._clock()
         if isinstance(item, PriceTick):
             counters.last_price = item.price
-        for token, listener in list(self._listeners.get(symbol, {}).items()):
-            try:
-                listener(item)
-            except Exception:
-                self.listener_errors += 1
-                self.log.exception("a listener of %s raised; it is removed: %r", symbol, listener)
-                self._remove(symbol, token)
+        self._listeners.deliver(symbol, item)
 
     def reject(self, reason: str, symbol: str | None = None, *, raw: object = None, level: int | None = None) -> None:
         """Count a message that was skipped, and log why: at *level* if given (an exchange's error reply), else at
