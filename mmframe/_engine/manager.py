@@ -29,15 +29,10 @@ import trio
 
 from .._errors import ConfigError, MMFrameError
 from .._models import (
-    DepthSnapshot,
     Fill,
     Market,
     MarketKey,
-    Order,
-    OrderEvent,
-    OrderEventKind,
     OrderRequest,
-    OrderStatus,
     OrderType,
     PriceTick,
     Quote,
@@ -49,12 +44,13 @@ from ..config import structure_config
 from ..feedtools import FeedSymbolStats
 from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics, Strategy
 from .clientid import client_prefix
+from .dry import DryBuild, DryContext, dry_depth, dry_events
 from .market import MarketRunner
 from .pricing import UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
 from .spec import MarketHalted, MarketSpec, MarketState, MarketStatus
 
-__all__ = ["DryBuild", "HistoryLoader", "StrategyManager", "build_strategy", "strategy_config"]
+__all__ = ["HistoryLoader", "StrategyManager", "build_strategy", "strategy_config"]
 
 log = logging.getLogger("mmframe.engine")
 
@@ -455,7 +451,7 @@ class StrategyManager:
             raise ConfigError(f"the strategy refuses the config: {_describe(exc)}") from None
         self._check_index_switch(spec)
         reference, source = self.reference_price(spec)
-        ctx = _DryContext(market, reference)
+        ctx = DryContext(market, reference)
         where = f"at the {source} price {reference}"
         hook = "build its book"
         try:
@@ -468,10 +464,10 @@ class StrategyManager:
             # participant's mispriced orders on both sides (what a sweep takes), then one order's events.
             if strategy.local_depth_interval:
                 hook = "handle a snapshot of the local book"
-                strategy.on_local_depth(_dry_depth(market, reference), ctx)
+                strategy.on_local_depth(dry_depth(market, reference), ctx)
             immediate = list(ctx.submitted)
             hook = "handle an order's events"
-            for event, order in _dry_events(market, quotes):
+            for event, order in dry_events(market, quotes):
                 strategy.on_order_event(event, order, ctx)
         except decimal.DecimalException as exc:
             raise ConfigError(
@@ -566,60 +562,6 @@ class StrategyManager:
                 backoff = min(backoff * 2, 60.0)
 
 
-@attrs.frozen
-class DryBuild:
-    """What a dry build found: the reference price (and its source, see :meth:`StrategyManager.reference_price`)
-    and the quotes as the engine would place them."""
-
-    reference: Decimal
-    source: str
-    quotes: tuple[Quote, ...]
-
-
-class _DryContext:
-    """The :class:`~mmframe.StrategyContext` of a dry build: one tick at the reference price, a flat position, no
-    orders; what the strategy submits is kept for the checks, never sent."""
-
-    def __init__(self, market: Market, price: Decimal) -> None:
-        self.market = market
-        self.tick = PriceTick(exchange="dry-build", symbol=market.symbol, price=price)
-        self.submitted: list[Quote] = []
-
-    @property
-    def now(self) -> float:
-        return trio.current_time()
-
-    @property
-    def index_price(self) -> Decimal | None:
-        return self.tick.price
-
-    @property
-    def last_tick(self) -> PriceTick | None:
-        return self.tick
-
-    @property
-    def depth(self) -> DepthSnapshot | None:
-        return None
-
-    @property
-    def position(self) -> Position:
-        return Position()
-
-    def live_orders(self, side: Side | None = None, *, include_cancelling: bool = False) -> Sequence[Order]:
-        return ()
-
-    @property
-    def fill_history(self) -> Sequence[Fill]:
-        return ()
-
-    def submit(self, quote: Quote) -> str:
-        self.submitted.append(quote)
-        return f"dry-build-{len(self.submitted)}"
-
-    def cancel(self, client_order_id: str) -> None:
-        pass
-
-
 def _index_source(spec: MarketSpec) -> tuple[Any, ...]:
     """Where *spec*'s index comes from: its feed, feed config and index symbol, and those of its extra sources."""
 
@@ -630,46 +572,6 @@ def _index_source(spec: MarketSpec) -> tuple[Any, ...]:
         spec.feed, config(spec.feed_config), spec.feed_symbol,
         tuple((s.feed, config(s.feed_config), s.index_symbol or spec.feed_symbol) for s in spec.index_sources),
     )
-
-
-def _dry_depth(market: Market, reference: Decimal) -> DepthSnapshot:
-    """A local book with another participant's mispriced orders: an ask one tick below *reference* and a bid one tick
-    above it, each for a large quantity (a sweep is then limited by the strategy's own maximum)."""
-    tick = market.tick_size
-    quantity = Decimal(10) ** min(12, 14 - market.quantity_precision)
-    ask = market.floor_price(reference) - tick
-    bid = market.ceil_price(reference) + tick
-    return DepthSnapshot(
-        exchange="dry-build", symbol=market.symbol, bids=((bid, quantity),), asks=((ask, quantity),) if ask > 0 else ()
-    )
-
-
-def _dry_events(market: Market, quotes: Sequence[object]) -> list[tuple[OrderEvent, Order]]:
-    """The first placeable quote of *quotes* accepted, then filled in full: the events a strategy sees for one of its
-    orders (none if no quote can be placed: that is reported on its own)."""
-    for candidate in quotes:
-        if isinstance(candidate, Quote) and candidate.type is not OrderType.MARKET:
-            try:
-                quote = put_on_grid(market, candidate)
-            except UnplaceableQuote:
-                continue
-            break
-    else:
-        return []
-    request = OrderRequest(
-        client_order_id="dry-build-1", symbol=market.symbol, side=quote.side, type=quote.type,
-        quantity=quote.quantity, price=None if quote.type is OrderType.MARKET else quote.price,
-        market_type=market.market_type, tag=quote.tag,
-    )
-    accepted = Order(request, OrderStatus.OPEN, order_id="dry-build-1")
-    fill = Fill("dry-build-1", request.client_order_id, market.symbol, quote.side, quote.price, quote.quantity)
-    filled = attrs.evolve(accepted, status=OrderStatus.FILLED, filled_quantity=quote.quantity,
-                          average_price=quote.price)
-    return [
-        (OrderEvent(OrderEventKind.ACCEPTED, request.client_order_id, market.symbol, order_id="dry-build-1"), accepted),
-        (OrderEvent(OrderEventKind.FILLED, request.client_order_id, market.symbol, filled_quantity=quote.quantity,
-                    order_id="dry-build-1", fill=fill), filled),
-    ]
 
 
 class _Started:

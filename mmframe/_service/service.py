@@ -20,7 +20,8 @@ import attrs
 import pluggy
 import trio
 
-from .._engine.manager import DryBuild, StrategyManager, build_strategy, strategy_config
+from .._engine.dry import DryBuild
+from .._engine.manager import StrategyManager, build_strategy, strategy_config
 from .._engine.spec import MarketSpec, MarketState, MarketStatus
 from .._errors import ConfigError, MMFrameError
 from .._models import Fill, MarketKey
