@@ -107,13 +107,18 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
     if demo and not settings.api_token and settings.api_is_loopback:
         settings = attrs.evolve(settings, api_token=DEMO_TOKEN)
     setup_logging(log_level, settings.log_file)
-    log.info("Market Maker Service starting (mmframe %s): %s", __version__, settings.describe())
+    pm = get_plugin_manager()
+    try:
+        sink_name = choose_sink(settings, get_sinks(pm))
+    except MMFrameError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("Market Maker Service starting (mmframe %s): %s", __version__,
+             {**settings.describe(), "sink": sink_name})
     if settings.api_token == DEMO_TOKEN:
         log.warning("demo: POST endpoints take the documented demo token (set MMFRAME_API_TOKEN to choose one)")
     store = _open_store(settings)
     if demo:
         write_demo(store)
-    pm = get_plugin_manager()
     try:
         if demo:
             require_demo_strategy(get_strategies(pm))
@@ -171,9 +176,16 @@ def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> 
     name = choose_sink(settings, sinks)
     cls = sinks.get_or_raise(name)
     config: dict[str, Any] = {}
-    if settings.match_engine_endpoint and "endpoint" in attrs.fields_dict(cls.Config):
-        config["endpoint"] = settings.match_engine_endpoint
-    elif settings.match_engine_endpoint and name != "paper":  # the in-process book has no engine to reach
+    endpoint = settings.match_engine_endpoint
+    if endpoint and "endpoint" in attrs.fields_dict(cls.Config):
+        config["endpoint"] = endpoint
+        other = settings.sink_config.get("endpoint")
+        if other is not None and other != endpoint:
+            raise ConfigError(f"two match engines configured: MATCH_ENGINE_ENDPOINT {endpoint!r} and "
+                              f"MMFRAME_SINK_CONFIG's endpoint {other!r}; keep one")
+    elif endpoint and not (demo and name == "paper"):
+        # An operator who configured a match engine and gets a sink that cannot reach it would quote nowhere real
+        # (the demo on the paper book, asked for by name, is the one deliberate exception).
         raise ConfigError(f"MATCH_ENGINE_ENDPOINT is set, but the sink {name!r} takes no endpoint: unset it, or "
                           "choose a sink that does (MMFRAME_SINK)")
     if demo:

@@ -70,9 +70,9 @@ class Listeners(Generic[T]):
             if self._on_change is not None:
                 self._on_change(entry.symbol)
 
-    def deliver(self, symbol: str, item: T, key: str = "", *, describe: Callable[[], str] | None = None) -> int:
+    def deliver(self, symbol: str, item: T, key: str = "", *, describe: Callable[[T], str] | None = None) -> int:
         """Call every listener of *symbol* whose prefix *key* starts with, in subscription order; returns how many
-        were called. One that raises is logged (with *describe*'s text, if given) and dropped."""
+        were called. One that raises is logged (with ``describe(item)``, if given) and dropped."""
         entries = self._by_symbol.get(symbol)
         if not entries:
             return 0
@@ -90,7 +90,7 @@ class Listeners(Generic[T]):
                 self._log.exception(
                     "a listener of %s%s raised%s; dropping its subscription: %r", symbol,
                     f" (prefix {entry.prefix!r})" if entry.prefix else "",
-                    f" on {describe()}" if describe is not None else "", entry.callback,
+                    f" on {describe(item)}" if describe is not None else "", entry.callback,
                 )
                 if entry.subscription is not None:
                     entry.subscription.close()
@@ -122,7 +122,7 @@ class OrderEventListeners:
 
     def emit(self, event: OrderEvent) -> None:
         """Call every matching listener with *event*, synchronously, in subscription order."""
-        self._listeners.deliver(event.symbol, event, event.client_order_id, describe=lambda: _event_text(event))
+        self._listeners.deliver(event.symbol, event, event.client_order_id, describe=_event_text)
 
 
 def _event_text(event: OrderEvent) -> str:

@@ -142,7 +142,8 @@ def _needs_config(kind: str) -> Callable[[Any], None]:
     def check(component: Any) -> None:
         if not isinstance(component, type):
             raise PluginError(f"a {kind} must be registered as a class, got {component!r}")
-        if not (isinstance(component, _Configured) and attrs.has(component.Config)):
+        config = component.Config if isinstance(component, _Configured) else None
+        if not (isinstance(config, type) and attrs.has(config)):
             raise PluginError(f"{kind} class {component.__qualname__} needs a Config attrs class")
 
     return check

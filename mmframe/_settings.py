@@ -201,19 +201,17 @@ def load_settings(
 ) -> Settings:
     """Resolve the settings: *flags* (``None`` values ignored) > *environ* > the *env_file* (if it exists) >
     mmframe's defaults (:func:`default_values`)."""
-    values: dict[str, str] = {}
+    # Each layer over the one below; an empty value counts as not set, so it leaves the layer below standing.
+    values: dict[str, str] = default_values()
     if env_file is not None and Path(env_file).is_file():
-        values.update(parse_dotenv(Path(env_file).read_text()))
-    values.update({k: v for k, v in (os.environ if environ is None else environ).items()})
+        values.update({k: v for k, v in parse_dotenv(Path(env_file).read_text()).items() if v != ""})
+    values.update({k: v for k, v in (os.environ if environ is None else environ).items() if v != ""})
     for flag, value in (flags or {}).items():
         if value is None:
             continue
         if flag not in FLAG_KEYS:
             raise ConfigError(f"unknown setting {flag!r}")
         values[FLAG_KEYS[flag]] = str(value)
-    for key, value in default_values().items():  # an empty value counts as not set: the default stands
-        if not values.get(key):
-            values[key] = value
 
     host = values.get("MMFRAME_API_HOST") or "127.0.0.1"
     port = 8081

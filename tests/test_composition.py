@@ -117,3 +117,18 @@ def test_the_sink_is_chosen_by_what_is_installed_not_by_name() -> None:
         choose_sink(Settings(match_engine_endpoint="http://x:1"), {"paper": paper, "other": other})
     with pytest.raises(ConfigError, match=r"several installed sinks take an endpoint \(a, b\).*MMFRAME_SINK"):
         choose_sink(Settings(match_engine_endpoint="http://x:1"), {"paper": paper, "a": engine, "b": engine})
+
+
+def test_a_configured_match_engine_is_never_silently_dropped() -> None:
+    pm = plugin_manager(SinkPlugin())
+    # the paper sink asked for by name while an engine is configured: refused, but for the demo
+    with pytest.raises(ConfigError, match="MATCH_ENGINE_ENDPOINT is set, but the sink 'paper' takes no endpoint"):
+        _make_sink(Settings(sink="paper", match_engine_endpoint="http://engine:8080"), pm, demo=False, seed=None)
+    # two engines named: refused, whichever would win
+    with pytest.raises(ConfigError, match="two match engines configured"):
+        _make_sink(Settings(sink="remote", match_engine_endpoint="http://a:8080",
+                            sink_config={"endpoint": "http://b:8080"}), pm, demo=False, seed=None)
+    same = _make_sink(Settings(sink="remote", match_engine_endpoint="http://a:8080",
+                               sink_config={"endpoint": "http://a:8080"}), pm, demo=False, seed=None)
+    assert same.remote.endpoint == "http://a:8080"
+

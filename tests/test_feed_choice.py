@@ -189,7 +189,7 @@ def _no_env_feed(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("index_symbol", "symbol"),
     [("BTCUSDT", "BTC/USDT"), ("ethbtc", "ETH/BTC"), ("BTCFDUSD", "BTC/FDUSD"), ("XTUSD", "X/TUSD"),
-     ("BTC-USDT", "BTC/USDT"),
+     ("BTC-USDT", "BTC/USDT"), ("BTC-", "BTC/"), ("-USDT", "/USDT"), ("eth_", "ETH/"), (" btc_usdt ", "BTC/USDT"),
      # quotes mmframe's list does not hold keep the symbol as the seed wrote it: a market's orders and fills are
      # kept under its symbol, so a longer list would rename the market and lose track of what it left
      ("BTCAUD", "BTCAUD"), ("ETHSGD", "ETHSGD"), ("BTCAED", "BTCAED"), ("XRPUSDK", "XRPUSDK"), ("OKBUSDT", "OKB/USDT")],

@@ -40,10 +40,10 @@ def test_a_raising_listener_is_dropped_and_the_rest_still_get_the_item(caplog: p
     listeners.subscribe("BTC", broken)
     listeners.subscribe("BTC", got.append)
     with caplog.at_level(logging.ERROR, logger="test.listeners"):
-        listeners.deliver("BTC", 1, describe=lambda: "the first item")
+        listeners.deliver("BTC", 1, describe=lambda item: f"item {item}")
         listeners.deliver("BTC", 2)
     assert got == [1, 2] and listeners.errors == 1 and listeners.count() == 1
-    assert "BTC" in caplog.records[0].getMessage() and "the first item" in caplog.records[0].getMessage()
+    assert "BTC" in caplog.records[0].getMessage() and "item 1" in caplog.records[0].getMessage()
 
 
 def test_a_listener_closed_by_an_earlier_one_gets_nothing_more() -> None:

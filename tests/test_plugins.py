@@ -89,7 +89,16 @@ def test_bad_registrations_are_refused() -> None:
         class Config:
             pass
 
-    for bad, message in [(NoConfig, "needs a Config attrs class"), (Ladder(Ladder.Config(), None), "as a class")]:  # type: ignore[arg-type]
+    class ConfigInstance(Strategy):  # an attrs instance, not the class: structuring into it would fail later
+        name = "config_instance"
+        Config = Ladder.Config()  # type: ignore[assignment]
+
+    bad_ones = [
+        (NoConfig, "needs a Config attrs class"),
+        (ConfigInstance, "needs a Config attrs class"),
+        (Ladder(Ladder.Config(), None), "as a class"),  # type: ignore[arg-type]
+    ]
+    for bad, message in bad_ones:
 
         class P:
             @hookimpl

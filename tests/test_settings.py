@@ -138,3 +138,13 @@ def test_an_empty_value_keeps_mmframe_s_default(tmp_path) -> None:
     assert load_settings(environ={"MMFRAME_EXCHANGE": ""}, env_file=None).exchange == "binance"
     assert load_settings(environ={"MMFRAME_EXCHANGE": "okex"}, env_file=env_file).exchange == "okex"
     assert load_settings(environ={}, env_file=None).describe()["exchange"] == "binance"
+
+
+def test_an_empty_environment_value_leaves_the_env_file_standing(tmp_path) -> None:
+    """A compose pass-through (``MMFRAME_EXCHANGE=`` in the environment) must not hide what .env says: following
+    binance when .env says okex, or the paper book when .env names a match engine, would quote off the wrong index
+    or nowhere real."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("MMFRAME_EXCHANGE=okex\nMATCH_ENGINE_ENDPOINT=http://engine:8080\n")
+    settings = load_settings(environ={"MMFRAME_EXCHANGE": "", "MATCH_ENGINE_ENDPOINT": ""}, env_file=env_file)
+    assert settings.exchange == "okex" and settings.match_engine_endpoint == "http://engine:8080"

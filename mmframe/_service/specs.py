@@ -82,8 +82,13 @@ MarketOptions: Any = _options_class()
 def market_symbol(index_symbol: str) -> str:
     """The local symbol of an index symbol: ``BTCUSDT`` → ``BTC/USDT`` (see :func:`mmframe.feedtools.split_symbol`);
     one that does not split stays as it is written, upper-cased."""
-    parts = split_symbol(index_symbol)
-    return "/".join(parts) if parts is not None else index_symbol.strip().upper()
+    text = index_symbol.strip().upper()
+    for sep in ("/", "-", "_"):  # written with a separator: that is the split, even with a side empty
+        if sep in text:
+            base, _, quote = text.partition(sep)
+            return f"{base}/{quote}"
+    parts = split_symbol(text)
+    return "/".join(parts) if parts is not None else text
 
 
 def market_from_row(row: MarketRow) -> Market:
