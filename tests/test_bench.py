@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("quote_path", "sink_throughput", "scale", "message_efficiency", "soak")
+NAMES = ("quote_path", "sink_throughput", "scale", "serve_scale", "message_efficiency", "soak")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def lines() -> dict[str, dict[str, Any]]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     parsed = [json.loads(line) for line in out.stdout.splitlines()]
@@ -85,3 +85,14 @@ def test_soak(lines: dict[str, dict[str, Any]]) -> None:
     assert line["orders_placed"] > 100
     for key in ("over_allowance", "unsettled", "left_after_stop"):
         assert isinstance(line[key], int), key
+
+
+def test_serve_scale(lines: dict[str, dict[str, Any]]) -> None:
+    """``mmframe serve`` as operators run it: every market running, the API answering, nothing lost to the audit
+    trail, a clean exit."""
+    (figures,) = lines["serve_scale"]["results"]
+    assert figures["markets"] == figures["running"] == 3
+    assert 0 < figures["api_s"] <= figures["startup_s"] + 1 and figures["rss_mb"] > 0 and figures["cpu_pct"] > 0
+    assert 0 < figures["quote_p50_ms"] <= figures["quote_p99_ms"] and figures["orders_per_s"] > 0
+    assert figures["lost"] <= 0 and figures["exit_code"] == 0 and figures["errors"] == 0
+

@@ -113,6 +113,9 @@ METRIC_NAMES = (
         "mmframe_market_state",
         "mmframe_markets",
         "mmframe_up",
+        "mmframe_audit_pending",
+        "mmframe_audit_written_total",
+        "mmframe_audit_dropped_total",
     ]
 )
 
@@ -183,6 +186,13 @@ class _Collector:
         yield from sink_metrics(service.sink)
         yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
         yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
+        audit = service.audit
+        yield GaugeMetricFamily("mmframe_audit_pending", "Order events and fills waiting to be written to the store",
+                                value=audit.pending)
+        yield CounterMetricFamily("mmframe_audit_written", "Order events and fills written to the store",
+                                  value=audit.written)
+        yield CounterMetricFamily("mmframe_audit_dropped", "Order events and fills dropped, unwritten, because more "
+                                  "than the audit trail's limit were waiting", value=audit.dropped)
 
 
 def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

@@ -1,0 +1,236 @@
+"""serve_scale: ``mmframe serve`` with N markets as an operator runs it, measured from outside the process.
+
+For each size a fresh SQLite store is written through the store's own methods: the seed's ``external_index_follow``
+strategy with the seed's config (ten levels a side), and N auto-started spot markets ``S{i}/USDT`` (currency
+``100000 + i``, tick 0.01, prices to 4 places, quantities to 2), each on the ``sim`` feed (one shared instance: the
+same ``feed_config`` for all, every symbol a seeded random walk from 100 at ``tick_rate`` 5 and a per-tick
+volatility of 0.0045 %, as :mod:`bench.scale`) with the demo's risk limits. Then ``mmframe serve --sqlite FILE``
+runs in a process of its own: the store, the audit trail (every order event and fill written to SQLite) and the
+control API on, the ``paper`` sink with simulated takers (``MMFRAME_SINK_CONFIG={"taker_flow_rate": 0.5}``) so that
+fills happen.
+
+Figures, all taken from outside through the control API, ``/metrics`` and ``/proc``:
+
+- ``api_s``: seconds from the process's start until ``/health`` answers (``null``: not within ``MAX_STARTUP``; the
+  latency, order and fill figures are ``null`` then too);
+- ``startup_s``: until ``/api/v1/strategy/list`` shows every market running (``running`` says how many were, if
+  not all within ``MAX_STARTUP``);
+- ``cpu_pct``: the process's CPU time (all threads) over the measured wall time (100 = one core);
+- ``rss_mb``: the process's peak resident set (``VmHWM``);
+- ``quote_p50_ms`` / ``quote_p99_ms``: from the ``mmframe_quote_latency_seconds`` histogram over the measured window
+  (every market summed), as the upper bound of the bucket the percentile falls in (``≤`` that many ms);
+- ``orders_per_s``: order operations (places and cancels) per second over the window;
+- ``lost``: after SIGINT and a clean exit, the fills the markets counted (their last ``mmframe_fills_total``)
+  minus the fills the audit trail holds in the database: 0 when nothing was lost. (A fill that lands between the
+  last scrape and the stop is counted by the trail only, so ``lost`` can be negative; it must never be positive.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mmframe._store import MarketDescription, Store
+
+from .common import log, result, seed_config
+
+NAME = "serve_scale"
+SIZES = {"tiny": ([3], 2.0, 3.0), "full": ([50, 100, 200, 500], 5.0, 20.0)}  # (markets, warm-up s, measured s)
+TICK_RATE = 5.0
+VOLATILITY = 0.000045
+P99_LIMIT_MS = 10.0
+MAX_STARTUP = 180.0
+STOP_TIMEOUT = 120.0
+
+
+def write_store(path: Path, count: int) -> None:
+    store = Store.sqlite(path)
+    try:
+        store.init()
+        strategy_id = store.add_strategy("external_index_follow", seed_config(), desc="serve_scale")
+        feed_config = {"volatility": VOLATILITY, "tick_rate": TICK_RATE, "seed": 7}
+        for i in range(count):
+            currency_id = 100_000 + i
+            store.add_currency(currency_id, 1, f"S{i}USDT", strategy_id, market_status=1, index_source=0)
+            options = {"feed": "sim", "feed_config": feed_config,
+                       "risk": {"max_order_quantity": "20", "price_band": "0.05"}}
+            store.save_market(currency_id, 1, MarketDescription(f"S{i}/USDT", "0.01", 4, 2, "0.01", options=options))
+    finally:
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(base: str) -> dict[str, Any]:
+    """The summed quote-latency buckets, order operations and fills from ``/metrics``."""
+    buckets: dict[str, float] = {}
+    totals = {"placed": 0.0, "cancelled": 0.0, "fills": 0.0}
+    for line in get(f"{base}/metrics", timeout=30).decode().splitlines():
+        if line.startswith("mmframe_quote_latency_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("strategy_orders_total{"):
+            totals["placed"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("mmframe_orders_cancelled_total{"):
+            totals["cancelled"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("mmframe_fills_total{"):
+            totals["fills"] += float(line.rsplit(" ", 1)[1])
+    return {"buckets": buckets, **totals}
+
+
+def bucket_percentile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding the *q*-th percentile of the observations between two scrapes."""
+    bounds = sorted((float("inf") if b == "+Inf" else float(b), b) for b in after)
+    counts = [(value, after[b] - before.get(b, 0.0)) for value, b in bounds]  # cumulative
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    for value, cumulative in counts:
+        if cumulative >= total * q / 100:
+            return value * 1e3
+    return float("inf")
+
+
+def running_count(base: str) -> int:
+    data = json.loads(get(f"{base}/api/v1/strategy/list", timeout=30))["data"]
+    rows = data if isinstance(data, list) else data.get("strategies", [])
+    return sum(1 for row in rows if row.get("status") == "running")
+
+
+def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="serve_scale-") as tmp:
+        db = Path(tmp) / "mmframe.sqlite"
+        write_store(db, count)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MMFRAME_", "MATCH_ENGINE", "MARKET_REDIS"))}
+        env.update({"MMFRAME_SINK_CONFIG": json.dumps({"taker_flow_rate": 0.5, "seed": 11}), "API_PORT": str(port)})
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mmframe", "serve", "--sqlite", str(db), "--env-file", os.devnull,
+             "--log-level", "WARNING", "--status-interval", "3600"],
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        api_s: float | None = None
+        startup: float | None = None
+        running = 0
+        first = last = final = None
+        try:
+            while time.monotonic() - started < MAX_STARTUP:
+                if process.poll() is not None:
+                    stderr = process.stderr.read() if process.stderr is not None else ""
+                    raise RuntimeError(f"mmframe serve exited with {process.returncode}: {stderr[-2000:]}")
+                try:
+                    if api_s is None:
+                        get(f"{base}/health", timeout=2)
+                        api_s = time.monotonic() - started
+                    running = running_count(base)
+                except OSError:
+                    time.sleep(0.2)
+                    continue
+                if running == count:
+                    startup = time.monotonic() - started
+                    break
+                time.sleep(0.2)
+            time.sleep(warmup)
+            # An API that never answered (the process saturated before it bound) still leaves CPU and memory.
+            first, cpu0, t0 = _scrape_or_none(base), proc_cpu_seconds(process.pid), time.monotonic()
+            time.sleep(seconds)
+            last, cpu1, t1 = _scrape_or_none(base), proc_cpu_seconds(process.pid), time.monotonic()
+            rss = proc_peak_rss_mb(process.pid)
+            final = _scrape_or_none(base)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                _, err = process.communicate(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, err = process.communicate()
+        with sqlite3.connect(db) as connection:
+            recorded_fills = connection.execute("SELECT COUNT(*) FROM mmframe_fill").fetchone()[0]
+        elapsed = t1 - t0
+        measured = first is not None and last is not None
+        return {
+            "markets": count,
+            "running": running,
+            "api_s": None if api_s is None else round(api_s, 2),
+            "startup_s": None if startup is None else round(startup, 1),
+            "cpu_pct": round((cpu1 - cpu0) / elapsed * 100, 1),
+            "rss_mb": round(rss, 1),
+            "quote_p50_ms": bucket_percentile(first["buckets"], last["buckets"], 50) if measured else None,
+            "quote_p99_ms": bucket_percentile(first["buckets"], last["buckets"], 99) if measured else None,
+            "orders_per_s": round(
+                (last["placed"] + last["cancelled"] - first["placed"] - first["cancelled"]) / elapsed
+            ) if measured else None,
+            "fills": None if final is None else int(final["fills"]),
+            "lost": None if final is None else int(final["fills"]) - recorded_fills,
+            "recorded_fills": recorded_fills,
+            "exit_code": process.returncode,
+            "errors": sum(1 for line in err.splitlines() if " ERROR " in line),
+        }
+
+
+def _scrape_or_none(base: str) -> dict[str, Any] | None:
+    try:
+        return scrape(base)
+    except OSError:
+        return None
+
+
+def run(size: str = "full") -> dict[str, Any]:
+    counts, warmup, seconds = SIZES[size]
+    results = []
+    for count in counts:
+        log("%s: %d markets (%.1f s warm-up, %.1f s measured)", NAME, count, warmup, seconds)
+        figures = measure(count, warmup, seconds)
+        log("%s: %s", NAME, figures)
+        results.append(figures)
+    holding = [r["markets"] for r in results if r["running"] == r["markets"] and r["quote_p99_ms"] is not None
+               and r["quote_p99_ms"] <= P99_LIMIT_MS and r["cpu_pct"] < 100]
+    return result(NAME, size, results=results, max_markets_p99_10ms=max(holding, default=0), tick_rate=TICK_RATE,
+                  volatility_per_tick=VOLATILITY)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve_scale")
+    parser.add_argument("--markets", type=int, default=10)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.markets, args.warmup, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()
