@@ -195,16 +195,36 @@ def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> 
 
 
 async def run_service(service: Service, status_interval: float, duration: float | None) -> None:
-    """Run *service* and then its control API until a signal (or *duration*), then stop them gracefully within
-    5 s."""
+    """Run *service* and then its control API until a signal (or *duration* after start-up), then stop them
+    gracefully within 5 s. A signal is heeded from the first moment, during start-up too: markets started so far
+    cancel their orders and the rest never start (a start-up of many markets must not outlive a stop request, or
+    a supervisor's kill)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_with_api, service)
-            nursery.start_soon(_status_lines, service.manager, status_interval)
-            with trio.move_on_after(duration if duration is not None else float("inf")):
-                async for signum in signals:
-                    log.info("received %s: cancelling our orders and stopping", signal.Signals(signum).name)
-                    break
+            timed_out = trio.Event()
+
+            async def start_then_time() -> None:
+                await nursery.start(serve_with_api, service)
+                nursery.start_soon(_status_lines, service.manager, status_interval)
+                if duration is not None:
+                    await trio.sleep(duration)
+                    timed_out.set()
+
+            nursery.start_soon(start_then_time)
+            async with trio.open_nursery() as waiting:
+
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        log.info("received %s: cancelling our orders and stopping", signal.Signals(signum).name)
+                        break
+                    waiting.cancel_scope.cancel()
+
+                async def on_duration() -> None:
+                    await timed_out.wait()
+                    waiting.cancel_scope.cancel()
+
+                waiting.start_soon(on_signal)
+                waiting.start_soon(on_duration)
             nursery.start_soon(_force_on_second_signal, signals, nursery)
             with trio.move_on_after(4.5):
                 await service.aclose()

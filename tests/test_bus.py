@@ -320,6 +320,8 @@ async def test_the_publisher_survives_a_redis_restart_and_sends_the_newest_price
         private_redis.start()
         reader.reconnect()
         await eventually(lambda: [m["price"] for m in reader.poll()] == ["1", "3"])  # "2" never left
+        # the reader can see "3" before the publisher's task is back from the sending thread to note it
+        await eventually(lambda: publisher.statistics().connected)
         stats = publisher.statistics()
         assert stats.connected and stats.reconnects == 1 and stats.pending == 0
         nursery.cancel_scope.cancel()

@@ -132,3 +132,32 @@ def test_a_configured_match_engine_is_never_silently_dropped() -> None:
                                sink_config={"endpoint": "http://a:8080"}), pm, demo=False, seed=None)
     assert same.remote.endpoint == "http://a:8080"
 
+
+
+async def test_a_signal_during_a_long_start_up_stops_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """500 markets take minutes to start on a saturated core: SIGINT (or a supervisor's SIGTERM) then must not wait
+    for the start-up to finish (it did, and systemd's kill would have come first)."""
+    import signal
+
+    import trio.testing
+
+    from mmframe import _cli
+
+    closed: list[bool] = []
+
+    class StartingForever:
+        manager = None
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async def never_up(service: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(_cli, "serve_with_api", never_up)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cli.run_service, StartingForever(), 5.0, None)
+            await trio.testing.wait_all_tasks_blocked()
+            signal.raise_signal(signal.SIGINT)
+    assert closed == [True]

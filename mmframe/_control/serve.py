@@ -31,5 +31,8 @@ async def serve(service: Service, *, task_status: trio.TaskStatus[list[str]] = t
     check_exposure(service.settings)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
+        if service.manager.stopping:  # told to stop while the markets were starting: no API to open now
+            task_status.started([])
+            return
         binds = await nursery.start(serve_api, service)
         task_status.started(binds)

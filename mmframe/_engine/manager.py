@@ -137,6 +137,8 @@ class StrategyManager:
                 async with trio.open_nursery() as markets:
                     self._markets = markets
                     for spec in specs:
+                        if self._stopping:  # asked to stop while starting: start no more
+                            break
                         await self.start_market(spec)
                     self._notify(self.pm.hook.engine_started, manager=self)
                     task_status.started(self)
@@ -150,6 +152,11 @@ class StrategyManager:
     async def _run_sink(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._sink_scope:
             await self.sink.run(task_status=task_status)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`aclose` has begun: no market starts any more."""
+        return self._stopping
 
     async def aclose(self) -> None:
         """Stop every market (each cancels its orders), then the engine. Bounded by the markets' cleanup time."""

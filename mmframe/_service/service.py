@@ -118,6 +118,8 @@ class Service:
                 await nursery.start(self.audit.run)
                 await nursery.start(self.manager.run, autostart)
                 for record in self.records.values():
+                    if self.manager.stopping:  # stopped while starting: a market not running was not started
+                        break
                     if record.spec is not None and record.spec.key in self.manager.markets:
                         status = self.manager.status(record.spec.key)[0]
                         if status.state is not MarketState.RUNNING:
