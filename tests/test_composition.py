@@ -161,3 +161,18 @@ async def test_a_signal_during_a_long_start_up_stops_the_service(monkeypatch: py
             await trio.testing.wait_all_tasks_blocked()
             signal.raise_signal(signal.SIGINT)
     assert closed == [True]
+
+
+def test_after_start_up_the_collector_leaves_what_start_up_built_alone() -> None:
+    import gc
+
+    from mmframe._cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    built = [object() for _ in range(1000)]
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS and gc.get_freeze_count() >= len(built)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
