@@ -52,6 +52,8 @@ from mmframe.testing import (
     start_engine,
 )
 
+from .service_helpers import SeedIndexFollow
+
 D = Decimal
 
 
@@ -352,39 +354,6 @@ def test_the_sink_metrics_text_describes_a_paper_sink() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class SeedLevel:
-    spread_percent: Decimal
-    quantity_ratio: Decimal
-
-
-class SeedFollow(Strategy):
-    """Takes the seed's database config; one bid and one ask at its first level."""
-
-    name = "external_index_follow"
-
-    @attrs.frozen
-    class Config:
-        price_change_amount: Decimal
-        tick_size: Decimal
-        base_quantity: Decimal
-        price_follow_percent: Decimal
-        base_precision: int
-        quote_precision: int
-        max_active_orders: int
-        maintenance_interval: str
-        depth_levels: list[SeedLevel]
-
-    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
-        index = ctx.index_price
-        if index is None:
-            return []
-        level = self.config.depth_levels[0]
-        quantity = ctx.market.round_quantity(self.config.base_quantity * level.quantity_ratio)
-        return [Quote(Side.BUY, ctx.market.round_price(index * (1 - level.spread_percent), Side.BUY), quantity),
-                Quote(Side.SELL, ctx.market.round_price(index * (1 + level.spread_percent), Side.SELL), quantity)]
-
-
 def test_seed_sql_is_the_seed() -> None:
     assert [s.split()[0] for s in split_sql(seed_sql())] == ["CREATE", "CREATE", "INSERT", "INSERT"]
 
@@ -396,7 +365,7 @@ async def test_a_service_runs_the_seed_markets_on_sqlite(tmp_path: Path) -> None
                        "market_type, default_strategy) VALUES (881, 'SOLUSDT', 1, 0, 1, 1);")
     describe_market(url, 880, 1, symbol="ETH/USDT", tick_size="0.01", price_precision=2, quantity_precision=3,
                     options={"refresh_interval": 0.5})
-    async with run_service(url, strategies=[SeedFollow]) as service:
+    async with run_service(url, strategies=[SeedIndexFollow]) as service:
         assert service.url.startswith("http://127.0.0.1:")
         rows = {r["id"]: r for r in (await service.get("/api/v1/strategies")).json()}
         assert set(rows) == {"879_1", "880_1", "881_1"}
@@ -420,4 +389,12 @@ async def test_a_service_runs_the_seed_markets_on_sqlite(tmp_path: Path) -> None
         assert service.engine.our_bids("BTC/USDT") == [(D("44995.5"), D(3))]
         status = (await service.get("/api/v1/strategy/status", symbol="BTC/USDT")).json()["data"]
         assert status["status"] == "running" and status["metrics"]["active_orders"] == 2
+
+        # a new local description for ETH/USDT, straight into the running service's database: taken on reload
+        await service.describe_market(880, symbol="ETH/USDT", tick_size="0.1", price_precision=1,
+                                      quantity_precision=3, options={"refresh_interval": 0.25})
+        eth = {"symbol": "ETH/USDT", "market_type": 1}
+        assert (await service.post("/api/v1/strategy/reload", eth)).status_code == 200
+        assert service.engine.spec("ETH/USDT").refresh_interval == 0.25
+        assert service.engine.spec("ETH/USDT").market.tick_size == D("0.1")
     assert service.sink.book("BTC/USDT").open_orders() == []  # stopping the service cancelled everything

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from typing import Any
 
 import trio
@@ -14,6 +13,7 @@ from .._default_plugins.paper import PaperSink
 from ..protocols import OrderSink
 from ._fakes import ScriptedFeed
 from ._harness import Harness, _FillRecorder, _plugin_manager, _unwrapped
+from ._sql import save_description
 
 __all__ = ["DEFAULT_API_TOKEN", "ServiceHarness", "run_service"]
 
@@ -58,27 +58,14 @@ class ServiceHarness:
         await trio.to_thread.run_sync(store.save_override, currency_id, market_type, dict(config),
                                       limiter=self._service.store_limiter)
 
-    async def describe_market(
-        self,
-        currency_id: int,
-        market_type: int = 1,
-        *,
-        symbol: str,
-        tick_size: Decimal | str,
-        price_precision: int,
-        quantity_precision: int,
-        min_quantity: Decimal | str = "0",
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Store the market's local description and engine options (see :func:`~mmframe.testing.describe_market`)
-        straight into the database; the market takes it at its next reload."""
-        from .._store import MarketDescription
-
-        description = MarketDescription(symbol, tick_size, price_precision, quantity_precision, min_quantity,
-                                        options=dict(options or {}))
-        store = self._service.store
-        await trio.to_thread.run_sync(store.save_market, currency_id, market_type, description,
-                                      limiter=self._service.store_limiter)
+    async def describe_market(self, currency_id: int, market_type: int = 1, **description: Any) -> None:
+        """Store the market's local description and engine options (the keyword arguments of
+        :func:`~mmframe.testing.describe_market`) straight into the database; the market takes it at its next
+        reload."""
+        await trio.to_thread.run_sync(
+            lambda: save_description(self._service.store, currency_id, market_type, **description),
+            limiter=self._service.store_limiter,
+        )
 
     async def settle(self, cushion: float = 0.01) -> None:
         """Let every task run until all have stayed blocked for *cushion* seconds (real clock, real sockets)."""

@@ -117,12 +117,20 @@ def describe_market(
     """Store a market's local description (the ``mmframe_market`` row) for the seed's currency *currency_id*: its
     symbol on our exchange, tick grid and precisions, and its engine *options* (``risk``, ``feed``,
     ``refresh_interval``, ...). The database must have mmframe's tables (:func:`seed_database` makes them)."""
-    from .._store import MarketDescription, Store
+    from .._store import Store
 
-    description = MarketDescription(symbol, tick_size, price_precision, quantity_precision, min_quantity,
-                                    options=dict(options or {}))
     store = Store(database_url)
     try:
-        store.save_market(currency_id, market_type, description)
+        save_description(store, currency_id, market_type, symbol=symbol, tick_size=tick_size,
+                         price_precision=price_precision, quantity_precision=quantity_precision,
+                         min_quantity=min_quantity, options=options)
     finally:
         store.close()
+
+
+def save_description(store: Any, currency_id: int, market_type: int, **description: Any) -> None:
+    """:func:`describe_market`'s write, on an open store (the service's own, for a running service)."""
+    from .._store import MarketDescription
+
+    options = description.pop("options", None)
+    store.save_market(currency_id, market_type, MarketDescription(**description, options=dict(options or {})))
