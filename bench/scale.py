@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 import trio
 
 from mmframe import Market
+from mmframe._cli import tune_gc
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import StrategyManager
 from mmframe._engine.risk import RiskLimits
@@ -93,6 +94,7 @@ async def serve_and_measure(
             for spec in specs(count):
                 await manager.start_market(spec)
         startup = time.perf_counter() - started
+        tune_gc()  # as mmframe serve does once its markets have started
         runners = [manager.runner(key) for key in manager.markets]
         running = sum(1 for s in manager.status() if s.state is MarketState.RUNNING)
         log("%s: %d of %d markets running after %.1f s", NAME, running, count, startup)

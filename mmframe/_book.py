@@ -303,7 +303,9 @@ class OrderBook:
         self.remember_finished = remember_finished
         self._sides = {Side.BUY: _Side(Side.BUY), Side.SELL: _Side(Side.SELL)}
         self._live: dict[str, RestingOrder] = {}
-        self._finished: OrderedDict[str, OrderState] = OrderedDict()
+        # Finished orders as flat tuples of strings, numbers and decimals: the collector stops walking them after
+        # their first collection (a hundred thousand OrderState objects would be walked on every full one).
+        self._finished: OrderedDict[str, _Frozen] = OrderedDict()
         self._sequence = 0
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -334,11 +336,18 @@ class OrderBook:
         return client_order_id in self._live or client_order_id in self._finished
 
     def get(self, client_order_id: str) -> OrderState | None:
-        """The state of an open or remembered finished order, or ``None``."""
+        """The state of an open or remembered finished order, or ``None``. (A finished order's ``payload`` is not
+        remembered: it is ``None``.)"""
         order = self._live.get(client_order_id)
         if order is not None:
             return order.snapshot()
-        return self._finished.get(client_order_id)
+        finished = self._finished.get(client_order_id)
+        return None if finished is None else _thaw(finished)
+
+    def owner(self, client_order_id: str) -> str | None:
+        """The owner of an open order, or ``None`` if it is not open: what a cancel checks, without a snapshot."""
+        order = self._live.get(client_order_id)
+        return None if order is None else order.owner
 
     def open_orders(self, prefix: str = "", *, owner: str | None = None) -> list[OrderState]:
         """Open orders whose client id starts with *prefix* (and of *owner*, if given), in arrival order."""
@@ -376,9 +385,32 @@ class OrderBook:
     ) -> SubmitResult:
         """Match an incoming order against the book; rest, expire or reject what is left. Never raises for bad
         input: see the module documentation."""
+        status, order, trades, resting, expired = self._enter(
+            client_order_id, owner, side, type, price, quantity, payload
+        )
+        if isinstance(order, OrderState):
+            return SubmitResult(status, order, reason="duplicate client order id")
+        return SubmitResult(
+            status, order.snapshot(), reason=order.reason, trades=tuple(trades), resting_quantity=resting,
+            expired_quantity=expired,
+        )
+
+    def _enter(
+        self,
+        client_order_id: str,
+        owner: str,
+        side: Side,
+        type: OrderType,
+        price: Decimal | None,
+        quantity: Decimal,
+        payload: Any = None,
+    ) -> tuple[SubmitStatus, RestingOrder | OrderState, list[Trade], Decimal, Decimal]:
+        """:meth:`submit` without its snapshot: ``(status, order, trades, resting, expired)``, where *order* is the
+        book's own record (not to be changed by the caller), or for a duplicate the existing order's state. The
+        paper sink's path: one order placed costs no snapshot."""
         existing = self.get(client_order_id) if client_order_id else None
         if existing is not None:
-            return SubmitResult(SubmitStatus.DUPLICATE, existing, reason="duplicate client order id")
+            return SubmitStatus.DUPLICATE, existing, [], _ZERO, _ZERO
 
         order = RestingOrder(
             client_order_id=client_order_id,
@@ -395,7 +427,11 @@ class OrderBook:
         if reason is None and type is OrderType.POST_ONLY and self._crosses(order):
             reason = "post-only order would cross the book"
         if reason is not None:
-            return self._reject(order, reason)
+            order.status = OrderStatus.REJECTED
+            order.reason = reason
+            if order.client_order_id:  # a rejected order's id is remembered too: a retry cannot turn into an order
+                self._remember(order)
+            return SubmitStatus.REJECTED, order, [], _ZERO, _ZERO
 
         self._sequence += 1
         order.sequence = self._sequence
@@ -421,17 +457,15 @@ class OrderBook:
         else:
             order.status = OrderStatus.FILLED
             self._remember(order)
-        return SubmitResult(
-            SubmitStatus.ACCEPTED,
-            order.snapshot(),
-            reason=order.reason,
-            trades=tuple(trades),
-            resting_quantity=resting,
-            expired_quantity=expired,
-        )
+        return SubmitStatus.ACCEPTED, order, trades, resting, expired
 
     def cancel(self, client_order_id: str, *, reason: str = "cancelled") -> OrderState | None:
         """Take an open order off the book; its state after the cancel, or ``None`` if it is not open."""
+        order = self._withdraw(client_order_id, reason)
+        return None if order is None else order.snapshot()
+
+    def _withdraw(self, client_order_id: str, reason: str = "cancelled") -> RestingOrder | None:
+        """:meth:`cancel` without its snapshot: the book's (now finished) record of the order, or ``None``."""
         order = self._live.pop(client_order_id, None)
         if order is None:
             return None
@@ -449,10 +483,15 @@ class OrderBook:
         else:
             level.compact()
         self._sequence += 1
-        return self._remember(order)
+        self._remember(order)
+        return order
 
     def cancel_all(self, *, owner: str | None = None, prefix: str = "", reason: str = "cancelled") -> list[OrderState]:
         """Cancel every open order whose client id starts with *prefix* (and of *owner*, if given)."""
+        return [order.snapshot() for order in self._withdraw_all(owner, prefix, reason)]
+
+    def _withdraw_all(self, owner: str | None, prefix: str, reason: str = "cancelled") -> list[RestingOrder]:
+        """:meth:`cancel_all` without snapshots: the book's (now finished) records."""
         doomed = [
             coid
             for coid, o in self._live.items()
@@ -460,9 +499,9 @@ class OrderBook:
         ]
         cancelled = []
         for coid in doomed:
-            state = self.cancel(coid, reason=reason)
-            if state is not None:
-                cancelled.append(state)
+            order = self._withdraw(coid, reason)
+            if order is not None:
+                cancelled.append(order)
         return cancelled
 
     # ---------------------------------------------------------------------------------------------------------
@@ -492,13 +531,6 @@ class OrderBook:
         if order.price <= 0:
             return f"price must be positive, got {order.price}"
         return None
-
-    def _reject(self, order: RestingOrder, reason: str) -> SubmitResult:
-        order.status = OrderStatus.REJECTED
-        order.reason = reason
-        # A rejected order's id is remembered too, so a retry of it cannot turn into an order later.
-        state = self._remember(order) if order.client_order_id else order.snapshot()
-        return SubmitResult(SubmitStatus.REJECTED, state, reason=reason)
 
     def _crosses(self, order: RestingOrder) -> bool:
         best = self._sides[order.side.opposite].best_price()
@@ -558,10 +590,26 @@ class OrderBook:
             )
         return trades, False
 
-    def _remember(self, order: RestingOrder) -> OrderState:
-        state = order.snapshot()
+    def _remember(self, order: RestingOrder) -> None:
         if self.remember_finished > 0:
-            self._finished[order.client_order_id] = state
+            self._finished[order.client_order_id] = (
+                order.client_order_id, order.order_id, order.owner, order.side.value, order.type.value, order.price,
+                order.quantity, order.filled_quantity, order.filled_notional, order.expired_quantity,
+                order.cancelled_quantity, order.status.value, order.sequence, order.reason,
+            )
             while len(self._finished) > self.remember_finished:
                 self._finished.popitem(last=False)
-        return state
+
+
+#: A finished order as the book remembers it: :class:`OrderState`'s fields but ``payload``, enums as their values.
+_Frozen = tuple[str, str, str, str, str, "Decimal | None", Decimal, Decimal, Decimal, Decimal, Decimal, str, int, str]
+
+
+def _thaw(frozen: _Frozen) -> OrderState:
+    (coid, order_id, owner, side, type_, price, quantity, filled, notional, expired, cancelled, status, sequence,
+     reason) = frozen
+    return OrderState(
+        client_order_id=coid, order_id=order_id, owner=owner, side=Side(side), type=OrderType(type_), price=price,
+        quantity=quantity, filled_quantity=filled, filled_notional=notional, expired_quantity=expired,
+        cancelled_quantity=cancelled, status=OrderStatus(status), sequence=sequence, reason=reason,
+    )

@@ -285,10 +285,18 @@ class OrderRequest:
             raise ValueError(f"quantity must be positive, got {self.quantity}")
 
 
-@attrs.frozen
+@attrs.frozen(hash=False)
 class Order:
-    """An order as the :class:`~mmframe._engine.tracker.OrderTracker` knows it. Immutable: each transition
-    makes a new one."""
+    """An order as the market's order tracker knows it: the tracker's own record of the order, one object for the
+    order's whole life, which the tracker updates in place as the order moves (a transition allocates nothing).
+
+    Read-only to everyone else — setting a field raises :class:`attrs.exceptions.FrozenInstanceError` — and
+    current: an ``Order`` a strategy or a hook was handed shows the order's state *now*, not as it was when it was
+    handed over. To keep a state, copy it: ``attrs.evolve(order)``. Orders compare by value and are not hashable
+    (a record that changes must not be a set member or a dict key; key by ``client_order_id``).
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # updated in place: never a set member or a dict key
 
     request: OrderRequest
     status: OrderStatus = OrderStatus.NEW

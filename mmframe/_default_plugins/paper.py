@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from .._book import OrderBook, OrderState, SubmitResult, Trade, TradeParty
+from .._book import OrderBook, OrderState, RestingOrder, SubmitResult, SubmitStatus, Trade, TradeParty
 from .._hookspecs import hookimpl
 from .._listeners import OrderEventListeners, OrderListener
 from .._models import (
@@ -53,6 +53,7 @@ __all__ = ["PaperSink", "register_sinks"]
 
 logger = logging.getLogger("mmframe.paper")
 
+_ZERO = Decimal(0)
 _REMEMBER_IDS = 200_000  # client order ids remembered for the cross-symbol check
 
 
@@ -134,21 +135,20 @@ class PaperSink:
             return
         owner = self.config.owner
         for coid in client_order_ids:
-            known = book.get(coid)
-            if known is None or known.owner != owner:
+            if book.owner(coid) != owner:
                 continue  # not open, or another participant's order with that id: not ours to cancel
-            state = book.cancel(coid)
-            if state is not None:
-                self._emit_cancelled(symbol, state)
+            order = book._withdraw(coid)
+            if order is not None:
+                self._emit_cancelled(symbol, order)
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         await trio.lowlevel.checkpoint()
         book = self._books.get(symbol)
         if book is None:
             return 0
-        cancelled = book.cancel_all(owner=self.config.owner, prefix=prefix)
-        for state in cancelled:
-            self._emit_cancelled(symbol, state)
+        cancelled = book._withdraw_all(self.config.owner, prefix)
+        for order in cancelled:
+            self._emit_cancelled(symbol, order)
         return len(cancelled)
 
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
@@ -241,48 +241,43 @@ class PaperSink:
             return
         if len(self._id_symbol) > _REMEMBER_IDS:
             self._id_symbol.popitem(last=False)  # forget the oldest
-        result = self.book(symbol).submit(
-            client_order_id=request.client_order_id,
-            owner=self.config.owner,
-            side=request.side,
-            type=request.type,
-            price=request.price,
-            quantity=request.quantity,
-            payload=request,
+        status, order, trades, _, expired = self.book(symbol)._enter(
+            request.client_order_id, self.config.owner, request.side, request.type, request.price, request.quantity,
+            request,
         )
         coid = request.client_order_id
-        if result.duplicate:
-            if result.order.owner != self.config.owner:
+        if status is SubmitStatus.DUPLICATE:
+            if order.owner != self.config.owner:
                 # Another participant's order holds the id: ours was not placed; never take theirs for ours.
                 reason = "client order id is used by another participant's order"
                 self._emit(OrderEvent(kind=OrderEventKind.REJECTED, client_order_id=coid, symbol=symbol, reason=reason))
             return
-        order_id = result.order.order_id
-        if result.rejected:
+        order_id = order.order_id
+        if status is SubmitStatus.REJECTED:
             self._emit(
                 OrderEvent(
                     kind=OrderEventKind.REJECTED,
                     client_order_id=coid,
                     symbol=symbol,
                     order_id=order_id,
-                    reason=result.reason,
+                    reason=order.reason,
                 )
             )
             return
-        self._emit(OrderEvent(kind=OrderEventKind.ACCEPTED, client_order_id=coid, symbol=symbol, order_id=order_id))
-        for trade in result.trades:
+        self._emit(OrderEvent(OrderEventKind.ACCEPTED, coid, symbol, _ZERO, order_id))
+        for trade in trades:
             complete = trade.taker.filled_quantity == request.quantity
             self._emit_fill(trade, trade.taker, complete=complete)
             self._emit_fill(trade, trade.maker, complete=trade.maker_filled)
-        if result.expired_quantity > 0:
+        if expired > 0:
             self._emit(
                 OrderEvent(
                     kind=OrderEventKind.EXPIRED,
                     client_order_id=coid,
                     symbol=symbol,
-                    filled_quantity=result.order.filled_quantity,
+                    filled_quantity=order.filled_quantity,
                     order_id=order_id,
-                    reason=result.reason,
+                    reason=order.reason,
                 )
             )
 
@@ -290,16 +285,10 @@ class PaperSink:
         if party.owner == self.config.owner:  # another participant's order has nobody of ours to tell
             self._emit(trade.fill_event(party, complete=complete))
 
-    def _emit_cancelled(self, symbol: str, state: OrderState) -> None:
+    def _emit_cancelled(self, symbol: str, order: RestingOrder) -> None:
         self._emit(
-            OrderEvent(
-                kind=OrderEventKind.CANCELLED,
-                client_order_id=state.client_order_id,
-                symbol=symbol,
-                filled_quantity=state.filled_quantity,
-                order_id=state.order_id,
-                reason=state.reason,
-            )
+            OrderEvent(OrderEventKind.CANCELLED, order.client_order_id, symbol, order.filled_quantity, order.order_id,
+                       None, order.reason)
         )
 
     def _emit(self, event: OrderEvent) -> None:

@@ -37,13 +37,19 @@ class ClientIds:
     """The client order ids of one market's run: *prefix* and a counter that starts at the wall clock's
     microseconds."""
 
-    __slots__ = ("_seq", "prefix")
+    __slots__ = ("_head", "_high", "_seq", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._seq = int(time.time() * 1_000_000)
+        self._high = -1  # the counter's digits but the last two change once in 1,296 ids: kept written out
+        self._head = ""
 
     def next(self) -> str:
-        """A client order id no run of this market has used."""
+        """A client order id no run of this market has used: ``prefix + base36(counter)``."""
         self._seq += 1
-        return f"{self.prefix}{base36(self._seq)}"
+        high, low = divmod(self._seq, 1296)
+        if high != self._high:
+            self._high = high
+            self._head = f"{self.prefix}{base36(high) if high else ''}"
+        return f"{self._head}{_PAIRS36[low] if high else base36(low)}"

@@ -57,6 +57,11 @@ class Inbox:
         self.extra_ticks[source] = item
         self._wake.set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits: no event, no tick (of any source), no depth."""
+        return not self.events and self.tick is None and self.depth is None and not self.extra_ticks
+
     async def wait(self) -> None:
         await self._wake.wait()
 

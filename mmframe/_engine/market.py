@@ -160,6 +160,7 @@ class MarketRunner:
         self.started_at = time.monotonic()
         self._latency_from: float | None = None
         self._grid_memo: tuple[list[Quote], list[Quote]] = ([], [])  # _on_grid's last input and output
+        self._decide_again = False  # an event since the step's decision that may change it (see _settle)
 
     # ---- identity and figures ---------------------------------------------------------------------------------
 
@@ -216,8 +217,9 @@ class MarketRunner:
                 with trio.move_on_at(wake_at):
                     await self.inbox.wait()
                 now = trio.current_time()
-                if now >= next_refresh:
-                    next_refresh = now + self.spec.refresh_interval
+                # Every step decides again: the refresh is due a full interval after the latest one, so a market
+                # whose ticks come more often than that never wakes for it.
+                next_refresh = now + self.spec.refresh_interval
                 if depth_every and now >= self._next_local_depth:
                     self._next_local_depth = now + depth_every
                     await self._fetch_local_depth()
@@ -235,6 +237,7 @@ class MarketRunner:
                 if self._latency_from is not None:
                     self.quote_latency.observe(time.perf_counter() - self._latency_from)
                     self._latency_from = None
+                self._settle()
         finally:
             if feed_sub is not None:
                 feed_sub.close()
@@ -343,6 +346,7 @@ class MarketRunner:
     def _step(self, now: float) -> Plan:
         self.inbox.clear_wake()
         self._drain_events()
+        self._decide_again = False  # what this step's decision has not seen yet (see _settle)
         depth, self.inbox.depth = self.inbox.depth, None
         if depth is not None:
             self.last_depth = depth
@@ -468,10 +472,24 @@ class MarketRunner:
 
     def _drain_events(self) -> None:
         events = self.inbox.events
-        while events:
-            self._apply(events.popleft())
+        if events:
+            now = trio.current_time()
+            while events:
+                self._apply(events.popleft(), now)
 
-    def _apply(self, event: OrderEvent) -> None:
+    def _settle(self) -> None:
+        """After a step has sent its orders: apply the events that came back meanwhile (an in-process sink answers
+        at once) and, when every one of them only acknowledged an order the market sent (``accepted``) and nothing
+        else arrived, go back to waiting without deciding again: the desired book cannot have changed. Any other
+        event — a fill, a cancel confirmed (room freed, a deferred order placeable, a strategy waiting for its
+        cancels), a rejection, an expiry — or an order or cancel the strategy asked for makes the market decide
+        again at once, as before."""
+        self._drain_events()
+        ctx = self.ctx
+        if not self._decide_again and self.inbox.idle and not ctx.submitted and not ctx.cancel_requests:
+            self.inbox.clear_wake()
+
+    def _apply(self, event: OrderEvent, now: float | None = None) -> None:
         tracked = self.tracker.get(event.client_order_id)
         if tracked is None:
             self.log.debug("event for an order we do not track: %s %s", event.kind, event.client_order_id)
@@ -482,20 +500,25 @@ class MarketRunner:
             # the market below: money moved on an order we no longer understand).
             self.log.debug("%s for order %s, already %s", event.kind, event.client_order_id, tracked.status)
             return
-        now = trio.current_time()
+        if event.kind is not OrderEventKind.ACCEPTED:
+            self._decide_again = True  # more than an order we sent acknowledged: see _settle
+        if now is None:
+            now = trio.current_time()
         order = self.tracker.apply(event, now)
         if event.kind is OrderEventKind.REJECTED:
             self.counters["rejected"] += 1
             self._log_rejection(order.client_order_id, event.reason, now)
-        if self.hook is not None:
-            self.hook.order_event(market=self.market, event=event, order=order)
+        hook = self.hook
+        # A hook nobody implements is not called: a call costs more than applying the event.
+        if hook is not None and hook.order_event.get_hookimpls():
+            hook.order_event(market=self.market, event=event, order=order)
         fill = event.fill
         if fill is not None:
             self.position = self.position.after(fill.side, fill.price, fill.quantity, fill.fee)
             if self.keep_fills:
                 self.fills.append(fill)
-            if self.hook is not None:
-                self.hook.order_filled(market=self.market, fill=fill, position=self.position)
+            if hook is not None:
+                hook.order_filled(market=self.market, fill=fill, position=self.position)
         self.strategy.on_order_event(event, order, self.ctx)
         if fill is not None:
             self._check_kill_switch()
@@ -516,6 +539,10 @@ class MarketRunner:
         ctx = self.ctx
         immediate, ctx.submitted = ctx.submitted, []
         extra_cancels, ctx.cancel_requests = ctx.cancel_requests, []
+        if extra_cancels:
+            # The strategy's own cancels: the plan still counted those orders, so once they are gone the market must
+            # decide again (and put the levels back).
+            self._decide_again = True
         now = trio.current_time()
         await self.pipeline.cancel(plan.cancels, extra_cancels, now)
         if not plan.places and not immediate:

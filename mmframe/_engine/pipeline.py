@@ -16,13 +16,15 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
-from .._models import Market, Order, OrderRequest, OrderType, Quote
+from .._models import Market, Order, OrderRequest, OrderStatus, OrderType, Quote
 from ..protocols import OrderSink, Position
 from .clientid import ClientIds
 from .risk import RiskContext, RiskGate
 from .tracker import OrderTracker
 
 __all__ = ["OrderPipeline"]
+
+PENDING = OrderStatus.PENDING
 
 #: A refused order is logged at most once per this many seconds per reason.
 VETO_LOG_INTERVAL = 60.0
@@ -92,13 +94,14 @@ class OrderPipeline:
         risk gate once, against our live orders and those placed before it in this batch."""
         live = list(self.tracker.live())
         batch: list[OrderRequest] = []
+        add = self.tracker.add
+        # One context for the batch: its live orders grow as orders pass (each is checked against those before it).
+        context = RiskContext(reference, live, position, settled, book_mid)
         for coid, quote, from_plan in self._requests(places, immediate):
             request = self._request(coid, quote)
             # A desired-book order is checked for self-trade first: one that would cross our own order is held back
             # (that order is on its way out), whatever else the gate would say of it.
-            refusal = self.gate.refusal(
-                request, RiskContext(reference, live, position, settled, book_mid), self_trade_first=from_plan
-            )
+            refusal = self.gate.refusal(request, context, self_trade_first=from_plan)
             if refusal is not None:
                 if from_plan and refusal.self_trade:
                     # Our own opposite order is still being cancelled: place this one on a later step.
@@ -106,8 +109,7 @@ class OrderPipeline:
                 else:
                     self._vetoed(request, refusal.reason, now)
                 continue
-            live.append(self.tracker.add(request, now))
-            self.tracker.mark_sent(coid, now)
+            live.append(add(request, now, status=PENDING))  # sent below, in this batch
             batch.append(request)
         if batch:
             self.counters["placed"] += len(batch)

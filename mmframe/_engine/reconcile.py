@@ -19,6 +19,7 @@ from .._validators import not_negative
 __all__ = ["Plan", "Reconciler", "Tolerance"]
 
 RESTING_TYPES = frozenset({OrderType.LIMIT, OrderType.POST_ONLY})
+_ZERO = Decimal(0)
 
 
 @attrs.frozen
@@ -77,8 +78,8 @@ class Reconciler:
         if order.side is not quote.side or order.price is None:
             return False
         tol = self.tolerance
-        allowance = max(tol.price_ticks * self.market.tick_size, tol.price_fraction * quote.price)
-        if abs(order.price - quote.price) > allowance:
+        distance = abs(order.price - quote.price)
+        if distance and distance > max(tol.price_ticks * self.market.tick_size, tol.price_fraction * quote.price):
             return False
         fraction = max(tol.quantity_fraction, quote.size_variation)
         return abs(order.remaining_quantity - quote.quantity) <= quote.quantity * fraction
@@ -106,31 +107,36 @@ class Reconciler:
             else:
                 unmatched.append(quote)
         spare = [order for bucket in exact.values() for order in bucket]
-        # Pass 2: within tolerance, closest price first.
+        # Pass 2: within tolerance, closest price first (the first of equally close ones).
         if spare and unmatched:
             # With no price allowance (the default tolerance) only an order at the quote's very price can be within
             # it: look those up by price instead of trying every spare order against every quote (in spare order,
-            # so the same order wins).
+            # so the same order wins). Orders taken are skipped by identity (an Order compares by value, slowly).
             by_price: dict[Decimal | None, list[Order]] | None = None
             if self.tolerance.price_ticks == 0 and self.tolerance.price_fraction == 0:
                 by_price = {}
                 for order in spare:
                     by_price.setdefault(order.price, []).append(order)
+            taken: set[int] = set()
             still: list[Quote] = []
+            within = self.within
             for quote in unmatched:
                 best: Order | None = None
-                for order in spare if by_price is None else by_price.get(quote.price, ()):
-                    if self.within(order, quote) and (
-                        best is None or abs(order.price - quote.price) < abs(best.price - quote.price)  # type: ignore[operator]
-                    ):
-                        best = order
+                best_distance = _ZERO
+                price = quote.price
+                for order in spare if by_price is None else by_price.get(price, ()):
+                    if id(order) in taken or not within(order, quote):
+                        continue
+                    distance = abs(order.price - price)  # type: ignore[operator]
+                    if best is None or distance < best_distance:
+                        best, best_distance = order, distance
                 if best is None:
                     still.append(quote)
                 else:
-                    spare.remove(best)
-                    if by_price is not None:
-                        by_price[best.price].remove(best)
+                    taken.add(id(best))
                     kept.append((best, quote))
             unmatched = still
+            if taken:
+                spare = [order for order in spare if id(order) not in taken]
         cancels.extend(spare)
         places.extend(unmatched)

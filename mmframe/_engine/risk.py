@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+import pluggy
 
 from .._models import Market, Order, OrderRequest, OrderType, Side
 from .._validators import not_negative
@@ -113,8 +114,10 @@ class RiskGate:
             reason = self_trade_reason(request, context.live_orders)
             if reason is not None:
                 return Refusal(reason, self_trade=True)
-        if reason is None and self.hook is not None:
-            reason = self.hook(market=self.market, request=request, context=context)
+        hook = self.hook
+        # No plugin implementing pre_trade_check (the usual case): no hook call, which costs more than the gate.
+        if reason is None and hook is not None and (not isinstance(hook, pluggy.HookCaller) or hook.get_hookimpls()):
+            reason = hook(market=self.market, request=request, context=context)
             if reason is not None and not (isinstance(reason, str) and reason):
                 reason = f"a pre_trade_check hook vetoed the order without a reason ({reason!r})"
         return None if reason is None else Refusal(reason)

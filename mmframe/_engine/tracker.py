@@ -26,6 +26,8 @@ from .._models import Order, OrderEvent, OrderEventKind, OrderRequest, OrderStat
 
 __all__ = ["ALLOWED", "OrderTracker"]
 
+_ZERO = Decimal(0)
+
 S = OrderStatus
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.NEW: frozenset({S.PENDING, S.REJECTED}),
@@ -38,7 +40,11 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.EXPIRED: frozenset(),
 }
 
-#: Order's fields, in order: :func:`_evolve` copies exactly these. A field added to Order fails here, at import.
+#: The tracker updates its records in place (``Order`` is read-only to everyone else): one object per order for its
+#: whole life instead of one per transition, on every market's hot path.
+_set = object.__setattr__
+
+#: Order's fields, in order: :meth:`OrderTracker.add` passes them positionally. A field added to Order fails here.
 _ORDER_FIELDS = (
     "request", "status", "filled_quantity", "average_price", "order_id", "reason", "created_at", "updated_at",
     "cancel_requested",
@@ -47,21 +53,9 @@ if tuple(a.name for a in attrs.fields(Order)) != _ORDER_FIELDS:  # pragma: no co
     raise ImportError(f"mmframe._engine.tracker._ORDER_FIELDS is out of date: Order has {attrs.fields(Order)}")
 
 
-def _evolve(order: Order, **changes: Any) -> Order:
-    """``attrs.evolve(order, **changes)`` without its per-call field introspection, twice as fast: the tracker makes
-    about four new ``Order`` per order, on every market's hot path. (Order has no converters or validators.)"""
-    get = changes.get
-    return Order(
-        get("request", order.request),
-        get("status", order.status),
-        get("filled_quantity", order.filled_quantity),
-        get("average_price", order.average_price),
-        get("order_id", order.order_id),
-        get("reason", order.reason),
-        get("created_at", order.created_at),
-        get("updated_at", order.updated_at),
-        get("cancel_requested", order.cancel_requested),
-    )
+def _copy(order: Order, **changes: Any) -> Order:
+    """A new record: *order*'s fields with *changes* (an adopted order becomes a record of our own)."""
+    return attrs.evolve(order, **changes)
 
 
 _EVENT_STATUS = {
@@ -92,13 +86,17 @@ class OrderTracker:
     def get(self, client_order_id: str) -> Order | None:
         return self._orders.get(client_order_id)
 
-    def add(self, request: OrderRequest, now: float) -> Order:
-        """Track a new order (status ``new``). Its client order id must never have been seen."""
-        if request.client_order_id in self._orders:
-            raise InvalidTransition(f"client order id {request.client_order_id!r} is already tracked")
-        order = Order(request=request, status=S.NEW, created_at=now, updated_at=now)
-        self._orders[request.client_order_id] = order
-        self._live[request.client_order_id] = order
+    def add(self, request: OrderRequest, now: float, *, status: OrderStatus = S.NEW) -> Order:
+        """Track a new order, ``new`` (or ``pending``: about to be sent). Its client order id must never have been
+        seen."""
+        coid = request.client_order_id
+        if coid in self._orders:
+            raise InvalidTransition(f"client order id {coid!r} is already tracked")
+        if status is not S.NEW and status is not S.PENDING:
+            raise InvalidTransition(f"a new order is new or pending, not {status}")
+        order = Order(request, status, _ZERO, None, None, "", now, now, False)
+        self._orders[coid] = order
+        self._live[coid] = order
         return order
 
     def adopt(self, order: Order, now: float) -> Order:
@@ -107,13 +105,17 @@ class OrderTracker:
             raise InvalidTransition(f"client order id {order.client_order_id!r} is already tracked")
         if not order.status.is_live or order.status is S.PENDING:
             raise InvalidTransition(f"only a resting order can be adopted, {order.client_order_id} is {order.status}")
-        return self._store(_evolve(order, created_at=now, updated_at=now, cancel_requested=False))
+        return self._store(_copy(order, created_at=now, updated_at=now, cancel_requested=False))
 
     def transition(self, client_order_id: str, status: OrderStatus, now: float, *, reason: str = "") -> Order:
         """Move an order to *status*, refusing what the state machine does not allow."""
         order = self._require(client_order_id)
         self._check(order, status)
-        return self._store(_evolve(order, status=status, updated_at=now, reason=reason or order.reason))
+        _set(order, "status", status)
+        _set(order, "updated_at", now)
+        if reason:
+            _set(order, "reason", reason)
+        return self._store(order)
 
     def mark_sent(self, client_order_id: str, now: float) -> Order:
         return self.transition(client_order_id, S.PENDING, now)
@@ -122,7 +124,9 @@ class OrderTracker:
         order = self._require(client_order_id)
         if not order.status.is_live:
             raise InvalidTransition(f"order {client_order_id} is {order.status}; it cannot be cancelled")
-        return self._store(_evolve(order, cancel_requested=True, updated_at=now))
+        _set(order, "cancel_requested", True)
+        _set(order, "updated_at", now)
+        return order
 
     def apply(self, event: OrderEvent, now: float) -> Order:
         """Apply a sink event and return the order's new state."""
@@ -132,26 +136,22 @@ class OrderTracker:
             # A retried acknowledgement of an order we already know is resting: harmless, nothing changes.
             return order
         self._check(order, status)
-        filled = order.filled_quantity
-        average = order.average_price
-        if event.kind in (OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED):
+        if event.kind is OrderEventKind.PARTIALLY_FILLED or event.kind is OrderEventKind.FILLED:
             filled, average = self._apply_fill(order, event)
+            _set(order, "filled_quantity", filled)
+            _set(order, "average_price", average)
         elif event.filled_quantity and event.filled_quantity != order.filled_quantity:
             raise InvalidTransition(
                 f"order {order.client_order_id}: {event.kind} reports {event.filled_quantity} filled, "
                 f"we know of {order.filled_quantity}"
             )
-        return self._store(
-            _evolve(
-                order,
-                status=status,
-                filled_quantity=filled,
-                average_price=average,
-                order_id=event.order_id or order.order_id,
-                reason=event.reason or order.reason,
-                updated_at=now,
-            )
-        )
+        _set(order, "status", status)
+        if event.order_id:
+            _set(order, "order_id", event.order_id)
+        if event.reason:
+            _set(order, "reason", event.reason)
+        _set(order, "updated_at", now)
+        return self._store(order)
 
     def _apply_fill(self, order: Order, event: OrderEvent) -> tuple[Decimal, Decimal | None]:
         fill = event.fill
@@ -197,7 +197,9 @@ class OrderTracker:
             raise InvalidTransition(f"unknown client order id {client_order_id!r}") from None
 
     def _store(self, order: Order) -> Order:
-        coid = order.client_order_id
+        """File *order* (already changed in place) as live or finished; finished orders beyond ``history`` are
+        forgotten."""
+        coid = order.request.client_order_id
         self._orders[coid] = order
         if order.status.is_terminal:
             if self._live.pop(coid, None) is not None:

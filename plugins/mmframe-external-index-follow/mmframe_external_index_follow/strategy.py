@@ -198,10 +198,10 @@ class ExternalIndexFollow(Strategy):
                     cancel[order.client_order_id] = None
             self.counters["timed_out_orders"] += len(cancel)
         interval = config.order_refresh_interval_sec
-        if interval is not None and config.order_refresh_percent > 0 and resting:
-            if self._last_refresh is None:
-                self._last_refresh = now
-            elif now - self._last_refresh >= interval:
+        if interval is not None and self._last_refresh is None:
+            self._last_refresh = now  # the refresh clock starts with the first ladder asked for
+        elif interval is not None and config.order_refresh_percent > 0 and resting:
+            if now - self._last_refresh >= interval:
                 self._last_refresh = now
                 count = max(1, int(len(resting) * config.order_refresh_percent))
                 oldest = sorted(
