@@ -210,10 +210,11 @@ def tune_gc() -> None:
 
 
 async def run_service(service: Service, status_interval: float, duration: float | None) -> None:
-    """Run *service* and then its control API until a signal (or *duration* after start-up), then stop them
-    gracefully within 5 s. A signal is heeded from the first moment, during start-up too: markets started so far
-    cancel their orders and the rest never start (a start-up of many markets must not outlive a stop request, or
-    a supervisor's kill)."""
+    """Run *service* and its control API until a signal (or *duration* after start-up), then stop them gracefully
+    within 5 s. The API answers from the first moment (markets not started yet show ``starting``); the collector
+    is tuned and the status lines begin once every market has started. A signal is heeded from the first moment,
+    during start-up too: markets started so far cancel their orders and the rest never start (a start-up of many
+    markets must not outlive a stop request, or a supervisor's kill)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             timed_out = trio.Event()

@@ -107,7 +107,7 @@ async def test_every_endpoint_answers_in_the_seed_shape(database_url: str) -> No
         assert (await c.get("/health")).json() == {"status": "healthy", "service": "market-maker"}
         health = (await c.get("/api/v1/health")).json()
         assert health["status"] == "healthy"
-        assert health["strategies"] == {"total": 2, "running": 2, "stopped": 0, "degraded": 0}
+        assert health["strategies"] == {"total": 2, "running": 2, "starting": 0, "stopped": 0, "degraded": 0}
         assert isinstance(health["uptime_seconds"], int)
         listing = (await c.get("/api/v1/strategy/list")).json()
         assert listing["code"] == 0 and listing["message"] == "Success"
@@ -328,7 +328,7 @@ async def test_kill_switch_stops_everything_and_cancels_our_orders(database_url:
         assert sorted(response.json()["data"]["stopped"]) == ["879_1", "880_1"]
         assert running.book("BTC/USDT") == [] and running.book("ETH/USDT") == []
         health = (await running.client.get("/api/v1/health")).json()
-        assert health["strategies"] == {"total": 2, "running": 0, "stopped": 2, "degraded": 0}
+        assert health["strategies"] == {"total": 2, "running": 0, "starting": 0, "stopped": 2, "degraded": 0}
         await quote(running, "BTCUSDT", "45100")
         assert running.book("BTC/USDT") == []  # stopped markets stay stopped
 

@@ -154,8 +154,10 @@ class RedisFeed:
 
         async def follow_changes() -> None:
             while True:
-                await self.hub.wait_changed()
+                # Sync, then wait, with no checkpoint between: a market subscribing after the sync above and
+                # before this task first waits (markets start together) would otherwise go unheard.
                 self._sync(subscriber)
+                await self.hub.wait_changed()
 
         lost: BaseException | None = None
         try:

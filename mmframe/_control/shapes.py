@@ -67,19 +67,22 @@ def error_of(record: MarketRecord, status: MarketStatus | None) -> str:
 
 
 def health(service: Service) -> dict[str, Any]:
-    """``/api/v1/health``: the seed's shape, with the markets counted by state."""
+    """``/api/v1/health``: the seed's shape, with the markets counted by state and the audit trail's figures."""
     states = [service.state_of(r) for r in service.records.values()]
     running = states.count("running") + states.count("degraded")
+    starting = states.count("starting")
     return {
         "status": "healthy",
         "service": "market-maker",
         "strategies": {
             "total": len(states),
             "running": running,
-            "stopped": len(states) - running,
+            "starting": starting,
+            "stopped": len(states) - running - starting,
             "degraded": states.count("degraded"),
         },
         "uptime_seconds": int(service.uptime()),
+        "audit": service.audit.status(),
     }
 
 

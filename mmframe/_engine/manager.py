@@ -11,6 +11,9 @@ Task tree::
 
 A market that raises is caught by its supervisor: logged with its key, shown in its status, its orders
 cancelled, and (by its :class:`RestartPolicy`) restarted or left failed. No other market notices.
+
+The markets handed to :meth:`StrategyManager.run` start concurrently, at most :data:`START_CONCURRENCY` at a time;
+until its turn comes a market is queued and shows ``starting``.
 """
 
 from __future__ import annotations
@@ -50,9 +53,18 @@ from .pricing import UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
 from .spec import MarketHalted, MarketSpec, MarketState, MarketStatus
 
-__all__ = ["HistoryLoader", "StrategyManager", "build_strategy", "strategy_config"]
+__all__ = ["START_CONCURRENCY", "HistoryLoader", "StrategyManager", "build_strategy", "strategy_config"]
 
 log = logging.getLogger("mmframe.engine")
+
+#: How many of the markets handed to :meth:`StrategyManager.run` start at once (building the strategy, loading its
+#: fill history, clearing leftovers through the sink, subscribing to the feed); the others wait their turn, in order,
+#: as ``starting``. Each start waits for the scheduler a few times, and on a process busy with the markets already
+#: quoting each wait is long: the more start together, the fewer waits in all (``bench.serve_scale``, 500 markets:
+#: all quoting 9-15 s after the process starts at 32, 7-10 s at 64, 5-9 s at 128). 64 keeps what a remote sink
+#: sees at start-up (two requests per market) to a burst it can take.
+START_CONCURRENCY = 64
+
 
 def strategy_config(strategies: Registry, name: str, config: Mapping[str, Any]) -> tuple[type[Strategy], Any]:
     """The strategy class registered as *name* and its ``Config`` built from *config*, as the engine builds them:
@@ -83,6 +95,10 @@ class _Handle:
     restarts: int = 0
     position: Position = Position()
     history: tuple[Fill, ...] | None = None  # fills before the current run; None until loaded
+    # Waiting for its turn in run's start-up (no supervisor yet): a stop only marks it stopped.
+    queued: bool = False
+    # Set once this start has been answered: the market quotes, or failed to start, or stopped first.
+    reported: trio.Event = attrs.field(factory=trio.Event)
     # The index the market's last run ended with: a new run screens its first tick against it (IndexScreen.seed),
     # so a wild tick right after a start or reload is not the index; a deliberate switch to another instrument is a
     # big move, taken once confirmed.
@@ -104,22 +120,29 @@ class StrategyManager:
         *,
         instance_id: str = "mmf",
         history: HistoryLoader | None = None,
+        start_concurrency: int = START_CONCURRENCY,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,12}", instance_id):
             raise ConfigError(f"instance_id must be 1 to 12 letters or digits, got {instance_id!r}")
+        if start_concurrency < 1:
+            raise ConfigError(f"start_concurrency must be at least 1, got {start_concurrency}")
         self.sink = sink
         self.pm = pm
         self.instance_id = instance_id
         self.history = history
+        self.start_concurrency = start_concurrency
         self.strategies: Registry = get_strategies(pm)
         self.feeds: Registry = get_feeds(pm)
         self._handles: dict[MarketKey, _Handle] = {}
         self._feed_instances: dict[tuple[str, str], ExchangeFeed] = {}
-        self._feed_lock = trio.Lock()
+        self._feeds_starting: dict[tuple[str, str], trio.Event] = {}  # set once that feed's start is over
         self._infra: trio.Nursery | None = None
         self._markets: trio.Nursery | None = None
         self._sink_scope = trio.CancelScope(shield=True)
         self._stopping = False
+        #: Set once every market handed to :meth:`run` has been started (each quoting, or failed to start, or
+        #: stopped before its turn) and the ``engine_started`` hook called; set too if the engine stops first.
+        self.autostarted = trio.Event()
 
     # ---- running ----------------------------------------------------------------------------------------------
 
@@ -127,27 +150,77 @@ class StrategyManager:
         self,
         specs: Sequence[MarketSpec] = (),
         *,
+        background: bool = False,
         task_status: trio.TaskStatus[StrategyManager] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the sink, the feeds and *specs*' markets until cancelled or :meth:`aclose` d."""
-        async with trio.open_nursery() as infra:
-            self._infra = infra
-            await infra.start(self._run_sink)
-            try:
-                async with trio.open_nursery() as markets:
-                    self._markets = markets
-                    for spec in specs:
-                        if self._stopping:  # asked to stop while starting: start no more
-                            break
-                        await self.start_market(spec)
-                    self._notify(self.pm.hook.engine_started, manager=self)
-                    task_status.started(self)
-                    await trio.sleep_forever()
-            finally:
-                # Every market has stopped and cancelled its orders; only now may the sink go.
-                self._markets = None
-                self._sink_scope.cancel()
-                infra.cancel_scope.cancel()
+        """Run the sink, the feeds and *specs*' markets until cancelled or :meth:`aclose` d.
+
+        *specs* are queued at once (each shows ``starting``) and start concurrently, at most
+        :attr:`start_concurrency` at a time, in order; one failing to start fails alone. Then the ``engine_started``
+        hook is called (not if the engine was told to stop meanwhile) and :attr:`autostarted` is set. ``run``
+        reports started after that, or, with *background*, as soon as the sink runs and *specs* are queued: the
+        commands work from then on (a stop of a queued market leaves it stopped before it starts).
+        """
+        try:
+            async with trio.open_nursery() as infra:
+                self._infra = infra
+                await infra.start(self._run_sink)
+                try:
+                    async with trio.open_nursery() as markets:
+                        self._markets = markets
+                        queued = [self._queue(spec) for spec in specs]
+                        if background:
+                            task_status.started(self)
+                        await self._start_queued(queued)
+                        if not self._stopping:
+                            self._notify(self.pm.hook.engine_started, manager=self)
+                        self.autostarted.set()
+                        if not background:
+                            task_status.started(self)
+                        await trio.sleep_forever()
+                finally:
+                    # Every market has stopped and cancelled its orders; only now may the sink go.
+                    self._markets = None
+                    self._sink_scope.cancel()
+                    infra.cancel_scope.cancel()
+        finally:
+            self.autostarted.set()  # stopped (or failed) before start-up was over: nobody waits for it any more
+
+    def _queue(self, spec: MarketSpec) -> _Handle:
+        """A handle for *spec*, waiting for its turn to start (state ``starting``)."""
+        handle = self._handles.get(spec.key)
+        if handle is not None and not handle.stopped.is_set():
+            raise MMFrameError(f"market {spec.key} is already running")
+        handle = _Handle(spec, queued=True)
+        self._handles[spec.key] = handle
+        return handle
+
+    async def _start_queued(self, handles: Sequence[_Handle]) -> None:
+        """Start the queued *handles* in order, at most :attr:`start_concurrency` at a time; returns once every one
+        has started, failed to start, or been stopped. Once :meth:`aclose` has begun, none starts any more."""
+        turns = iter(handles)  # shared: each starter takes the next market in line as soon as it is free
+
+        async def starter() -> None:
+            for handle in turns:
+                if not handle.queued:
+                    continue  # stopped (or stopped and started again by a command) while it waited
+                if self._stopping:  # asked to stop while starting: start no more
+                    self._unqueue(handle)
+                    continue
+                handle.queued = False
+                assert self._markets is not None
+                await self._markets.start(self._supervise, handle)
+
+        async with trio.open_nursery() as starting:
+            for _ in range(min(self.start_concurrency, len(handles))):
+                starting.start_soon(starter)
+
+    def _unqueue(self, handle: _Handle) -> None:
+        """A queued market that will not start now: stopped, with nothing to cancel (it never placed an order)."""
+        handle.queued = False
+        handle.state = MarketState.STOPPED
+        handle.reported.set()
+        handle.stopped.set()
 
     async def _run_sink(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._sink_scope:
@@ -201,6 +274,8 @@ class StrategyManager:
     async def stop_market(self, key: MarketKey) -> MarketStatus:
         """Stop a market: its orders are cancelled before this returns."""
         handle = self._require(key)
+        if handle.queued:  # its turn to start has not come: it never will
+            self._unqueue(handle)
         if not handle.stopped.is_set():
             handle.state = MarketState.STOPPING
             handle.scope.cancel()
@@ -214,6 +289,13 @@ class StrategyManager:
             raise MMFrameError(f"cannot reload {key} with the spec of {spec.key}")
         await self.stop_market(key)
         return await self.start_market(spec or handle.spec)
+
+    async def wait_started(self, key: MarketKey) -> MarketStatus:
+        """Wait until the market's current start has been answered (it quotes, failed to start, or was stopped
+        first; at once for a market already past that), and return its status."""
+        handle = self._require(key)
+        await handle.reported.wait()
+        return self._status(handle)
 
     def status(self, key: MarketKey | None = None) -> list[MarketStatus]:
         handles = [self._require(key)] if key is not None else list(self._handles.values())
@@ -268,6 +350,7 @@ class StrategyManager:
             nonlocal reported
             if not reported:
                 reported = True
+                handle.reported.set()
                 task_status.started()
 
         try:
@@ -533,16 +616,30 @@ class StrategyManager:
     # ---- feeds ------------------------------------------------------------------------------------------------
 
     async def _feed(self, name: str, config: Mapping[str, Any]) -> ExchangeFeed:
-        """The running feed *name* with *config*: markets (and index sources) with equal ones share one instance."""
+        """The running feed *name* with *config*: markets (and index sources) with equal ones share one instance.
+
+        The first market to need it starts it; the others that need it meanwhile wait for that start, all woken at
+        once (in line for a lock, hundreds of markets starting together would each wait a turn of the scheduler). If
+        the start fails, the next market to need the feed tries again."""
         key = (name, json.dumps(config, sort_keys=True, default=str))
-        async with self._feed_lock:
+        while True:
             feed = self._feed_instances.get(key)
-            if feed is None:
-                cls = self.feeds.get_or_raise(name)
-                feed = cls(structure_config(config, cls.Config))
-                assert self._infra is not None
-                await self._infra.start(self._run_feed, name, feed)
-                self._feed_instances[key] = feed
+            if feed is not None:
+                return feed
+            starting = self._feeds_starting.get(key)
+            if starting is None:
+                break
+            await starting.wait()
+        cls = self.feeds.get_or_raise(name)
+        feed = cls(structure_config(config, cls.Config))
+        done = self._feeds_starting[key] = trio.Event()
+        try:
+            assert self._infra is not None
+            await self._infra.start(self._run_feed, name, feed)
+            self._feed_instances[key] = feed
+        finally:
+            del self._feeds_starting[key]
+            done.set()
         return feed
 
     async def _run_feed(

@@ -11,6 +11,7 @@ The service knows nothing of HTTP: the control API (:mod:`mmframe._control`) dri
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from .._errors import ConfigError, MMFrameError
 from .._models import Fill, MarketKey
 from .._plugins import get_feeds, get_strategies
 from .._settings import Settings
-from .._store import MarketRow, Store
+from .._store import FillRecord, MarketRow, Store
 from .._symbols import compact_symbol
 from ..protocols import OrderSink
 from .audit import AuditTrail
@@ -73,9 +74,9 @@ def _key(symbol: str) -> str:
 class Service:
     """Markets from the store, run by one :class:`StrategyManager`, with the audit trail.
 
-    :meth:`run` loads the markets and starts the enabled ones; the commands (:meth:`start`, :meth:`stop`,
-    :meth:`reload`, :meth:`update_config`, :meth:`kill`) are what the control API calls; :meth:`aclose` stops every
-    market and sets :attr:`closed`.
+    :meth:`run` loads the markets and starts the enabled ones (in the background; :attr:`started_up` says when they
+    have); the commands (:meth:`start`, :meth:`stop`, :meth:`reload`, :meth:`update_config`, :meth:`kill`) are what
+    the control API calls; :meth:`aclose` stops every market and sets :attr:`closed`.
     """
 
     def __init__(self, settings: Settings, store: Store, pm: pluggy.PluginManager, sink: OrderSink) -> None:
@@ -89,20 +90,31 @@ class Service:
         # One worker thread at a time talks to the store: SQLite has one writer, and hundreds of markets starting at
         # once must queue for their fill history rather than fail with "database is locked".
         self.store_limiter = trio.CapacityLimiter(1)
-        self.audit = AuditTrail(store, self.market_ids, self.store_limiter)
+        self.audit = AuditTrail(store, self.market_ids, self.store_limiter, pm=pm)
         self.started_at = time.monotonic()
         #: Set when :meth:`aclose` has stopped every market: whatever runs beside the service (the API) stops then.
         self.closed = trio.Event()
+        #: Set once start-up is over: every enabled market has started (or failed to start, or was stopped by a
+        #: command first), or the service was stopped before that.
+        self.started_up = trio.Event()
         self._nursery: trio.Nursery | None = None
         # Commands on one market (start, stop, reload, config update, the kill switch's stop) run one at a time, in
         # the order they came: two concurrent starts give the answer two sequential ones give.
         self._locks: dict[str, trio.Lock] = {}
+        # The enabled markets that have not started yet in start-up, and every fill of ours read once for them (see
+        # _first_start_fills).
+        self._first_starts: set[MarketKey] = set()
+        self._bulk_fills: dict[tuple[str, int], list[FillRecord]] | None = None
+        self._bulk_reading: trio.Event | None = None  # set once the read under way is over
 
     # ---- running ----------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load the markets, start the enabled ones and the audit trail; reports the service once they are up and
-        returns when :meth:`aclose` has stopped it."""
+        """Load the markets, start the audit trail and the engine, and report the service. The enabled markets are
+        queued by then (each shows ``starting``) and start in the background, at most
+        :data:`~mmframe._engine.manager.START_CONCURRENCY` at a time; the commands work at once. :attr:`started_up`
+        is set once they all have started (or failed to), or the service was stopped first. Returns when
+        :meth:`aclose` has stopped it."""
         rows = await trio.to_thread.run_sync(self.store.load_markets, limiter=self.store_limiter)
         log.info("Loaded %d currencies from database", len(rows))
         for row in rows:
@@ -111,36 +123,56 @@ class Service:
                 continue
             self._add_record(row)
         autostart = [r.spec for r in self.records.values() if r.spec is not None and r.row.market_status == 1]
+        self._first_starts = {spec.key for spec in autostart}
         self.pm.register(self.audit, name="mmframe.audit")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.audit.run)
-                await nursery.start(self.manager.run, autostart)
-                for record in self.records.values():
-                    if self.manager.stopping:  # stopped while starting: a market not running was not started
-                        break
-                    if record.spec is not None and record.spec.key in self.manager.markets:
-                        status = self.manager.status(record.spec.key)[0]
-                        if status.state is not MarketState.RUNNING:
-                            log.error("Strategy [%s] did not start: %s", record.id, status.error)
+                await nursery.start(functools.partial(self.manager.run, autostart, background=True))
                 task_status.started(self)
+                await self.manager.autostarted.wait()
+                self._end_start_up()
+                self._report_unstarted({spec.key for spec in autostart})
+                self.started_up.set()
         finally:
+            self._end_start_up()
+            self.started_up.set()
             self.pm.unregister(self.audit)
+
+    def _end_start_up(self) -> None:
+        """Every market has taken its fills from the start-up's read: let it go. A market stopped before its turn
+        reads its own when it starts."""
+        self._first_starts.clear()
+        self._bulk_fills = None
+
+    def _report_unstarted(self, autostart: set[MarketKey]) -> None:
+        """Log each enabled market that did not start (a stop command that came first is not a failure)."""
+        for record in self.records.values():
+            if self.manager.stopping:  # stopped while starting: a market not running was not started
+                break
+            if record.spec is None or record.spec.key not in autostart or record.spec.key not in self.manager.markets:
+                continue
+            status = self.manager.status(record.spec.key)[0]
+            if status.state in (MarketState.RUNNING, MarketState.DEGRADED):
+                continue
+            if status.state in (MarketState.STOPPED, MarketState.STOPPING) and not status.error:
+                continue
+            log.error("Strategy [%s] did not start: %s", record.id, status.error or f"the market is {status.state}")
 
     async def fill_history(self, spec: MarketSpec, client_prefix: str) -> list[Fill]:
         """The fills of *spec*'s orders (ids starting with *client_prefix*) recorded so far, oldest first: those in
         the store and those the audit trail has not written yet, each once."""
         market_type = int(spec.market.market_type)
-        records = await trio.to_thread.run_sync(
-            lambda: self.store.fills(spec.market.symbol, market_type, client_prefix=client_prefix),
-            limiter=self.store_limiter,
-        )
-        pending = [
-            r for r in self.audit.fills
-            if r.symbol == spec.market.symbol and r.market_type == market_type
-            and r.client_order_id.startswith(client_prefix)
-        ]
+        # What the trail has not written yet is taken first: one it writes while the store is read below is then in
+        # both (and counted once), never in neither.
+        pending = self.audit.pending_fills(spec.market.symbol, market_type, client_prefix)
+        records = await self._first_start_fills(spec, client_prefix)
+        if records is None:
+            records = await trio.to_thread.run_sync(
+                lambda: self.store.fills(spec.market.symbol, market_type, client_prefix=client_prefix),
+                limiter=self.store_limiter,
+            )
         seen: set[tuple[str, str]] = set()
         fills = []
         for record in [*records, *pending]:
@@ -149,6 +181,41 @@ class Service:
                 continue
             seen.add(key)
             fills.append(record.fill())
+        return fills
+
+    async def _first_start_fills(self, spec: MarketSpec, client_prefix: str) -> list[FillRecord] | None:
+        """During start-up, for an enabled market's first start: its stored fills, from one read of every fill of
+        ours that the first market to ask makes for all of them. Hundreds of markets each reading their own would
+        queue one by one for the store's one thread, behind the audit trail's writes. ``None`` for any other start.
+
+        The read stays right for a market that starts later in the start-up: until it starts, it has no orders that
+        could fill (a stop and a start command before its turn change nothing either)."""
+        if spec.key not in self._first_starts:
+            return None
+        self._first_starts.discard(spec.key)
+        if self._bulk_fills is None and self._bulk_reading is not None:
+            # Another market is reading them: wait with the others, all woken at once when it is done (in line for
+            # a lock, each would wait a turn of the scheduler).
+            await self._bulk_reading.wait()
+            if self._bulk_fills is None:
+                return None  # that read failed: read our own
+        if self._bulk_fills is None:
+            self._bulk_reading = reading = trio.Event()
+            try:
+                self._bulk_fills = await self._read_our_fills()
+            finally:
+                self._bulk_reading = None
+                reading.set()
+        market = (spec.market.symbol, int(spec.market.market_type))
+        return [r for r in self._bulk_fills.get(market, ()) if r.client_order_id.startswith(client_prefix)]
+
+    async def _read_our_fills(self) -> dict[tuple[str, int], list[FillRecord]]:
+        """Every stored fill of our orders (our instance's prefix), oldest first, by symbol and market type."""
+        prefix = f"{self.settings.instance_id}-"
+        rows = await trio.to_thread.run_sync(lambda: self.store.fills(client_prefix=prefix), limiter=self.store_limiter)
+        fills: dict[tuple[str, int], list[FillRecord]] = {}
+        for row in rows:
+            fills.setdefault((row.symbol, row.market_type), []).append(row)
         return fills
 
     def _add_record(self, row: MarketRow) -> MarketRecord:
@@ -190,6 +257,7 @@ class Service:
         await self.audit.flush()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+        self.started_up.set()  # start-up, if it was still under way, is over
         self.closed.set()
 
     # ---- lookups ----------------------------------------------------------------------------------------------
@@ -229,6 +297,9 @@ class Service:
         if record.spec is None:
             raise ConfigError(record.error)
         status = self.status_of(record)
+        if status is not None and status.state is MarketState.STARTING:
+            # Queued or starting (the service's start-up): answered once it has started, as a start would be.
+            return await self.manager.wait_started(record.spec.key)
         if status is not None and (status.state in ACTIVE or self.manager.is_active(record.spec.key)):
             return status  # running, or failed and about to be restarted by its supervisor
         return await self.manager.start_market(record.spec)
