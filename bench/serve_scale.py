@@ -9,20 +9,28 @@ runs in a process of its own: the store, the audit trail (every order event and 
 control API on, the ``paper`` sink with simulated takers (``MMFRAME_SINK_CONFIG={"taker_flow_rate": 0.5}``) so that
 fills happen.
 
-Figures, all taken from outside through the control API, ``/metrics`` and ``/proc``:
+Figures, all taken from outside through the control API, ``/metrics``, ``/proc`` and the database file:
 
 - ``api_s``: seconds from the process's start until ``/health`` answers (``null``: not within ``MAX_STARTUP``; the
-  latency, order and fill figures are ``null`` then too);
+  latency, order and audit figures are ``null`` then too);
 - ``startup_s``: until ``/api/v1/strategy/list`` shows every market running (``running`` says how many were, if
   not all within ``MAX_STARTUP``);
 - ``cpu_pct``: the process's CPU time (all threads) over the measured wall time (100 = one core);
 - ``rss_mb``: the process's peak resident set (``VmHWM``);
-- ``quote_p50_ms`` / ``quote_p99_ms``: from the ``mmframe_quote_latency_seconds`` histogram over the measured window
-  (every market summed), as the upper bound of the bucket the percentile falls in (``≤`` that many ms);
-- ``orders_per_s``: order operations (places and cancels) per second over the window;
-- ``lost``: after SIGINT and a clean exit, the fills the markets counted (their last ``mmframe_fills_total``)
-  minus the fills the audit trail holds in the database: 0 when nothing was lost. (A fill that lands between the
-  last scrape and the stop is counted by the trail only, so ``lost`` can be negative; it must never be positive.)
+- ``p50_ms`` / ``p99_ms``: quote latency from the ``mmframe_quote_latency_seconds`` histogram over the measured
+  window (every market summed), as the upper bound of the bucket the percentile falls in (``≤`` that many ms);
+- ``ops_per_s``: order operations (places and cancels) per second over the window;
+- ``audit_holds`` / ``audit_held_orders``: how often the audit trail's backlog reached its high-water mark and how
+  many orders it held back meanwhile (both 0 while the store keeps up);
+- ``audit_missing``: what the markets reported minus what the audit trail holds. After the window every market is
+  stopped through the kill switch (``POST /api/v1/kill``: each cancels its orders, so nothing happens after it),
+  ``/metrics`` is read once more for the final figures — every market's fills (``mmframe_fills_total``) and order
+  events (``mmframe_order_events_total`` when the markets report it, else the order events the markets handed to the
+  audit trail, ``mmframe_audit_received_total{kind="order_event"}``; ``events_counted_by`` says which) — then
+  SIGINT, and once the process has exited
+  the rows of ``mmframe_order_event`` and ``mmframe_fill`` are counted (``audit_rows``). 0: nothing lost, also not in
+  the stop's final flush; it must never be anything else. ``null`` when the API never answered or the kill failed;
+- ``exit_code``, ``errors`` (ERROR lines), ``fills``, ``order_events``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -46,12 +55,13 @@ from mmframe._store import MarketDescription, Store
 from .common import log, result, seed_config
 
 NAME = "serve_scale"
-SIZES = {"tiny": ([3], 2.0, 3.0), "full": ([50, 100, 200, 500], 5.0, 20.0)}  # (markets, warm-up s, measured s)
+SIZES = {"tiny": ([3], 2.0, 3.0), "full": ([100, 250, 500, 1000], 5.0, 20.0)}  # (markets, warm-up s, measured s)
 TICK_RATE = 5.0
 VOLATILITY = 0.000045
 P99_LIMIT_MS = 10.0
-MAX_STARTUP = 180.0
+MAX_STARTUP = 60.0
 STOP_TIMEOUT = 120.0
+KILL_TIMEOUT = 300.0
 
 
 def write_store(path: Path, count: int) -> None:
@@ -81,6 +91,13 @@ def get(url: str, timeout: float = 5.0) -> bytes:
         return bytes(response.read())
 
 
+def post(url: str, token: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, data=b"{}", method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return bytes(response.read())
+
+
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -93,21 +110,42 @@ def proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+#: The per-market counters summed by :func:`scrape` (sample name -> figure).
+SUMMED = {
+    "strategy_orders_total": "placed",
+    "mmframe_orders_cancelled_total": "cancelled",
+    "mmframe_fills_total": "fills",
+    "mmframe_order_events_total": "order_events",
+}
+#: The audit trail's figures (no labels).
+AUDIT = {
+    "mmframe_audit_pending": "audit_pending",
+    "mmframe_audit_holds_total": "audit_holds",
+    "mmframe_audit_held_orders_total": "audit_held_orders",
+    "mmframe_audit_dropped_total": "audit_dropped",
+}
+
+
 def scrape(base: str) -> dict[str, Any]:
-    """The summed quote-latency buckets, order operations and fills from ``/metrics``."""
+    """The summed quote-latency buckets, order operations, fills and order events, and the audit trail's figures,
+    from ``/metrics`` (a figure no sample reports is absent)."""
     buckets: dict[str, float] = {}
-    totals = {"placed": 0.0, "cancelled": 0.0, "fills": 0.0}
-    for line in get(f"{base}/metrics", timeout=30).decode().splitlines():
-        if line.startswith("mmframe_quote_latency_seconds_bucket{"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
-        elif line.startswith("strategy_orders_total{"):
-            totals["placed"] += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("mmframe_orders_cancelled_total{"):
-            totals["cancelled"] += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("mmframe_fills_total{"):
-            totals["fills"] += float(line.rsplit(" ", 1)[1])
-    return {"buckets": buckets, **totals}
+    totals: dict[str, Any] = {"buckets": buckets}
+    for line in get(f"{base}/metrics", timeout=60).decode().splitlines():
+        if line.startswith("#"):
+            continue
+        name, _, rest = line.partition("{")
+        value = float(line.rsplit(" ", 1)[1])
+        if name == "mmframe_quote_latency_seconds_bucket":
+            bound = rest.split('le="', 1)[1].split('"', 1)[0]
+            buckets[bound] = buckets.get(bound, 0.0) + value
+        elif name in SUMMED:
+            totals[SUMMED[name]] = totals.get(SUMMED[name], 0.0) + value
+        elif name == "mmframe_audit_received_total" and 'kind="order_event"' in rest:
+            totals["audit_order_events"] = value
+        elif not rest and line.split(" ", 1)[0] in AUDIT:
+            totals[AUDIT[line.split(" ", 1)[0]]] = value
+    return totals
 
 
 def bucket_percentile(before: dict[str, float], after: dict[str, float], q: float) -> float:
@@ -135,13 +173,18 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
         write_store(db, count)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
+        token = secrets.token_hex(16)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MMFRAME_", "MATCH_ENGINE", "MARKET_REDIS"))}
-        env.update({"MMFRAME_SINK_CONFIG": json.dumps({"taker_flow_rate": 0.5, "seed": 11}), "API_PORT": str(port)})
+        env.update({"MMFRAME_SINK_CONFIG": json.dumps({"taker_flow_rate": 0.5, "seed": 11}), "API_PORT": str(port),
+                    "MMFRAME_API_TOKEN": token})
         started = time.monotonic()
+        # The log goes to a file: a pipe read only at the end would fill up and block the service's next line.
+        stderr_path = Path(tmp) / "stderr.log"
+        stderr = stderr_path.open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "mmframe", "serve", "--sqlite", str(db), "--env-file", os.devnull,
              "--log-level", "WARNING", "--status-interval", "3600"],
-            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         )
         api_s: float | None = None
         startup: float | None = None
@@ -150,8 +193,8 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
         try:
             while time.monotonic() - started < MAX_STARTUP:
                 if process.poll() is not None:
-                    stderr = process.stderr.read() if process.stderr is not None else ""
-                    raise RuntimeError(f"mmframe serve exited with {process.returncode}: {stderr[-2000:]}")
+                    raise RuntimeError(f"mmframe serve exited with {process.returncode}: "
+                                       f"{stderr_path.read_text()[-2000:]}")
                 try:
                     if api_s is None:
                         get(f"{base}/health", timeout=2)
@@ -170,36 +213,64 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
             time.sleep(seconds)
             last, cpu1, t1 = _scrape_or_none(base), proc_cpu_seconds(process.pid), time.monotonic()
             rss = proc_peak_rss_mb(process.pid)
-            final = _scrape_or_none(base)
+            final = _stop_markets(base, token)
         finally:
             process.send_signal(signal.SIGINT)
             try:
-                _, err = process.communicate(timeout=STOP_TIMEOUT)
+                process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
-                _, err = process.communicate()
+                process.wait()
+            stderr.close()
+            err = stderr_path.read_text()
         with sqlite3.connect(db) as connection:
-            recorded_fills = connection.execute("SELECT COUNT(*) FROM mmframe_fill").fetchone()[0]
+            event_rows = connection.execute("SELECT COUNT(*) FROM mmframe_order_event").fetchone()[0]
+            fill_rows = connection.execute("SELECT COUNT(*) FROM mmframe_fill").fetchone()[0]
         elapsed = t1 - t0
         measured = first is not None and last is not None
-        return {
+        figures: dict[str, Any] = {
             "markets": count,
             "running": running,
-            "api_s": None if api_s is None else round(api_s, 2),
-            "startup_s": None if startup is None else round(startup, 1),
             "cpu_pct": round((cpu1 - cpu0) / elapsed * 100, 1),
             "rss_mb": round(rss, 1),
-            "quote_p50_ms": bucket_percentile(first["buckets"], last["buckets"], 50) if measured else None,
-            "quote_p99_ms": bucket_percentile(first["buckets"], last["buckets"], 99) if measured else None,
-            "orders_per_s": round(
+            "p50_ms": bucket_percentile(first["buckets"], last["buckets"], 50) if measured else None,
+            "p99_ms": bucket_percentile(first["buckets"], last["buckets"], 99) if measured else None,
+            "ops_per_s": round(
                 (last["placed"] + last["cancelled"] - first["placed"] - first["cancelled"]) / elapsed
             ) if measured else None,
-            "fills": None if final is None else int(final["fills"]),
-            "lost": None if final is None else int(final["fills"]) - recorded_fills,
-            "recorded_fills": recorded_fills,
+            "audit_missing": None,
+            "api_s": None if api_s is None else round(api_s, 2),
+            "startup_s": None if startup is None else round(startup, 1),
             "exit_code": process.returncode,
             "errors": sum(1 for line in err.splitlines() if " ERROR " in line),
+            "fills": None,
+            "order_events": None,
+            "events_counted_by": None,
+            "audit_rows": event_rows + fill_rows,
+            "audit_holds": None if final is None else int(final.get("audit_holds", 0)),
+            "audit_held_orders": None if final is None else int(final.get("audit_held_orders", 0)),
         }
+        if final is not None:
+            by_markets = "order_events" in final
+            events = int(final["order_events"] if by_markets else final.get("audit_order_events", 0))
+            figures.update(
+                fills=int(final.get("fills", 0)),
+                order_events=events,
+                events_counted_by="markets" if by_markets else "audit_trail",
+                audit_missing=events + int(final.get("fills", 0)) - event_rows - fill_rows,
+            )
+        return figures
+
+
+def _stop_markets(base: str, token: str) -> dict[str, Any] | None:
+    """Stop every market through the kill switch (each cancels its orders; nothing happens after it), then read
+    the final figures; ``None`` when the API does not answer."""
+    try:
+        post(f"{base}/api/v1/kill", token, timeout=KILL_TIMEOUT)
+        return scrape(base)
+    except OSError as exc:
+        log("%s: could not stop the markets through the API: %s", NAME, exc)
+        return None
 
 
 def _scrape_or_none(base: str) -> dict[str, Any] | None:
@@ -217,8 +288,8 @@ def run(size: str = "full") -> dict[str, Any]:
         figures = measure(count, warmup, seconds)
         log("%s: %s", NAME, figures)
         results.append(figures)
-    holding = [r["markets"] for r in results if r["running"] == r["markets"] and r["quote_p99_ms"] is not None
-               and r["quote_p99_ms"] <= P99_LIMIT_MS and r["cpu_pct"] < 100]
+    holding = [r["markets"] for r in results if r["running"] == r["markets"] and r["p99_ms"] is not None
+               and r["p99_ms"] <= P99_LIMIT_MS and r["cpu_pct"] < 100]
     return result(NAME, size, results=results, max_markets_p99_10ms=max(holding, default=0), tick_rate=TICK_RATE,
                   volatility_per_tick=VOLATILITY)
 

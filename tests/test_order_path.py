@@ -124,6 +124,10 @@ async def test_acknowledgements_alone_cost_no_new_decision_but_a_fill_does(
     engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("1"))
     await settle()
     assert CountingLadder.decisions == 4
+    # Every event the market applied is counted, as the audit trail's completeness check needs.
+    status = engine.status()
+    assert status.order_events == len(CountingLadder.events)
+    assert status.order_events == status.orders_placed + status.orders_cancelled + status.fills
     bids, asks = engine.prices()
     assert bids == [Decimal("100.00"), Decimal("99.00")] and asks == [Decimal("102.00"), Decimal("103.00")]
 

@@ -27,6 +27,12 @@ Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type
   ``round_trips``, ``held_quantity``, ``realized_pnl``, ...); booleans and text are left out
 - ``mmframe_market_state`` (1 for the market's current state: running, stopped, failed, halted, ...)
 - ``mmframe_markets`` and ``mmframe_up`` for the service.
+- the audit trail (no labels; see :mod:`mmframe._service.audit`): ``mmframe_audit_pending``,
+  ``mmframe_audit_oldest_pending_seconds``, ``mmframe_audit_received_total`` (label ``kind``: ``order_event``,
+  ``fill``), ``mmframe_audit_written_total``,
+  ``mmframe_audit_dropped_total``, ``mmframe_audit_write_errors_total``, ``mmframe_audit_holding`` (1 while new orders
+  are held because the store is behind), ``mmframe_audit_holds_total`` (times the backlog reached its high-water
+  mark) and ``mmframe_audit_held_orders_total`` (orders held).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ COUNTERS = {
     "mmframe_orders_rejected": ("Orders the sink rejected", attrgetter("orders_rejected")),
     "mmframe_orders_vetoed": ("Orders the risk gate refused", attrgetter("orders_vetoed")),
     "mmframe_fills": ("Fills of our orders", attrgetter("fills")),
+    "mmframe_order_events": ("Order events the market applied (each one handed to the order_event hook)",
+                             attrgetter("order_events")),
     "mmframe_volume": ("Filled quantity, base asset", attrgetter("volume")),
     "mmframe_ticks": ("Index ticks accepted", attrgetter("ticks")),
     "mmframe_ticks_rejected": ("Index ticks rejected as bad", attrgetter("ticks_rejected")),
@@ -96,6 +104,24 @@ FEED_GAUGES = {
                                         attrgetter("last_update_age")),
     "mmframe_feed_connected": ("1 while the feed's connection is up", attrgetter("connected")),
 }
+AUDIT_GAUGES = {
+    # name: (help, the figure in AuditTrail.status())
+    "mmframe_audit_pending": ("Order events and fills waiting to be written to the store", "pending"),
+    "mmframe_audit_oldest_pending_seconds": ("Seconds the oldest record waiting to be written has waited",
+                                             "oldest_pending_seconds"),
+    "mmframe_audit_holding": ("1 while new orders are held because the audit trail is behind the store", "holding"),
+}
+AUDIT_COUNTERS = {
+    "mmframe_audit_written": ("Order events and fills written to the store", "written"),
+    "mmframe_audit_dropped": ("Order events and fills dropped unwritten, past the audit trail's memory bound",
+                              "dropped"),
+    "mmframe_audit_write_errors": ("Writes of the audit trail the store failed (retried)", "write_errors"),
+    "mmframe_audit_holds": ("Times the audit trail's backlog reached its high-water mark and new orders were held",
+                            "holds"),
+    "mmframe_audit_held_orders": ("Orders refused because the audit trail was behind the store (each try)",
+                                  "held_orders"),
+}
+AUDIT_NAMES = [*AUDIT_GAUGES, "mmframe_audit_received_total", *(f"{name}_total" for name in AUDIT_COUNTERS)]
 METRIC_NAMES = (
     [f"{name}_total" for name in COUNTERS]
     + list(GAUGES)
@@ -113,9 +139,7 @@ METRIC_NAMES = (
         "mmframe_market_state",
         "mmframe_markets",
         "mmframe_up",
-        "mmframe_audit_pending",
-        "mmframe_audit_written_total",
-        "mmframe_audit_dropped_total",
+        *AUDIT_NAMES,
     ]
 )
 
@@ -186,13 +210,16 @@ class _Collector:
         yield from sink_metrics(service.sink)
         yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
         yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
-        audit = service.audit
-        yield GaugeMetricFamily("mmframe_audit_pending", "Order events and fills waiting to be written to the store",
-                                value=audit.pending)
-        yield CounterMetricFamily("mmframe_audit_written", "Order events and fills written to the store",
-                                  value=audit.written)
-        yield CounterMetricFamily("mmframe_audit_dropped", "Order events and fills dropped, unwritten, because more "
-                                  "than the audit trail's limit were waiting", value=audit.dropped)
+        audit = service.audit.status()
+        for name, (help_, key) in AUDIT_GAUGES.items():
+            yield GaugeMetricFamily(name, help_, value=float(audit[key]))
+        received = CounterMetricFamily("mmframe_audit_received", "Order events and fills the markets handed to the "
+                                       "audit trail", labels=["kind"])
+        received.add_metric(["order_event"], float(audit["received_order_events"]))
+        received.add_metric(["fill"], float(audit["received_fills"]))
+        yield received
+        for name, (help_, key) in AUDIT_COUNTERS.items():
+            yield CounterMetricFamily(name, help_, value=float(audit[key]))
 
 
 def _numbers(status: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

@@ -140,7 +140,7 @@ class MarketRunner:
         self.log = _MarketLog(log, {"market": spec.label})
         self.ids = ClientIds(client_prefix)
         self.counters: dict[str, int] = dict.fromkeys(
-            ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred"), 0
+            ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred", "events"), 0
         )
         self._rejects_logged: tuple[float, int] = (-1e18, 0)  # (last "order rejected" line at, rejections since)
         self.quote_latency = LatencyHistogram()
@@ -505,6 +505,7 @@ class MarketRunner:
         if now is None:
             now = trio.current_time()
         order = self.tracker.apply(event, now)
+        self.counters["events"] += 1  # every event applied: what observers (the audit trail) are handed
         if event.kind is OrderEventKind.REJECTED:
             self.counters["rejected"] += 1
             self._log_rejection(order.client_order_id, event.reason, now)
@@ -618,6 +619,7 @@ class MarketRunner:
             orders_rejected=c["rejected"],
             orders_vetoed=c["vetoed"],
             orders_deferred=c["deferred"],
+            order_events=c["events"],
             **self.reconcile_counts,
             fills=self.position.fills,
             volume=self.position.volume,

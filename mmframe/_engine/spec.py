@@ -175,6 +175,8 @@ class MarketStatus:
     orders_rejected: int = 0
     orders_vetoed: int = 0
     orders_deferred: int = 0
+    order_events: int = 0
+    """Order events the market applied (each one handed to the ``order_event`` hook)."""
     reconciliations: int = 0
     reconcile_cancelled: int = 0
     reconcile_adopted: int = 0

@@ -4,13 +4,17 @@ tables exactly as the seed defines them, plus mmframe's own ``mmframe_*`` tables
 Synchronous: call it from trio through ``trio.to_thread.run_sync``.
 """
 
+from .store import FILL_COLUMNS as FILL_COLUMNS
+from .store import ORDER_EVENT_COLUMNS as ORDER_EVENT_COLUMNS
 from .store import FillRecord as FillRecord
 from .store import MarketDescription as MarketDescription
 from .store import MarketRow as MarketRow
 from .store import OrderEventRecord as OrderEventRecord
 from .store import Store as Store
 from .store import StoreError as StoreError
+from .store import fill_row as fill_row
 from .store import market_id as market_id
+from .store import order_event_row as order_event_row
 from .tables import metadata as metadata
 
 
@@ -22,13 +26,17 @@ def seed_sql() -> str:
     return (files(__package__) / "seed.sql").read_text(encoding="utf-8")
 
 __all__ = [
+    "FILL_COLUMNS",
+    "ORDER_EVENT_COLUMNS",
     "FillRecord",
     "MarketDescription",
     "MarketRow",
     "OrderEventRecord",
     "Store",
     "StoreError",
+    "fill_row",
     "market_id",
     "metadata",
+    "order_event_row",
     "seed_sql",
 ]

@@ -9,8 +9,10 @@ non-empty :attr:`MarketRow.error` that names the table, row and column.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -31,6 +33,7 @@ from .._models import (
     Order,
     OrderEvent,
     OrderEventKind,
+    OrderRequest,
     OrderStatus,
     OrderType,
     Side,
@@ -48,13 +51,17 @@ from .tables import (
 )
 
 __all__ = [
+    "FILL_COLUMNS",
+    "ORDER_EVENT_COLUMNS",
     "FillRecord",
     "MarketDescription",
     "MarketRow",
     "OrderEventRecord",
     "Store",
     "StoreError",
+    "fill_row",
     "market_id",
+    "order_event_row",
 ]
 
 _MYSQL_DIALECTS = ("mysql", "mariadb")
@@ -559,6 +566,33 @@ class Store:
             if fill_rows:
                 conn.execute(sa_insert(FillTable.__table__), fill_rows)
 
+    def record_rows(
+        self, order_events: Sequence[tuple[Any, ...]] = (), fills: Sequence[tuple[Any, ...]] = ()
+    ) -> None:
+        """Append audit rows made by :func:`order_event_row` and :func:`fill_row`, all in one transaction: what
+        :meth:`record` writes for the same events and fills, without record objects or SQLAlchemy's per-row
+        statement processing (the audit trail's writer). On SQLite, many rows per ``INSERT``: the driver gives up
+        Python's interpreter lock once per statement, not once per row, so a writer thread beside a busy event loop
+        is not made to wait for it row by row. On MySQL/MariaDB the driver's ``executemany`` does the same."""
+        if not order_events and not fills:
+            return
+        with self._guard("record the audit"), self._engine.begin() as conn:
+            for table, columns, rows in ((OrderEventTable.__table__, ORDER_EVENT_COLUMNS, order_events),
+                                         (FillTable.__table__, FILL_COLUMNS, fills)):
+                if not rows:
+                    continue
+                style = self._engine.dialect.paramstyle
+                if style == "qmark":
+                    per = max(1, _SQLITE_VARIABLES // len(columns))
+                    for start in range(0, len(rows), per):
+                        chunk = rows[start:start + per]
+                        conn.exec_driver_sql(_insert_sql(table.name, columns, "?", len(chunk)),
+                                             tuple(value for row in chunk for value in row))
+                elif style in ("format", "pyformat"):
+                    conn.exec_driver_sql(_insert_sql(table.name, columns, "%s", 1), list(rows))
+                else:  # a driver whose placeholders are named: through SQLAlchemy's insert
+                    conn.execute(sa_insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
     def fills(
         self, symbol: str | None = None, market_type: int | None = None, *, client_prefix: str | None = None
     ) -> list[FillRecord]:
@@ -662,6 +696,61 @@ def _market_row(
         description=description,
         error="; ".join(e for e in errors if e),
         row_id=sc.id or 0,
+    )
+
+
+#: The columns of ``mmframe_order_event`` a row of :func:`order_event_row` holds, in order.
+ORDER_EVENT_COLUMNS = (
+    "market_id", "symbol", "market_type", "client_order_id", "order_id", "kind", "status", "side", "order_type",
+    "price", "quantity", "filled_quantity", "reason", "timestamp",
+)
+#: The columns of ``mmframe_fill`` a row of :func:`fill_row` holds, in order.
+FILL_COLUMNS = (
+    "market_id", "symbol", "market_type", "trade_id", "client_order_id", "side", "price", "quantity", "liquidity",
+    "fee", "timestamp",
+)
+
+
+#: Bound values per SQLite statement (its limit is 32,766 since 3.32, 999 before).
+_SQLITE_VARIABLES = 7_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], mark: str, rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...), (?, ...)`` for *rows* rows in the driver's placeholders."""
+    group = f"({', '.join([mark] * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([group] * rows)}"
+
+
+def order_event_row(
+    event: OrderEvent,
+    request: OrderRequest,
+    status: OrderStatus,
+    order_id: str | None,
+    market_id: str,
+    market_type: int,
+) -> tuple[Any, ...]:
+    """The ``mmframe_order_event`` row (:data:`ORDER_EVENT_COLUMNS`) of *event*, given the order's request, and its
+    status and engine id right after the event (an :class:`~mmframe.Order` is updated in place: the audit trail takes
+    these two when the event is applied). The values :meth:`Store.record` writes for
+    ``OrderEventRecord.from_event(event, order, ...)``, without the record: the audit trail's writer makes one per
+    order event (the models' decimals are finite already)."""
+    price = request.price
+    return (
+        market_id, event.symbol, market_type, event.client_order_id, event.order_id or order_id,
+        event.kind.value, status.value, request.side.value, request.type.value,
+        None if price is None else format(price, "f"), format(request.quantity, "f"),
+        format(event.filled_quantity, "f"), event.reason, float(event.timestamp),
+    )
+
+
+def fill_row(fill: Fill, market_id: str, market_type: int) -> tuple[Any, ...]:
+    """The ``mmframe_fill`` row (:data:`FILL_COLUMNS`) of *fill*: what :meth:`Store.record` writes for
+    ``FillRecord.from_fill(fill, ...)``, without the record."""
+    return (
+        market_id, fill.symbol, market_type, fill.trade_id, fill.client_order_id, fill.side.value,
+        format(fill.price, "f"), format(fill.quantity, "f"), fill.liquidity.value, format(fill.fee, "f"),
+        float(fill.timestamp),
     )
 
 

@@ -200,18 +200,20 @@ class ExternalIndexFollow(Strategy):
         interval = config.order_refresh_interval_sec
         if interval is not None and self._last_refresh is None:
             self._last_refresh = now  # the refresh clock starts with the first ladder asked for
-        elif interval is not None and config.order_refresh_percent > 0 and resting:
-            if now - self._last_refresh >= interval:
-                self._last_refresh = now
-                count = max(1, int(len(resting) * config.order_refresh_percent))
-                oldest = sorted(
-                    (o for o in resting if o.client_order_id not in cancel),
-                    key=lambda o: (o.created_at, o.client_order_id),
-                )[:count]
-                for order in oldest:
-                    cancel[order.client_order_id] = None
-                self.counters["refreshes"] += 1
-                self.counters["refreshed_orders"] += len(oldest)
+        elif (
+            interval is not None and config.order_refresh_percent > 0 and resting
+            and now - self._last_refresh >= interval
+        ):
+            self._last_refresh = now
+            count = max(1, int(len(resting) * config.order_refresh_percent))
+            oldest = sorted(
+                (o for o in resting if o.client_order_id not in cancel),
+                key=lambda o: (o.created_at, o.client_order_id),
+            )[:count]
+            for order in oldest:
+                cancel[order.client_order_id] = None
+            self.counters["refreshes"] += 1
+            self.counters["refreshed_orders"] += len(oldest)
         for client_order_id in cancel:
             ctx.cancel(client_order_id)  # the reconciler places the level again on the next step
 
