@@ -26,6 +26,7 @@ from mmframe import (
 )
 from mmframe._book import OrderBook
 from mmframe._engine.clientid import ClientIds, base36
+from mmframe._engine.reconcile import Plan, Reconciler
 from mmframe._engine.tracker import OrderTracker
 from mmframe._models import OrderRequest
 
@@ -185,3 +186,60 @@ def test_client_ids_are_the_prefix_and_the_counter_in_base36(start: int) -> None
 
 def _market() -> Market:
     return Market("AAA/USDT", tick_size="0.01", price_precision=2, quantity_precision=2)
+
+
+class SteadyLadder(Ladder):
+    """The test ladder, handing back the very same quotes while the index stays within a step of where it was."""
+
+    name = "steady_ladder"
+
+    def __init__(self, config: Any, market: Market) -> None:
+        super().__init__(config, market)
+        self.quotes: list[Quote] = []
+        self.anchor: Decimal | None = None
+
+    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
+        mid = ctx.index_price
+        if mid is not None and (self.anchor is None or abs(mid - self.anchor) >= self.config.step):
+            self.anchor, self.quotes = mid, list(super().desired_orders(ctx))
+        return list(self.quotes)
+
+
+class SteadyPlugin:
+    @hookimpl
+    def register_strategies(self, register: Any) -> None:
+        register(SteadyLadder)
+
+
+async def test_an_unchanged_ladder_over_unchanged_orders_is_not_diffed_again(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start_engine(nursery, SteadyPlugin())
+    await engine.manager.start_market(spec(strategy="steady_ladder", strategy_config={"levels": 2}))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    runner = engine.manager.runner(next(iter(engine.manager.markets)))
+    assert runner is not None
+    plans: list[int] = []
+
+    class CountingReconciler(Reconciler):
+        def plan(self, desired: Any, live: Any) -> Plan:
+            quotes = list(desired)
+            plans.append(len(quotes))
+            return super().plan(quotes, live)
+
+    runner.reconciler = CountingReconciler(runner.market, runner.reconciler.tolerance)
+    for price in ("100.1", "100.2", "100.3", "100.2"):  # within a step: the same quotes every time
+        engine.feed.push_price("AAAUSDT", price)
+        await settle()
+    # The first tick diffs once (the acknowledgements since the last plan changed our orders); it finds nothing to
+    # do, so the next three are not diffed at all.
+    assert plans == [4]
+    before = engine.prices()
+    # A fill changes our orders: the very same quotes are diffed again, and the filled level is put back.
+    engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("1"))
+    await settle()
+    assert len(plans) >= 2 and engine.prices() == before
+    engine.feed.push_price("AAAUSDT", "101.5")  # a step away: new quotes, a new plan that moves the ladder
+    await settle()
+    assert engine.prices() == ([Decimal("100.50"), Decimal("99.50")], [Decimal("102.50"), Decimal("103.50")])

@@ -160,6 +160,8 @@ class MarketRunner:
         self.started_at = time.monotonic()
         self._latency_from: float | None = None
         self._grid_memo: tuple[list[Quote], list[Quote]] = ([], [])  # _on_grid's last input and output
+        self._grid_hit = False  # whether the last _on_grid was handed the very quotes of the time before
+        self._settled_version = -1  # the tracker's version when a plan last found nothing to do (see _step)
         self._decide_again = False  # an event since the step's decision that may change it (see _settle)
 
     # ---- identity and figures ---------------------------------------------------------------------------------
@@ -366,7 +368,15 @@ class MarketRunner:
         desired = [] if self.stale or self.doubt else self.strategy.desired_orders(self.ctx)
         if desired is None:
             return Plan()
-        return self.reconciler.plan(self._on_grid(desired), self.tracker.quoting())
+        quotes = self._on_grid(desired)
+        # The plan is a function of the quotes and of our orders alone: the very same quotes (an unchanged ladder)
+        # against orders unchanged since a plan found nothing to do need no diff (most ticks move nothing).
+        version = self.tracker.version
+        if self._grid_hit and version == self._settled_version:
+            return Plan()
+        plan = self.reconciler.plan(quotes, self.tracker.quoting())
+        self._settled_version = -1 if plan else version
+        return plan
 
     def _screen_index(self, now: float) -> PriceTick | None:
         """Hand the ticks that arrived to the index screen (:mod:`mmframe._engine.index`); the new index, if any."""
@@ -446,7 +456,8 @@ class MarketRunner:
         # A strategy usually hands back the very same quotes step after step (an unchanged ladder): quotes are
         # immutable, so the same objects give the same answer as last time.
         last_in, last_out = self._grid_memo
-        if len(quotes) == len(last_in) and all(q is p for q, p in zip(quotes, last_in, strict=True)):
+        self._grid_hit = len(quotes) == len(last_in) and all(q is p for q, p in zip(quotes, last_in, strict=True))
+        if self._grid_hit:
             return list(last_out)
         market = self.market
         price_exp, qty_exp = -market.price_precision, -market.quantity_precision

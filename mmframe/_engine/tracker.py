@@ -76,6 +76,9 @@ class OrderTracker:
     _orders: dict[str, Order] = attrs.field(factory=dict, init=False)
     _live: dict[str, Order] = attrs.field(factory=dict, init=False)
     _finished: list[str] = attrs.field(factory=list, init=False)
+    #: Goes up with every change to any order (added, moved, filled, its cancel asked): two equal readings mean
+    #: :meth:`quoting` would answer the same.
+    version: int = attrs.field(default=0, init=False)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -97,6 +100,7 @@ class OrderTracker:
         order = Order(request, status, _ZERO, None, None, "", now, now, False)
         self._orders[coid] = order
         self._live[coid] = order
+        self.version += 1
         return order
 
     def adopt(self, order: Order, now: float) -> Order:
@@ -126,6 +130,7 @@ class OrderTracker:
             raise InvalidTransition(f"order {client_order_id} is {order.status}; it cannot be cancelled")
         _set(order, "cancel_requested", True)
         _set(order, "updated_at", now)
+        self.version += 1
         return order
 
     def apply(self, event: OrderEvent, now: float) -> Order:
@@ -201,6 +206,7 @@ class OrderTracker:
         forgotten."""
         coid = order.request.client_order_id
         self._orders[coid] = order
+        self.version += 1
         if order.status.is_terminal:
             if self._live.pop(coid, None) is not None:
                 self._finished.append(coid)
