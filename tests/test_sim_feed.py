@@ -6,6 +6,7 @@ sleep, so a minute of ticks takes milliseconds and no test sleeps for real.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -217,6 +218,68 @@ async def test_resubscribing_resumes_the_walk(autojump_clock: trio.testing.MockC
         await trio.sleep(2.5)
         nursery.cancel_scope.cancel()
     assert before.prices + after.prices == continuous
+
+
+async def test_one_task_drives_every_symbol(autojump_clock: trio.testing.MockClock) -> None:
+    """Two hundred symbols subscribed at scattered moments, some leaving and one coming back: no task per symbol,
+    and every symbol ticks at the configured rate on its own seeded path while it is subscribed."""
+    config = SimFeed.Config(seed=11, tick_rate=5, volatility=0.001)
+    feed = SimFeed(config)
+    recorders = {f"S{i}": Recorder() for i in range(200)}
+    subscriptions: dict[str, Subscription] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feed.run)
+        (run_task,) = nursery.child_tasks
+        for i, (symbol, recorder) in enumerate(recorders.items()):
+            subscriptions[symbol] = feed.subscribe(symbol, recorder)
+            await trio.sleep(0.0037 * (i % 7))
+        closed_at = trio.current_time()
+        for symbol in ("S3", "S50", "S199"):
+            subscriptions[symbol].close()
+        await trio.sleep(2)
+        assert len(feed.statistics().running_symbols) == 197
+        reopened_at = trio.current_time()
+        feed.subscribe("S50", recorders["S50"])  # comes back: resumes its walk
+        await trio.sleep(2)
+        assert run_task.child_nurseries == [] and len(nursery.child_tasks) == 1
+        assert len(feed.statistics().running_symbols) == 198
+        nursery.cancel_scope.cancel()
+    for symbol, recorder in recorders.items():
+        if symbol in ("S3", "S50", "S199"):
+            assert not [t for t in recorder.times if closed_at < t < reopened_at], symbol
+            times = [t for t in recorder.times if t <= closed_at]
+        else:
+            times = recorder.times
+        assert times, symbol
+        for a, b in itertools.pairwise(times):
+            assert 0.2 - 0.005 - 1e-9 <= b - a <= 0.2 + 0.005 + 1e-9, symbol
+    assert abs(len(recorders["S0"].times) - (1 + (closed_at + 4 - recorders["S0"].times[0]) / 0.2)) <= 1
+    alone = await walk(config, "S50", 60)
+    assert recorders["S50"].prices == alone[: len(recorders["S50"].prices)]  # across its pause too
+    assert recorders["S7"].prices == (await walk(config, "S7", 60))[: len(recorders["S7"].prices)]
+
+
+async def test_symbols_subscribed_moments_apart_are_woken_together(autojump_clock: trio.testing.MockClock) -> None:
+    """A tick due within a small slack after another symbol's (2 % of the interval, at most 5 ms) is delivered with
+    it: never late, at most the slack early; its path is the one it has alone. Farther apart, each on its own time."""
+    config = SimFeed.Config(seed=3, tick_rate=4)  # every 0.25 s: slack 5 ms
+    feed = SimFeed(config)
+    first, near, far = Recorder(), Recorder(), Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feed.run)
+        start = trio.current_time()
+        feed.subscribe("AAA", first)
+        await trio.sleep(0.003)
+        feed.subscribe("BBB", near)
+        await trio.sleep(0.007)
+        feed.subscribe("CCC", far)
+        await trio.sleep(2.1)
+        nursery.cancel_scope.cancel()
+    assert first.times == pytest.approx([start + i * 0.25 for i in range(9)])
+    # BBB: its first tick when subscribed, then with AAA's (3 ms early), never on a wake-up of its own
+    assert near.times == pytest.approx([start + 0.003] + [start + i * 0.25 for i in range(1, 9)])
+    assert far.times == pytest.approx([start + 0.010 + i * 0.25 for i in range(9)])  # 10 ms apart: its own
+    assert near.prices == await walk(config, "BBB", 2.1)
 
 
 async def test_depth_snapshots_around_the_price(autojump_clock: trio.testing.MockClock) -> None:
