@@ -31,11 +31,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mmframe import OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
+from mmframe import Liquidity, OrderEventKind, OrderRequest, OrderStatus
 from mmframe.book import OrderBook, OrderState, SubmitResult, TakerFlow, Trade, TradeParty
 
 from .wire import (
@@ -47,13 +47,23 @@ from .wire import (
     decimal_to_wire,
     default_account,
     error_body,
-    event_to_wire,
+    json_dumps,
     json_loads,
     request_from_wire,
     symbol_from_wire,
+    type_to_wire,
 )
 
-__all__ = ["CancelResult", "Engine", "PlaceResult", "StreamSubscription", "create_app", "serve_engine"]
+__all__ = [
+    "CancelResult",
+    "Engine",
+    "PlaceResult",
+    "StreamLine",
+    "StreamSubscription",
+    "create_app",
+    "serve_engine",
+    "stream_line",
+]
 
 log = logging.getLogger("mmframe.match_engine")
 
@@ -98,17 +108,29 @@ class CancelResult:
         }
 
 
+#: One line of the event stream as the engine sends it: ``(seq, account, data)``, where *data* is the line already
+#: encoded (UTF-8 JSON and its newline) and *account* whose order the event is about. Encoded once, when the event
+#: happens, for every subscriber and the replay buffer alike.
+StreamLine = tuple[int, str, bytes]
+
+
+def stream_line(line: StreamLine) -> dict[str, Any]:
+    """*line*'s JSON object (``{"type": "order", "seq": ..., "epoch": ..., "event": {...}}``), for tests and tools."""
+    return json_loads(line[2])  # type: ignore[no-any-return]
+
+
 @attrs.frozen
 class StreamSubscription:
     """One stream client: its ``hello`` line, the lines to replay, then live lines from ``receive``.
 
-    ``receive`` ends (``EndOfChannel``) when the engine dropped the subscriber for falling too far behind.
+    ``receive`` ends (``EndOfChannel``) when the engine dropped the subscriber for falling too far behind. Lines are
+    :data:`StreamLine` tuples (:func:`stream_line` reads one).
     """
 
     hello: dict[str, Any]
-    replay: list[dict[str, Any]]
-    receive: trio.MemoryReceiveChannel[dict[str, Any]]
-    send: trio.MemorySendChannel[dict[str, Any]] = attrs.field(repr=False)
+    replay: list[StreamLine]
+    receive: trio.MemoryReceiveChannel[StreamLine]
+    send: trio.MemorySendChannel[StreamLine] = attrs.field(repr=False)
 
 
 def _client_id(key: str) -> str:
@@ -116,7 +138,9 @@ def _client_id(key: str) -> str:
     return key.partition("/")[2] or key
 
 
-def _wire_order(symbol: str, state: OrderState) -> WireOrder:
+def _wire_order(symbol: str, state: OrderState | WireOrder) -> WireOrder:
+    if isinstance(state, WireOrder):
+        return state
     return WireOrder(
         client_order_id=_client_id(state.client_order_id),
         account=state.owner,
@@ -133,6 +157,33 @@ def _wire_order(symbol: str, state: OrderState) -> WireOrder:
     )
 
 
+def _order_to_wire(symbol: str, state: OrderState | WireOrder | None) -> dict[str, Any] | None:
+    """The contract's order object of *state*, straight from the book's state: ``_wire_order(symbol,
+    state).to_wire()`` without the :class:`WireOrder` in between (the answer to a batch carries one per order)."""
+    if state is None:
+        return None
+    if isinstance(state, WireOrder):
+        return state.to_wire()
+    kind, tif, post_only = type_to_wire(state.type)
+    price = state.price
+    return {
+        "client_order_id": _client_id(state.client_order_id),
+        "account": state.owner,
+        "order_id": state.order_id,
+        "symbol": symbol,
+        "side": str(state.side),
+        "type": kind,
+        "time_in_force": tif,
+        "post_only": post_only,
+        "price": None if price is None else decimal_to_wire(price),
+        "quantity": decimal_to_wire(state.quantity),
+        "filled_quantity": decimal_to_wire(state.filled_quantity),
+        "filled_notional": decimal_to_wire(state.filled_notional),
+        "status": str(state.status),
+        "reason": state.reason,
+    }
+
+
 def _finite_non_negative(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -146,7 +197,12 @@ class Engine:
     State: ``epoch`` (a random hex id of this engine run), ``books`` (one :class:`OrderBook` per symbol, made on
     first use; an order's key in its book is ``"{account}/{client_order_id}"``, see :meth:`order_key`), ``seq``
     (the last event sequence number, shared by all symbols), ``replay`` (the last
-    ``replay_size`` stream lines as ``(seq, line)``), and the stream subscribers.
+    ``replay_size`` stream lines, each a :data:`StreamLine`), and the stream subscribers.
+
+    What the engine remembers for long (finished orders in the books, client ids, the replay buffer) is kept as
+    strings, bytes and numbers in a few containers, never as an object per entry: the garbage collector has nothing
+    to walk in it. (The replay buffer as ``(seq, line)`` pairs of dicts was some 300,000 objects that every full
+    collection walked, and each new line a tuple the next young collection had to look at.)
 
     Test and operations hooks, plain attributes to set at any time:
 
@@ -185,7 +241,10 @@ class Engine:
         self.epoch = secrets.token_hex(8)
         self.books: dict[str, OrderBook] = {}
         self.seq = 0
-        self.replay: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=replay_size)
+        # The replay buffer: the last replay_size lines (sequence numbers are consecutive, the last is self.seq) and,
+        # beside them, whose order each is about. Bytes and strings: nothing per line for the collector.
+        self._replay_data: collections.deque[bytes] = collections.deque(maxlen=replay_size)
+        self._replay_account: collections.deque[str] = collections.deque(maxlen=replay_size)
         self.subscriber_buffer = subscriber_buffer
         self.remember_finished = remember_finished
         self.remember_ids = remember_ids
@@ -199,7 +258,7 @@ class Engine:
         self.requests: list[tuple[float, str]] = []
         # internals
         # each subscriber's channel -> the account whose events it gets (None: every account's)
-        self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], str | None] = {}
+        self._subscribers: dict[trio.MemorySendChannel[StreamLine], str | None] = {}
         # order key (account and client order id) -> the symbol it was first used on (bounded). An OrderedDict:
         # forgetting the oldest of a plain dict (next(iter(d))) walks past every slot deleted before it, tens of µs
         # per order once full.
@@ -229,9 +288,25 @@ class Engine:
 
     def place(self, batch: Sequence[tuple[OrderRequest, str]]) -> list[PlaceResult]:
         """Place ``(request, account)`` pairs in order; one result each. Publishes their events."""
-        return [self._place_one(request, account) for request, account in batch]
+        out = []
+        for request, account in batch:
+            coid, result, reason, symbol, order = self._place_one(request, account)
+            out.append(PlaceResult(coid, result, reason, _wire_order(symbol, order)))
+        return out
 
-    def _place_one(self, request: OrderRequest, account: str) -> PlaceResult:
+    def place_wire(self, batch: Sequence[tuple[OrderRequest, str]]) -> list[dict[str, Any]]:
+        """:meth:`place`, each result as the contract's result object (what ``POST /api/v1/orders/batch``
+        answers), built straight from the book's state."""
+        out = []
+        for request, account in batch:
+            coid, result, reason, symbol, order = self._place_one(request, account)
+            out.append(
+                {"client_order_id": coid, "result": result, "reason": reason, "order": _order_to_wire(symbol, order)}
+            )
+        return out
+
+    def _place_one(self, request: OrderRequest, account: str) -> tuple[str, str, str, str, OrderState | WireOrder]:
+        """``(client_order_id, result, reason, symbol, order)`` of one order."""
         coid = request.client_order_id
         key = self.order_key(account, coid)
         symbol = request.symbol
@@ -241,9 +316,9 @@ class Engine:
             other = self.books.get(first_symbol)
             existing = other.get(key) if other is not None else None
             if existing is not None:
-                return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(first_symbol, existing))
+                return coid, "duplicate", "duplicate client order id", first_symbol, existing
             reason = f"client order id already used on {first_symbol}"
-            return PlaceResult(coid, "rejected", reason, self._unbooked(request, account, reason))
+            return coid, "rejected", reason, symbol, self._unbooked(request, account, reason)
         result = self.book(symbol).submit(
             client_order_id=key,
             owner=account,
@@ -253,15 +328,15 @@ class Engine:
             quantity=request.quantity,
         )
         if result.duplicate:
-            return PlaceResult(coid, "duplicate", "duplicate client order id", _wire_order(symbol, result.order))
+            return coid, "duplicate", "duplicate client order id", symbol, result.order
         if first_symbol is None:
             self._id_symbol[key] = symbol
             if len(self._id_symbol) > self.remember_ids:
                 self._id_symbol.popitem(last=False)  # the oldest
         if result.rejected:
-            return PlaceResult(coid, "rejected", result.reason, _wire_order(symbol, result.order))
+            return coid, "rejected", result.reason, symbol, result.order
         self._publish_submit(symbol, result)
-        return PlaceResult(coid, "accepted", "", _wire_order(symbol, result.order))
+        return coid, "accepted", "", symbol, result.order
 
     @staticmethod
     def _unbooked(request: OrderRequest, account: str, reason: str) -> WireOrder:
@@ -287,20 +362,35 @@ class Engine:
         """Cancel *account*'s orders by client id: ``cancelled`` (with a ``cancelled`` event), ``not_open`` or
         ``unknown`` (another account's order with that id is unknown). *account* ``None``: each id's default account
         (:func:`~.wire.default_account`), as for a place that names none."""
+        return [
+            CancelResult(coid, result, None if state is None else _wire_order(symbol, state))
+            for coid, result, state in self._cancel(symbol, client_order_ids, account)
+        ]
+
+    def cancel_wire(
+        self, symbol: str, client_order_ids: Sequence[str], account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """:meth:`cancel`, each result as the contract's result object (what ``POST /api/v1/orders/cancel``
+        answers)."""
+        return [
+            {"client_order_id": coid, "result": result, "order": _order_to_wire(symbol, state)}
+            for coid, result, state in self._cancel(symbol, client_order_ids, account)
+        ]
+
+    def _cancel(
+        self, symbol: str, client_order_ids: Sequence[str], account: str | None
+    ) -> list[tuple[str, str, OrderState | None]]:
         book = self.books.get(symbol)
-        out = []
+        out: list[tuple[str, str, OrderState | None]] = []
         for coid in client_order_ids:
             key = self._key_of(account, coid)
             state = book.cancel(key) if book is not None else None
             if state is not None:
                 self._publish_cancelled(symbol, state)
-                out.append(CancelResult(coid, "cancelled", _wire_order(symbol, state)))
+                out.append((coid, "cancelled", state))
                 continue
             known = book.get(key) if book is not None else None
-            if known is not None:
-                out.append(CancelResult(coid, "not_open", _wire_order(symbol, known)))
-            else:
-                out.append(CancelResult(coid, "unknown", None))
+            out.append((coid, "unknown", None) if known is None else (coid, "not_open", known))
         return out
 
     def _open_states(self, book: OrderBook, prefix: str, account: str | None) -> list[OrderState]:
@@ -368,21 +458,38 @@ class Engine:
         """A new stream subscriber. With *since*, the events after it are replayed (``resumed: true``) unless the
         engine cannot: *epoch* given and not ours, *since* ahead of ``seq``, or older than the replay buffer.
         With *account*, only that account's orders' events are replayed and sent."""
-        replay: list[dict[str, Any]] = []
+        replay: list[StreamLine] = []
         resumed = False
         if since is not None and (epoch is None or epoch == self.epoch) and 0 <= since <= self.seq:
-            oldest = self.replay[0][0] if self.replay else self.seq + 1
+            oldest = self.seq - len(self._replay_data) + 1
             if since + 1 >= oldest or since == self.seq:
                 resumed = True
                 replay = [
-                    line
-                    for seq, line in self.replay
-                    if seq > since and (account is None or line["event"].get("account") == account)
+                    line for line in self._replay_after(since) if account is None or line[1] == account
                 ]
-        send, receive = trio.open_memory_channel[dict[str, Any]](self.subscriber_buffer)
+        send, receive = trio.open_memory_channel[StreamLine](self.subscriber_buffer)
         self._subscribers[send] = account
         hello = {"type": "hello", "epoch": self.epoch, "sequence": self.seq, "resumed": resumed}
         return StreamSubscription(hello=hello, replay=replay, receive=receive, send=send)
+
+    @property
+    def replay(self) -> list[StreamLine]:
+        """The replay buffer's lines, oldest first."""
+        return self._replay_after(self.seq - len(self._replay_data))
+
+    def _replay_after(self, since: int) -> list[StreamLine]:
+        first = self.seq - len(self._replay_data) + 1  # the oldest line's sequence number
+        skip = max(0, since + 1 - first)
+        return [
+            (first + skip + i, account, data)
+            for i, (account, data) in enumerate(
+                zip(
+                    itertools.islice(self._replay_account, skip, None),
+                    itertools.islice(self._replay_data, skip, None),
+                    strict=True,
+                )
+            )
+        ]
 
     def unsubscribe(self, subscription: StreamSubscription) -> None:
         self._subscribers.pop(subscription.send, None)
@@ -404,22 +511,31 @@ class Engine:
         reason: str = "",
         timestamp: float,
     ) -> None:
-        event = OrderEvent(
-            kind=kind,
-            client_order_id=_client_id(state.client_order_id),
-            symbol=symbol,
-            filled_quantity=filled_quantity,
-            order_id=state.order_id,
-            reason=reason,
-            timestamp=timestamp,
-        )
-        self._publish_event(event, state.side, status, state.owner)
+        """The event of *state*'s order (``event_to_wire``'s object, built without an :class:`OrderEvent`)."""
+        account = state.owner
+        event = {
+            "kind": str(kind),
+            "client_order_id": _client_id(state.client_order_id),
+            "account": account,
+            "order_id": state.order_id,
+            "symbol": symbol,
+            "side": str(state.side),
+            "status": str(status),
+            "filled_quantity": decimal_to_wire(filled_quantity),
+            "reason": reason,
+            "timestamp": timestamp,
+        }
+        self._publish_event(event, account)
 
-    def _publish_event(self, event: OrderEvent, side: Side, status: OrderStatus, account: str) -> None:
-        self.seq += 1
-        wire = event_to_wire(event, side, status, account)
-        line = {"type": "order", "seq": self.seq, "epoch": self.epoch, "event": wire}
-        self.replay.append((self.seq, line))
+    def _publish_event(self, event: dict[str, Any], account: str) -> None:
+        """Number *event* (the contract's event object), encode its line once, keep it for replay, send it."""
+        self.seq = seq = self.seq + 1
+        data = json_dumps({"type": "order", "seq": seq, "epoch": self.epoch, "event": event}) + b"\n"
+        self._replay_data.append(data)
+        self._replay_account.append(account)
+        if not self._subscribers:
+            return
+        line = (seq, account, data)
         for send, only in list(self._subscribers.items()):
             if only is not None and only != account:
                 continue
@@ -461,12 +577,28 @@ class Engine:
             )
 
     def _publish_fill(self, trade: Trade, party: TradeParty, complete: bool, now: float) -> None:
-        event = trade.fill_event(party, complete=complete, timestamp=now)
-        coid = _client_id(party.client_order_id)
-        assert event.fill is not None
-        event = attrs.evolve(event, client_order_id=coid, fill=attrs.evolve(event.fill, client_order_id=coid))
-        status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
-        self._publish_event(event, party.side, status, party.owner)
+        """*party*'s fill of *trade* (``Trade.fill_event``, as the contract's event object)."""
+        self._publish_event(
+            {
+                "kind": str(OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED),
+                "client_order_id": _client_id(party.client_order_id),
+                "account": party.owner,
+                "order_id": party.order_id,
+                "symbol": trade.symbol,
+                "side": str(party.side),
+                "status": str(OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED),
+                "filled_quantity": decimal_to_wire(party.filled_quantity),
+                "reason": "",
+                "timestamp": now,
+                "fill": {
+                    "trade_id": trade.trade_id,
+                    "price": decimal_to_wire(trade.price),
+                    "quantity": decimal_to_wire(trade.quantity),
+                    "liquidity": str(Liquidity.MAKER if party is trade.maker else Liquidity.TAKER),
+                },
+            },
+            party.owner,
+        )
 
     def _publish_cancelled(self, symbol: str, state: OrderState) -> None:
         self._publish(
@@ -533,7 +665,7 @@ class Engine:
             quantity=order.quantity,
             price=order.price,
         )
-        return self._place_one(request, SIM_ACCOUNT)
+        return self.place([(request, SIM_ACCOUNT)])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -552,8 +684,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer, encoded with msgspec (Starlette's ``JSONResponse`` uses the standard library's encoder)."""
+    return Response(json_dumps(data), status_code=status, headers=headers, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(error_body(code, message), status, headers)
 
 
 def _engine(request: Request) -> Engine:
@@ -651,9 +788,9 @@ async def place_batch(request: Request) -> Response:
     if len(orders) > MAX_BATCH_ORDERS:
         raise ApiError(413, "too_large", f"orders: at most {MAX_BATCH_ORDERS} orders per batch, got {len(orders)}")
     batch = [request_from_wire(order, f"orders[{i}]") for i, order in enumerate(orders)]  # all or nothing
-    results = engine.place(batch)
+    results = engine.place_wire(batch)
     await _after_mutating(engine)
-    return JSONResponse({"results": [r.to_wire() for r in results]})
+    return _json({"results": results})
 
 
 async def cancel(request: Request) -> Response:
@@ -662,9 +799,9 @@ async def cancel(request: Request) -> Response:
     data = await _read_json(request)
     symbol = _symbol_of(data.get("symbol"))
     ids = _ids_of(data)
-    results = engine.cancel(symbol, ids, _account_of(data.get("account")))
+    results = engine.cancel_wire(symbol, ids, _account_of(data.get("account")))
     await _after_mutating(engine)
-    return JSONResponse({"results": [r.to_wire() for r in results]})
+    return _json({"results": results})
 
 
 async def cancel_all(request: Request) -> Response:
@@ -675,7 +812,7 @@ async def cancel_all(request: Request) -> Response:
     prefix = _prefix_of(data.get("prefix"))
     cancelled = engine.cancel_all(symbol, prefix, _prefix_account(data.get("account"), prefix))
     await _after_mutating(engine)
-    return JSONResponse({"cancelled": cancelled})
+    return _json({"cancelled": cancelled})
 
 
 async def open_orders(request: Request) -> Response:
@@ -683,7 +820,7 @@ async def open_orders(request: Request) -> Response:
     symbol = _symbol_of(params.get("symbol"))
     prefix = _prefix_of(params.get("prefix"))
     orders = _engine(request).open_orders(symbol, prefix, _prefix_account(params.get("account"), prefix))
-    return JSONResponse({"orders": [o.to_wire() for o in orders]})
+    return _json({"orders": [o.to_wire() for o in orders]})
 
 
 async def query(request: Request) -> Response:
@@ -691,7 +828,7 @@ async def query(request: Request) -> Response:
     symbol = _symbol_of(data.get("symbol"))
     ids = _ids_of(data)
     orders = _engine(request).query(symbol, ids, _account_of(data.get("account")))
-    return JSONResponse({"orders": [None if o is None else o.to_wire() for o in orders]})
+    return _json({"orders": [None if o is None else o.to_wire() for o in orders]})
 
 
 def _int_param(request: Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
@@ -710,7 +847,7 @@ async def depth(request: Request) -> Response:
     symbol = _symbol_of(request.query_params.get("symbol"))
     limit = _int_param(request, "limit", 20, 0, MAX_DEPTH_LIMIT)
     assert limit is not None
-    return JSONResponse(_engine(request).depth(symbol, limit))
+    return _json(_engine(request).depth(symbol, limit))
 
 
 async def stream(request: Request) -> Response:
@@ -726,7 +863,7 @@ async def stream(request: Request) -> Response:
 
 
 def _dump(line: dict[str, Any]) -> bytes:
-    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    return json_dumps(line) + b"\n"
 
 
 async def _stream_lines(
@@ -746,11 +883,11 @@ async def _stream_lines(
         yield _dump(subscription.hello)
         replay = subscription.replay
         for start in range(0, len(replay), 1000):
-            yield b"".join(_dump(line) for line in replay[start : start + 1000])
+            yield b"".join([line[2] for line in replay[start : start + 1000]])
         next_beat = trio.current_time() + engine.heartbeat_interval
         ended = False
         while not ended:
-            lines: list[dict[str, Any]] = []
+            lines: list[StreamLine] = []
             with trio.move_on_at(next_beat):
                 try:
                     lines.append(await subscription.receive.receive())
@@ -765,8 +902,8 @@ async def _stream_lines(
                     ended = True
                     break
             if lines:
-                last_seq = lines[-1]["seq"]
-                yield b"".join(_dump(line) for line in lines)
+                last_seq = lines[-1][0]
+                yield b"".join([line[2] for line in lines])
             if not ended and trio.current_time() >= next_beat:
                 if subscription.receive.statistics().current_buffer_used == 0:
                     last_seq = max(last_seq, engine.seq)
@@ -777,7 +914,7 @@ async def _stream_lines(
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse(_engine(request).health())
+    return _json(_engine(request).health())
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -183,3 +183,28 @@ async def test_an_end_told_by_a_query_is_not_told_again_by_the_stream(nursery: t
     await trio.sleep(0.3)  # the stream's accepted and expired lines for x-4 arrive now
     assert engine.seq >= 2 and not sink.degraded
     assert kinds(events, "x-4") == [OrderEventKind.ACCEPTED, OrderEventKind.EXPIRED]
+
+
+async def test_a_cancel_under_way_is_not_sent_again_when_news_of_its_order_arrives(nursery: trio.Nursery) -> None:
+    """The order is acknowledged by its batch's answer; its ``accepted`` line on the stream comes only while the
+    cancel's request is under way. That news must not make the sink send the same cancel again (it used to: every
+    such order cost a second cancel request at full speed); the cancel's own answer settles it."""
+    engine, conductor, sink, events = await start(nursery)
+    cancel = "/api/v1/orders/cancel"
+    conductor.stream = trio.Event()  # the stream's lines wait
+    await sink.place([order("x-5")])
+    await eventually(lambda: kinds(events, "x-5") == [OrderEventKind.ACCEPTED], what="the batch answer tells it")
+    cancel_answer = conductor.after[cancel] = trio.Event()
+    async with trio.open_nursery() as cancelling:
+        cancelling.start_soon(sink.cancel, SYMBOL, ["x-5"])
+        await eventually(lambda: conductor.executed.get(cancel, 0) >= 1, what="the cancel executed")
+        conductor.stream.set()  # now the accepted line (and the cancelled one) arrive, the cancel's answer held
+        conductor.stream = None
+        await eventually(lambda: OrderEventKind.CANCELLED in kinds(events, "x-5"), what="the stream's cancelled")
+        await trio.sleep(0.3)  # the repair loop's turn (breaker_cooldown 0.1 s)
+        assert conductor.arrived.get(cancel, 0) == 1
+        cancel_answer.set()
+    await trio.sleep(0.3)
+    assert conductor.arrived.get(cancel, 0) == 1
+    assert kinds(events, "x-5") == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]
+    assert not engine.open_orders(SYMBOL, "x-") and not sink.degraded

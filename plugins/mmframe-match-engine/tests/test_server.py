@@ -3,6 +3,7 @@ real httpx, no mocks. Timing-dependent parts without sockets (the simulated take
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import json
 import os
@@ -20,14 +21,16 @@ import httpx
 import pytest
 import trio
 from click.testing import CliRunner
-from mmframe_match_engine.server import Engine, serve_engine
+from mmframe_match_engine.server import Engine, serve_engine, stream_line
 from mmframe_match_engine.wire import (
     WireError,
     WireOrder,
     decimal_from_wire,
+    decimal_to_wire,
     error_body,
     event_from_wire,
     event_to_wire,
+    json_dumps,
     json_loads,
     request_from_wire,
     request_to_wire,
@@ -602,12 +605,101 @@ def test_a_slow_subscriber_is_dropped_not_waited_for() -> None:
     assert engine.subscriber_count == 2
     engine.place([_bid("a-4")])
     assert engine.subscriber_count == 1  # the slow one: 4 events, room for 3
-    assert [slow.receive.receive_nowait()["seq"] for _ in range(3)] == [1, 2, 3]
+    assert [stream_line(slow.receive.receive_nowait())["seq"] for _ in range(3)] == [1, 2, 3]
     with pytest.raises(trio.EndOfChannel):
         slow.receive.receive_nowait()
-    assert [fast.receive.receive_nowait()["seq"] for _ in range(3)] == [2, 3, 4]
+    assert [stream_line(fast.receive.receive_nowait())["seq"] for _ in range(3)] == [2, 3, 4]
     engine.unsubscribe(fast)
     assert engine.subscriber_count == 0
+
+
+def _script() -> list[tuple[str, Any]]:
+    """Places and cancels that produce every kind of result: accepted (resting, filled, expired), rejected (post
+    only, an id used on another symbol), duplicate, cancelled, not_open, unknown."""
+
+    def req(coid: str, side: Side, price: str | None, quantity: str, type: OrderType = OrderType.LIMIT,
+            symbol: str = BTC) -> OrderRequest:
+        return OrderRequest(coid, symbol, side, type, Decimal(quantity), None if price is None else Decimal(price))
+
+    return [
+        ("place", [(req("mm-1", Side.SELL, "100.50", "2"), "mm"), (req("mm-2", Side.BUY, "99", "1E+1"), "mm")]),
+        ("place", [(req("tk-1", Side.BUY, "101", "0.5", OrderType.IOC), "tk")]),  # a partial fill of mm-1
+        ("place", [(req("tk-2", Side.BUY, None, "5", OrderType.MARKET), "tk")]),  # fills mm-1, the rest expires
+        ("place", [(req("mm-3", Side.BUY, "99.5", "1", OrderType.POST_ONLY), "mm"),
+                   (req("mm-4", Side.SELL, "98", "1", OrderType.POST_ONLY), "mm")]),  # the second would cross
+        ("place", [(req("mm-3", Side.BUY, "99.5", "1"), "mm")]),  # duplicate
+        ("place", [(req("mm-3", Side.BUY, "5", "1", symbol="ETH/USDT"), "mm")]),  # used on BTC: duplicate
+        ("place", [(req("mm-9", Side.SELL, "0.00000001", "1", symbol="ETH/USDT"), "mm")]),
+        ("place", [(req("mm-9", Side.SELL, "200", "1"), "mm")]),  # used on ETH, not there any more: rejected
+        ("cancel", (BTC, ["mm-3", "mm-1", "nobody-1", "mm-3"], None)),  # cancelled, not_open, unknown, not_open
+        ("cancel", ("ETH/USDT", ["mm-9"], "tk")),  # another account's id: unknown
+    ]
+
+
+def test_the_http_answers_say_what_the_result_objects_say() -> None:
+    """``place_wire``/``cancel_wire`` (what the HTTP API answers, built straight from the book) are exactly the
+    result objects' ``to_wire()``: two engines, the same script."""
+    objects, wire = Engine(seed=1), Engine(seed=1)
+    for what, args in _script():
+        if what == "place":
+            assert wire.place_wire(args) == [r.to_wire() for r in objects.place(args)]
+        else:
+            assert wire.cancel_wire(*args) == [r.to_wire() for r in objects.cancel(*args)]
+    fresh = Engine()
+    results = {r["result"] for what, args in _script() if what == "place" for r in fresh.place_wire(args)}
+    assert results == {"accepted", "rejected", "duplicate"}
+    cancels = {r["result"] for what, args in _script() if what == "cancel" for r in fresh.cancel_wire(*args)}
+    assert cancels == {"cancelled", "not_open", "unknown"}
+    replayed = [stream_line(line) for line in wire.replay]
+    assert {line["event"]["kind"] for line in replayed} == {"accepted", "partially_filled", "filled", "expired",
+                                                            "cancelled"}
+    assert [line["seq"] for line in replayed] == list(range(1, wire.seq + 1))
+    assert all(line["epoch"] == wire.epoch for line in replayed)
+
+
+def test_the_replay_buffer_keeps_the_last_lines_in_order() -> None:
+    engine = Engine(replay_size=3)
+    subscription = engine.subscribe()
+    engine.place([_bid(f"a-{i}") for i in range(1, 6)])  # seq 1..5; the buffer keeps 3..5
+    live = [subscription.receive.receive_nowait() for _ in range(5)]
+    assert engine.replay == live[2:]
+    assert [seq for seq, _, _ in engine.replay] == [3, 4, 5]
+    assert [stream_line(line)["event"]["client_order_id"] for line in engine.replay] == ["a-3", "a-4", "a-5"]
+    assert all(line[1] == "a" and line[2].endswith(b"\n") and line[2].count(b"\n") == 1 for line in live)
+    assert engine.subscribe(since=3).replay == live[3:]
+    assert engine.subscribe(since=3, account="b").replay == []  # another account's lines are not replayed
+    assert engine.subscribe(since=2).replay == live[2:]
+    assert engine.subscribe(since=1).hello["resumed"] is False  # line 2 is gone
+
+
+def test_what_the_engine_remembers_gives_the_collector_nothing_to_walk() -> None:
+    """Thousands of orders placed and cancelled: the replay buffer's lines and the client ids the engine remembers
+    add no object the garbage collector tracks (the book here remembers no finished order: its memory is the
+    book's business)."""
+    engine = Engine(remember_finished=0)
+    engine.place([_bid("a-0")])
+    engine.cancel(BTC, ["a-0"], "a")
+    gc.collect()
+    before = len(gc.get_objects())
+    for start in range(0, 3000, 100):
+        engine.place([_bid(f"a-{i}") for i in range(start + 1, start + 101)])
+        engine.cancel(BTC, [f"a-{i}" for i in range(start + 1, start + 101)], "a")
+    gc.collect()
+    assert len(engine.replay) == 6002 and engine.seq == 6002
+    assert len(gc.get_objects()) - before < 100
+
+
+def test_serving_freezes_start_up_and_sets_the_collectors_thresholds() -> None:
+    import mmframe_match_engine
+
+    thresholds = gc.get_threshold()
+    try:
+        mmframe_match_engine.tune_gc()
+        assert gc.get_threshold() == mmframe_match_engine.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 1000  # the modules, the app: everything start-up built
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -928,7 +1020,7 @@ async def _flow(seed: int) -> list[tuple[str, str, str, str]]:
     out = []
     while True:
         try:
-            event = subscription.receive.receive_nowait()["event"]
+            event = stream_line(subscription.receive.receive_nowait())["event"]
         except trio.WouldBlock:
             break
         liquidity = event["fill"]["liquidity"] if "fill" in event else ""
@@ -1050,6 +1142,25 @@ def test_decimal_from_wire_is_exact() -> None:
     assert str(WireError("x")) == "x" and isinstance(WireError("x"), ValueError)
     with pytest.raises(WireError, match=r"^orders\[3\]\.price: not a decimal string: 12\.5$"):
         decimal_from_wire(json_loads('{"p": 12.5}')["p"], "orders[3].price")
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "-0", "0.0100", "60000.10", "1E-8", "1E+2", "1.5E+3", "123456789E-4", "1E-6", "1E-7", "-2.50E-9"]
+)
+def test_decimals_go_on_the_wire_in_plain_notation(text: str) -> None:
+    assert decimal_to_wire(Decimal(text)) == format(Decimal(text), "f")
+    assert "E" not in decimal_to_wire(Decimal(text)) and Decimal(decimal_to_wire(Decimal(text))) == Decimal(text)
+
+
+def test_json_reads_numbers_as_written_and_writes_compact_utf8() -> None:
+    data = json_loads(b'{"price": 12.50, "quantity": 1, "big": 100000000000000000000000, "t": 1.5e3}')
+    assert data == {"price": Decimal("12.50"), "quantity": 1, "big": 10**23, "t": Decimal("1.5e3")}
+    assert str(data["price"]) == "12.50"
+    for bad in (b"NaN", b'{"x": Infinity}', b'{"x": 1}x', b"", b"\xff", b"[" * 100_000):
+        with pytest.raises(WireError, match=r"^malformed JSON"):
+            json_loads(bad)
+    line = {"type": "order", "seq": 7, "event": {"reason": "caf\u00e9", "timestamp": 1732240000.123, "fill": None}}
+    assert json_dumps(line) == json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # ---------------------------------------------------------------------------------------------------------------
