@@ -28,6 +28,7 @@ from typing import Any
 import trio
 from mmframe_match_engine.sink import MatchEngineSink
 
+from mmframe._cli import tune_gc
 from mmframe._models import OrderRequest, OrderType, Side
 
 from .common import AckRecorder, log, percentile, result
@@ -214,6 +215,7 @@ async def measure(size: str) -> dict[str, Any]:
             sink = MatchEngineSink(MatchEngineSink.Config(endpoint=url, rate_limit=RATE_LIMIT, burst=100))
             await nursery.start(sink.run)
             await wait_ready(sink)
+            tune_gc()  # the collector as mmframe serve sets it once started (the sink runs in that process)
             recorder = AckRecorder()
             recorder.attach(sink, SYMBOL)
             log("%s: sustained, %.1f s", NAME, sum(SUSTAINED[size]))
