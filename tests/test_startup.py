@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +18,7 @@ import trio.abc
 import trio.lowlevel
 import trio.testing
 
-from mmframe import Fill, Market, hookimpl
+from mmframe import Fill, Market, OrderRequest, OrderType, Side, hookimpl
 from mmframe._control.serve import serve
 from mmframe._default_plugins.paper import PaperSink
 from mmframe._engine.manager import START_CONCURRENCY, StrategyManager
@@ -234,6 +235,34 @@ async def test_a_stop_of_a_queued_market_leaves_it_stopped_and_the_others_start(
         status = await manager.start_market(spec("S2/USDT"))
         assert status.state is MarketState.RUNNING
         await manager.aclose()
+
+
+async def test_markets_stopped_before_they_ran_cancel_what_an_earlier_run_left(autojump_clock: Any) -> None:
+    # A process that died left an order under each market's prefix; its markets' starts would cancel them. A market
+    # stopped while queued, one stopped in the middle of its start and those the engine's stop drops before their turn
+    # never run: the engine cancels those orders for them, so nothing is left that no market tracks.
+    history = SlowHistory(gated={"S0/USDT"})
+    manager, sink = engine(history, bound=1)
+    names = symbols(5)
+    for name in names:
+        await sink.place([OrderRequest(f"{manager.client_prefix(spec(name))}old1", name, Side.BUY, OrderType.LIMIT,
+                                       Decimal("1"), Decimal("90"))])
+    assert our_orders(sink, names) == 5
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: manager.run([spec(n) for n in names], background=True,
+                                                           task_status=task_status))
+        await settle()
+        await manager.stop_market(MarketKey("S2/USDT"))  # queued
+        assert our_orders(sink, ["S2/USDT"]) == 0
+        await manager.stop_market(MarketKey("S0/USDT"))  # in the middle of its start (its history read)
+        assert our_orders(sink, ["S0/USDT"]) == 0
+        await settle()
+        assert states(manager)["S1/USDT"] == "running" and our_orders(sink, ["S1/USDT"]) == 0  # its start did it
+        history.gated.add("S3/USDT")  # S3 holds the one place in flight, S4 is still queued when the engine stops
+        await manager.aclose()
+        assert our_orders(sink, names) == 0
+        assert set(states(manager).values()) == {"stopped"}
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_queued_market_is_waited_for_not_started_twice(autojump_clock: Any) -> None:

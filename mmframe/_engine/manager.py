@@ -103,6 +103,10 @@ class _Handle:
     # so a wild tick right after a start or reload is not the index; a deliberate switch to another instrument is a
     # big move, taken once confirmed.
     last_index: PriceTick | None = None
+    # Whether a runner of this start reached its run: from then on its own start and stop clean the book.
+    ran: bool = False
+    # Stopped before its turn to start: what an earlier run left on the book is still to be cancelled.
+    unchecked: bool = False
 
 
 class StrategyManager:
@@ -216,11 +220,34 @@ class StrategyManager:
                 starting.start_soon(starter)
 
     def _unqueue(self, handle: _Handle) -> None:
-        """A queued market that will not start now: stopped, with nothing to cancel (it never placed an order)."""
+        """A queued market that will not start now: stopped. It placed nothing, but an earlier run (a process that
+        died) may have left orders with its prefix, which its start would have cancelled: :meth:`_cancel_leftovers`
+        does that next (:meth:`stop_market`, or :meth:`aclose` for those start-up dropped)."""
         handle.queued = False
+        handle.unchecked = True
         handle.state = MarketState.STOPPED
         handle.reported.set()
         handle.stopped.set()
+
+    async def _cancel_leftovers(self, handle: _Handle) -> None:
+        """A market stopped before it ran: cancel what an earlier run left on the book under its prefix, as its own
+        start would have (shielded, within its ``cleanup_timeout``). Nothing is left that no market tracks."""
+        handle.unchecked = False
+        spec = handle.spec
+        symbol, prefix = spec.market.symbol, self.client_prefix(spec)
+        with trio.CancelScope(shield=True), trio.move_on_after(spec.cleanup_timeout) as scope:
+            try:
+                cancelled = await self.sink.cancel_all(symbol, prefix)
+            except MMFrameError as exc:
+                log.error("[%s] stopped before it started; could not cancel what an earlier run left: %s",
+                          spec.label, exc)
+                return
+            if cancelled:
+                log.warning("[%s] stopped before it started: cancelled %d orders left by an earlier run (prefix %s)",
+                            spec.label, cancelled, prefix)
+        if scope.cancelled_caught:
+            log.error("[%s] stopped before it started; cancelling what an earlier run left took over %ss",
+                      spec.label, spec.cleanup_timeout)
 
     async def _run_sink(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._sink_scope:
@@ -240,6 +267,10 @@ class StrategyManager:
         async with trio.open_nursery() as nursery:
             for key in list(self._handles):
                 nursery.start_soon(self.stop_market, key)
+        async with trio.open_nursery() as nursery:  # those start-up dropped before their turn
+            for handle in list(self._handles.values()):
+                if handle.unchecked:
+                    nursery.start_soon(self._cancel_leftovers, handle)
         if self._infra is not None:
             self._infra.cancel_scope.cancel()
 
@@ -276,6 +307,8 @@ class StrategyManager:
         handle = self._require(key)
         if handle.queued:  # its turn to start has not come: it never will
             self._unqueue(handle)
+        if handle.unchecked:
+            await self._cancel_leftovers(handle)
         if not handle.stopped.is_set():
             handle.state = MarketState.STOPPING
             handle.scope.cancel()
@@ -365,6 +398,8 @@ class StrategyManager:
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, spec.restart.max_backoff)
         finally:
+            if not handle.ran:  # stopped or failed before its runner ran: nobody cleaned the book for it
+                await self._cancel_leftovers(handle)
             if handle.state not in (MarketState.FAILED, MarketState.HALTED):
                 handle.state = MarketState.STOPPED
             report()
@@ -399,6 +434,7 @@ class StrategyManager:
         runner.keep_fills = self.history is None  # with a loader the store keeps them, not the market's memory
         runner.position = handle.position  # a restart or reload must not forget what the market holds
         handle.runner = runner
+        handle.ran = True  # from here the runner cancels (or adopts) what an earlier run left, and cleans up on stop
         error: BaseException | None = None
         try:
             await runner.run(task_status=_Started(handle, report))
