@@ -167,8 +167,9 @@ class Strategy:
     """Base class of strategies: override :meth:`desired_orders` and whichever ``on_*`` callbacks you need.
 
     A strategy says what book it wants; the engine makes it so. After every tick, depth update, order event and
-    refresh interval the engine calls :meth:`desired_orders`, and the shared reconciler turns the difference
-    between that and our live orders into the fewest cancels and places.
+    refresh interval the engine calls :meth:`desired_orders` (the acknowledgement of an order it has just sent is
+    the exception: alone, it cannot change the answer, unless the step held an order back), and the shared
+    reconciler turns the difference between that and our live orders into the fewest cancels and places.
 
     Subclasses set ``name`` (the name it is registered and configured under) and ``Config`` (an attrs class the
     market's configuration mapping is structured into; the instance is passed to ``__init__``).

@@ -243,3 +243,24 @@ async def test_an_unchanged_ladder_over_unchanged_orders_is_not_diffed_again(
     engine.feed.push_price("AAAUSDT", "101.5")  # a step away: new quotes, a new plan that moves the ladder
     await settle()
     assert engine.prices() == ([Decimal("100.50"), Decimal("99.50")], [Decimal("102.50"), Decimal("103.50")])
+
+
+class InFlightLimit:
+    """A plugin that lets at most two orders be sent and not yet acknowledged (an exchange's rate limit)."""
+
+    @hookimpl
+    def pre_trade_check(self, market: Any, request: OrderRequest, context: Any) -> str | None:
+        pending = sum(1 for o in context.live_orders if o.status is OrderStatus.PENDING)
+        return "too many orders in flight" if pending >= 2 else None
+
+
+async def test_an_order_held_back_is_asked_for_again_once_the_acknowledgements_are_in(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    # Acknowledgements alone cost no new decision, unless the step held something back that they may let through.
+    engine = await start_engine(nursery, InFlightLimit())
+    await engine.manager.start_market(spec(strategy_config={"levels": 2}, refresh_interval=3.0, reconcile_interval=0))
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    assert len(engine.book_orders()) == 4  # two, acknowledged, then the other two: no refresh interval's wait
+    assert engine.status().orders_vetoed == 2

@@ -490,11 +490,12 @@ class MarketRunner:
 
     def _settle(self) -> None:
         """After a step has sent its orders: apply the events that came back meanwhile (an in-process sink answers
-        at once) and, when every one of them only acknowledged an order the market sent (``accepted``) and nothing
-        else arrived, go back to waiting without deciding again: the desired book cannot have changed. Any other
-        event — a fill, a cancel confirmed (room freed, a deferred order placeable, a strategy waiting for its
-        cancels), a rejection, an expiry — or an order or cancel the strategy asked for makes the market decide
-        again at once, as before."""
+        at once) and, when every one of them only acknowledged an order the market sent (``accepted``), the step
+        held nothing back and nothing else arrived, go back to waiting without deciding again: the desired book
+        cannot have changed. Any other event — a fill, a cancel confirmed (room freed, a deferred order placeable,
+        a strategy waiting for its cancels), a rejection, an expiry — an order the risk gate deferred or refused
+        this step, or an order or cancel the strategy asked for makes the market decide again at once, as
+        before."""
         self._drain_events()
         ctx = self.ctx
         if not self._decide_again and self.inbox.idle and not ctx.submitted and not ctx.cancel_requests:
@@ -561,13 +562,21 @@ class MarketRunner:
             return
         risk = self.spec.risk
         fresh = self.last_tick is not None and not self.stale and not self.doubt
-        await self.pipeline.place(
-            plan.places, immediate, now,
-            reference=self.last_tick.price if fresh and self.last_tick is not None else None,
-            position=self.position,
-            settled=self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None,
-            book_mid=self.book_mid,
-        )
+        counters = self.counters
+        refused = counters["vetoed"] + counters["deferred"]
+        try:
+            await self.pipeline.place(
+                plan.places, immediate, now,
+                reference=self.last_tick.price if fresh and self.last_tick is not None else None,
+                position=self.position,
+                settled=self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None,
+                book_mid=self.book_mid,
+            )
+        finally:
+            if counters["vetoed"] + counters["deferred"] != refused:
+                # Something was held back (a deferral, a limit on orders in flight, a plugin's veto): what the
+                # acknowledgements change may let it through, so they are news this time.
+                self._decide_again = True
 
     def _log_rejection(self, client_order_id: str, reason: str, now: float) -> None:
         """A rejected order at WARNING: the first, then at most one line every ten seconds with the count since."""
