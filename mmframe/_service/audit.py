@@ -127,6 +127,10 @@ class AuditTrail:
         self._fills: deque[_Filled] = deque()
         self._writing: tuple[list[_Event], list[_Filled]] = ([], [])  # the batch being written
         self._draining = threading.Lock()  # one drain at a time, whoever writes (the writer, a flush on the way out)
+        # Records move between the queue, the batch being written and the written counts under this lock, and the
+        # figures are read under it: a record is always in exactly one of them (a counter never goes back, a fill
+        # being written is always found by a market starting).
+        self._moving = threading.Lock()
         self._token: trio.lowlevel.TrioToken | None = None
         self._wake = trio.Event()
         self._threshold = 0  # the queued count at which a hook looks at the backlog (the first one sets it)
@@ -195,7 +199,8 @@ class AuditTrail:
     @property
     def pending(self) -> int:
         """Records waiting to be written (the batch being written included)."""
-        return len(self._events) + len(self._fills) + self._in_flight()
+        with self._moving:
+            return len(self._events) + len(self._fills) + self._in_flight()
 
     @property
     def written(self) -> int:
@@ -209,6 +214,10 @@ class AuditTrail:
 
     def _received(self) -> tuple[int, int]:
         """Order events and fills handed to the trail so far: written, dropped or waiting."""
+        with self._moving:
+            return self._received_now()
+
+    def _received_now(self) -> tuple[int, int]:
         events, fills = self._writing
         return (
             self.written_events + self.dropped_events + len(self._events) + len(events),
@@ -224,16 +233,20 @@ class AuditTrail:
     def fills(self) -> list[FillRecord]:
         """The fills not written yet (the batch being written first), oldest first: a market starting now finds
         them here, as they are not in the store yet."""
+        with self._moving:
+            waiting = (*self._writing[1], *self._fills)
         return [
             FillRecord.from_fill(fill, market_id=self._market_id(market), market_type=int(market.market_type))
-            for market, fill in (*self._writing[1], *self._fills)
+            for market, fill in waiting
         ]
 
     def pending_fills(self, symbol: str, market_type: int, client_prefix: str = "") -> list[FillRecord]:
         """:attr:`fills` of one market's orders (*client_prefix*), picked before they are turned into records."""
+        with self._moving:
+            waiting = (*self._writing[1], *self._fills)
         return [
             FillRecord.from_fill(fill, market_id=self._market_id(market), market_type=market_type)
-            for market, fill in (*self._writing[1], *self._fills)
+            for market, fill in waiting
             if fill.symbol == symbol and int(market.market_type) == market_type
             and fill.client_order_id.startswith(client_prefix)
         ]
@@ -417,25 +430,28 @@ class AuditTrail:
                 # figures never count a record twice (a counter must not go back).
                 events: list[_Event] = []
                 fills: list[_Filled] = []
-                self._writing = (events, fills)
-                for _ in range(min(self.MAX_BATCH, len(self._events))):
-                    events.append(self._events.popleft())
-                for _ in range(min(self.MAX_BATCH, len(self._fills))):
-                    fills.append(self._fills.popleft())
+                with self._moving:
+                    self._writing = (events, fills)
+                    for _ in range(min(self.MAX_BATCH, len(self._events))):
+                        events.append(self._events.popleft())
+                    for _ in range(min(self.MAX_BATCH, len(self._fills))):
+                        fills.append(self._fills.popleft())
                 if not events and not fills:
                     return True
                 try:
                     self._write(events, fills)
                 except Exception as exc:
-                    self._writing = ([], [])
-                    self._events.extendleft(reversed(events))
-                    self._fills.extendleft(reversed(fills))
+                    with self._moving:
+                        self._writing = ([], [])
+                        self._events.extendleft(reversed(events))
+                        self._fills.extendleft(reversed(fills))
                     self.write_errors += 1
                     log.error("could not write %d audit records (will retry): %s", len(events) + len(fills), exc)
                     return False
-                self._writing = ([], [])
-                self.written_events += len(events)
-                self.written_fills += len(fills)
+                with self._moving:
+                    self._writing = ([], [])
+                    self.written_events += len(events)
+                    self.written_fills += len(fills)
                 if self.holding and self._token is not None:
                     with contextlib.suppress(trio.RunFinishedError):
                         self._token.run_sync_soon(self._after_write_soon)
