@@ -148,17 +148,23 @@ def scrape(base: str) -> dict[str, Any]:
     return totals
 
 
-def bucket_percentile(before: dict[str, float], after: dict[str, float], q: float) -> float:
-    """The upper bound (ms) of the bucket holding the *q*-th percentile of the observations between two scrapes."""
+def bucket_percentile(before: dict[str, float], after: dict[str, float], q: float) -> float | None:
+    """The upper bound (ms) of the bucket holding the *q*-th percentile of the observations between two scrapes;
+    ``None`` when there were none, or when the percentile is beyond the histogram's largest finite bound (JSON has
+    no infinity: ``p99_over_ms`` then says which bound it is beyond)."""
     bounds = sorted((float("inf") if b == "+Inf" else float(b), b) for b in after)
     counts = [(value, after[b] - before.get(b, 0.0)) for value, b in bounds]  # cumulative
     total = counts[-1][1] if counts else 0.0
     if total <= 0:
-        return float("nan")
+        return None
     for value, cumulative in counts:
         if cumulative >= total * q / 100:
-            return value * 1e3
-    return float("inf")
+            return value * 1e3 if value != float("inf") else None
+    return None
+
+
+def largest_bound_ms(buckets: dict[str, float]) -> float:
+    return max((float(b) for b in buckets if b != "+Inf"), default=0.0) * 1e3
 
 
 def running_count(base: str) -> int:
@@ -228,13 +234,19 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
             fill_rows = connection.execute("SELECT COUNT(*) FROM mmframe_fill").fetchone()[0]
         elapsed = t1 - t0
         measured = first is not None and last is not None
+        p99 = over = None
+        if first is not None and last is not None:
+            p99 = bucket_percentile(first["buckets"], last["buckets"], 99)
+            observed = last["buckets"].get("+Inf", 0.0) - first["buckets"].get("+Inf", 0.0)
+            over = largest_bound_ms(last["buckets"]) if p99 is None and observed > 0 else None
         figures: dict[str, Any] = {
             "markets": count,
             "running": running,
             "cpu_pct": round((cpu1 - cpu0) / elapsed * 100, 1),
             "rss_mb": round(rss, 1),
             "p50_ms": bucket_percentile(first["buckets"], last["buckets"], 50) if measured else None,
-            "p99_ms": bucket_percentile(first["buckets"], last["buckets"], 99) if measured else None,
+            "p99_ms": p99,
+            "p99_over_ms": over,
             "ops_per_s": round(
                 (last["placed"] + last["cancelled"] - first["placed"] - first["cancelled"]) / elapsed
             ) if measured else None,

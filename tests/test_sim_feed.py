@@ -542,3 +542,30 @@ def test_split_sql_keeps_semicolons_inside_strings_and_drops_comments() -> None:
     assert [s.split()[0] for s in seed] == ["CREATE", "CREATE", "INSERT", "INSERT"]
     sqlite = mysql_to_sqlite(seed[0])
     assert "AUTOINCREMENT" in sqlite and "COMMENT" not in sqlite and "`" not in sqlite
+
+
+@pytest.mark.parametrize("spread", [False, True])
+async def test_spread_phases_keeps_symbols_subscribed_together_out_of_lockstep(
+    autojump_clock: Any, spread: bool
+) -> None:
+    feed = SimFeed(SimFeed.Config(tick_rate=5, seed=1, spread_phases=spread))
+    arrivals: dict[str, list[float]] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feed.run)
+        start = trio.current_time()
+        symbols = [f"S{i}USDT" for i in range(20)]
+        for symbol in symbols:  # all at the same moment, as markets started together subscribe
+            feed.subscribe(symbol, lambda item, s=symbol: arrivals.setdefault(s, []).append(trio.current_time()))
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    firsts = sorted(arrivals[s][0] - start for s in symbols)
+    if spread:
+        # Within one interval, spread over it (the feed delivers what is due within a few ms together: groups).
+        assert all(0 <= t < 0.2 for t in firsts) and firsts[-1] - firsts[0] > 0.1
+        assert len({round(t, 6) for t in firsts}) >= 8
+        # Then every interval, on its own phase (a tick may come up to the feed's coalescing slack early).
+        assert all(abs((later - earlier) - 0.2) <= 0.005 for s in symbols
+                   for earlier, later in itertools.pairwise(arrivals[s]))
+    else:
+        assert firsts == [0.0] * len(symbols)  # at once, all in lockstep
+    assert all(4 <= len(arrivals[s]) <= 6 for s in symbols)

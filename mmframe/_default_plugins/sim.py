@@ -39,6 +39,7 @@ import logging
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, ClassVar
@@ -189,6 +190,10 @@ class SimFeed:
         :param replay_loop: start the recording again after its last tick.
         :param depth: also deliver a small synthetic depth snapshot after every tick.
         :param exchange: the exchange name put in ticks (a replayed line's own ``"exchange"`` wins).
+        :param spread_phases: a symbol's ticks keep a phase of their own within the tick interval, fixed by its name
+            (its first tick comes up to one interval after it is subscribed), instead of starting the moment it is
+            subscribed: symbols subscribed together (hundreds of markets started at once) then do not tick in
+            lockstep, as a real exchange's symbols do not. Off by default (the first tick at once).
         """
 
         prices: dict[str, Decimal] = attrs.field(factory=dict, converter=_to_prices)
@@ -200,6 +205,7 @@ class SimFeed:
         replay_loop: bool = False
         depth: bool = False
         exchange: str = attrs.field(default="sim", validator=not_empty)
+        spread_phases: bool = False
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else SimFeed.Config()
@@ -277,7 +283,11 @@ class SimFeed:
         heap = self._heap
         if heap is None or symbol in self._slots:
             return
-        slot = self._slots[symbol] = _Slot(symbol, trio.current_time())
+        now = trio.current_time()
+        if self.config.spread_phases and self._recording is None:
+            # The symbol's own phase: the same fraction of the interval for a name, whenever it is subscribed.
+            now += zlib.crc32(symbol.encode()) / 2**32 / self.config.tick_rate
+        slot = self._slots[symbol] = _Slot(symbol, now)
         heapq.heappush(heap, (slot.deadline, next(self._order), slot))
         self._wake.set()
 
