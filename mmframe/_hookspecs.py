@@ -100,7 +100,8 @@ def pre_trade_check(market: Market, request: OrderRequest, context: RiskContext)
 
 @hookspec
 def engine_started(manager: Engine) -> None:
-    """Called once the engine runs: the sink is ready and configured markets are being started.
+    """Called once the engine runs: the sink is ready and every market it was started with has been started (or
+    failed to start, or was stopped before its turn). Not called if the engine was told to stop during start-up.
 
     :param manager: the running engine (:class:`mmframe.protocols.Engine`).
     :returns: nothing.
