@@ -200,8 +200,9 @@ async def test_a_blocked_store_holds_new_orders_back_then_writes_every_record(
             # another participant sells 3 into our bid: a fill, waiting behind the blocked write
             running.sink.submit_external("BTC/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("3"))
             await settle()
-            [pending_fill] = trail.fills  # what a market starting now adds to the fills it reads from the store
-            assert trail.pending_fills("BTC/USDT", 1, "mmf-BTCUSDT1-") == [pending_fill]
+            # what a market starting now adds to the fills it reads from the store
+            [pending_fill] = trail.pending_fills("BTC/USDT", 1, "mmf-BTCUSDT1-")
+            assert trail.pending_fills("BTC/USDT", 1) == [pending_fill]
             assert trail.pending_fills("BTC/USDT", 1, "other-") == trail.pending_fills("ETH/USDT", 1) == []
             assert pending_fill.market_id == "879_1" and pending_fill.quantity == Decimal("3")
             for _ in range(8):  # each move: two cancels and two places, four events

@@ -96,16 +96,10 @@ class CountingLadder(Ladder):
         CountingLadder.events.append(event.kind)
 
 
-class CountingPlugin:
-    @hookimpl
-    def register_strategies(self, register: Any) -> None:
-        register(CountingLadder)
-
-
 async def test_acknowledgements_alone_cost_no_new_decision_but_a_fill_does(
     nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
-    engine = await start_engine(nursery, CountingPlugin())
+    engine = await start_engine(nursery, OrderPathPlugin())
     await engine.manager.start_market(spec(strategy="counting_ladder", strategy_config={"levels": 2}))
     await settle()
     CountingLadder.decisions, CountingLadder.events = 0, []
@@ -134,7 +128,7 @@ async def test_acknowledgements_alone_cost_no_new_decision_but_a_fill_does(
 
 
 async def test_a_busy_market_does_not_wake_for_its_refresh(nursery: trio.Nursery, autojump_clock: Any) -> None:
-    engine = await start_engine(nursery, CountingPlugin())
+    engine = await start_engine(nursery, OrderPathPlugin())
     await engine.manager.start_market(spec(strategy="counting_ladder", refresh_interval=1.0, reconcile_interval=0))
     engine.feed.push_price("AAAUSDT", "100")
     await settle()
@@ -205,16 +199,19 @@ class SteadyLadder(Ladder):
         return list(self.quotes)
 
 
-class SteadyPlugin:
+class OrderPathPlugin:
+    """This module's test strategies."""
+
     @hookimpl
     def register_strategies(self, register: Any) -> None:
+        register(CountingLadder)
         register(SteadyLadder)
 
 
 async def test_an_unchanged_ladder_over_unchanged_orders_is_not_diffed_again(
     nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
-    engine = await start_engine(nursery, SteadyPlugin())
+    engine = await start_engine(nursery, OrderPathPlugin())
     await engine.manager.start_market(spec(strategy="steady_ladder", strategy_config={"levels": 2}))
     engine.feed.push_price("AAAUSDT", "100")
     await settle()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import attrs
 
@@ -51,11 +50,6 @@ _ORDER_FIELDS = (
 )
 if tuple(a.name for a in attrs.fields(Order)) != _ORDER_FIELDS:  # pragma: no cover - a guard for maintainers
     raise ImportError(f"mmframe._engine.tracker._ORDER_FIELDS is out of date: Order has {attrs.fields(Order)}")
-
-
-def _copy(order: Order, **changes: Any) -> Order:
-    """A new record: *order*'s fields with *changes* (an adopted order becomes a record of our own)."""
-    return attrs.evolve(order, **changes)
 
 
 _EVENT_STATUS = {
@@ -109,7 +103,8 @@ class OrderTracker:
             raise InvalidTransition(f"client order id {order.client_order_id!r} is already tracked")
         if not order.status.is_live or order.status is S.PENDING:
             raise InvalidTransition(f"only a resting order can be adopted, {order.client_order_id} is {order.status}")
-        return self._store(_copy(order, created_at=now, updated_at=now, cancel_requested=False))
+        # a record of our own: the sink's order object is not ours to update in place
+        return self._store(attrs.evolve(order, created_at=now, updated_at=now, cancel_requested=False))
 
     def transition(self, client_order_id: str, status: OrderStatus, now: float, *, reason: str = "") -> Order:
         """Move an order to *status*, refusing what the state machine does not allow."""

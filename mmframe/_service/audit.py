@@ -229,19 +229,9 @@ class AuditTrail:
         """Records the markets handed to the trail (written + dropped + pending)."""
         return sum(self._received())
 
-    @property
-    def fills(self) -> list[FillRecord]:
-        """The fills not written yet (the batch being written first), oldest first: a market starting now finds
-        them here, as they are not in the store yet."""
-        with self._moving:
-            waiting = (*self._writing[1], *self._fills)
-        return [
-            FillRecord.from_fill(fill, market_id=self._market_id(market), market_type=int(market.market_type))
-            for market, fill in waiting
-        ]
-
     def pending_fills(self, symbol: str, market_type: int, client_prefix: str = "") -> list[FillRecord]:
-        """:attr:`fills` of one market's orders (*client_prefix*), picked before they are turned into records."""
+        """The fills of one market's orders (*client_prefix*) not written yet (the batch being written first), oldest
+        first, as records: a market starting now finds them here, as they are not in the store yet."""
         with self._moving:
             waiting = (*self._writing[1], *self._fills)
         return [
