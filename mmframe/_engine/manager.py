@@ -19,6 +19,7 @@ until its turn comes a market is queued and shows ``starting``.
 from __future__ import annotations
 
 import decimal
+import functools
 import json
 import logging
 import re
@@ -80,6 +81,9 @@ def build_strategy(strategies: Registry, name: str, config: Mapping[str, Any], m
     return cls(structured, market)
 
 
+#: ``gate(spec)``: whether *spec*'s market may send to the sink now (see :attr:`StrategyManager.gate`).
+SendGate = Callable[[MarketSpec], bool]
+
 #: ``await history(spec, client_prefix)``: the fills of a market's orders that earlier processes recorded.
 HistoryLoader = Callable[[MarketSpec, str], Awaitable[Sequence[Fill]]]
 
@@ -125,9 +129,13 @@ class StrategyManager:
         instance_id: str = "mmf",
         history: HistoryLoader | None = None,
         start_concurrency: int = START_CONCURRENCY,
+        id_tag: str = "",
+        gate: SendGate | None = None,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,12}", instance_id):
             raise ConfigError(f"instance_id must be 1 to 12 letters or digits, got {instance_id!r}")
+        if id_tag and not re.fullmatch(r"[a-z0-9]{1,12}", id_tag):
+            raise ConfigError(f"id_tag must be 1 to 12 lower-case letters or digits, got {id_tag!r}")
         if start_concurrency < 1:
             raise ConfigError(f"start_concurrency must be at least 1, got {start_concurrency}")
         self.sink = sink
@@ -135,6 +143,12 @@ class StrategyManager:
         self.instance_id = instance_id
         self.history = history
         self.start_concurrency = start_concurrency
+        #: Written into every client order id after the market's prefix (``mmf-BTCUSDT1-{tag}.…``): which of a
+        #: cluster's instances sent an order. Empty outside a cluster.
+        self.id_tag = id_tag
+        #: ``gate(spec)`` says whether the market may send to the sink now (a cluster: while this instance holds
+        #: the market's lease); ``None``: always.
+        self.gate = gate
         self.strategies: Registry = get_strategies(pm)
         self.feeds: Registry = get_feeds(pm)
         self._handles: dict[MarketKey, _Handle] = {}
@@ -235,6 +249,10 @@ class StrategyManager:
         handle.unchecked = False
         spec = handle.spec
         symbol, prefix = spec.market.symbol, self.client_prefix(spec)
+        if self.gate is not None and not self.gate(spec):
+            log.info("[%s] stopped before it started, without the right to send: its next owner cancels what an "
+                     "earlier run left", spec.label)
+            return
         with trio.CancelScope(shield=True), trio.move_on_after(spec.cleanup_timeout) as scope:
             try:
                 cancelled = await self.sink.cancel_all(symbol, prefix)
@@ -474,7 +492,8 @@ class StrategyManager:
         index_feeds = [await self._feed(source.feed, source.feed_config) for source in spec.index_sources]
         runner = MarketRunner(
             spec, strategy, feed, self.sink, client_prefix=self.client_prefix(spec), hook=self.pm.hook,
-            index_feeds=index_feeds,
+            index_feeds=index_feeds, id_tag=self.id_tag,
+            may_send=functools.partial(self.gate, spec) if self.gate is not None else None,
         )
         log.info("Strategy [%s] initialized successfully (%s, %s)", spec.label, spec.strategy, spec.key)
         return runner

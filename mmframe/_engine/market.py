@@ -22,7 +22,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -95,6 +95,8 @@ class MarketRunner:
         hook: Any = None,
         history: Sequence[Fill] = (),
         index_feeds: Sequence[ExchangeFeed] = (),
+        id_tag: str = "",
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         if len(index_feeds) != len(spec.index_sources):
             raise MMFrameError(f"{len(spec.index_sources)} index sources but {len(index_feeds)} feeds for them")
@@ -138,7 +140,11 @@ class MarketRunner:
         self.doubt = False  # the index screen has the index in doubt: quote nothing (see IndexScreen.in_doubt)
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
-        self.ids = ClientIds(client_prefix)
+        self.ids = ClientIds(f"{client_prefix}{id_tag}." if id_tag else client_prefix)
+        #: Whether the market may send to the sink now (a cluster's lease, see StrategyManager.gate); checked before
+        #: every step's orders, the reconciliation, and the cancels on the way in and out.
+        self.may_send = may_send
+        self.fenced = False  # the gate was closed at the last look (logged once per change)
         self.counters: dict[str, int] = dict.fromkeys(
             ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred", "events"), 0
         )
@@ -225,9 +231,15 @@ class MarketRunner:
                 if depth_every and now >= self._next_local_depth:
                     self._next_local_depth = now + depth_every
                     await self._fetch_local_depth()
-                if self.audit.due(now):
+                if self.audit.due(now) and self._may_send():
                     await self.audit.run(now)
                 plan = self._step(now)
+                if not self._may_send():
+                    # No right to send (a cluster's lease is gone or about to go): nothing goes out, not even a
+                    # cancel; whoever owns the market next cancels what we left.
+                    self.ctx.submitted.clear()
+                    self.ctx.cancel_requests.clear()
+                    continue
                 if self._sink_degraded():
                     # The sink cannot take orders: decide again once it can (within a refresh interval). An
                     # immediate order (a sweep) was meant for this moment's book: it is dropped, not sent late.
@@ -284,6 +296,16 @@ class MarketRunner:
                 self.log.info("the order sink recovered: quoting")
         return degraded
 
+    def _may_send(self) -> bool:
+        allowed = self.may_send is None or self.may_send()
+        if allowed == self.fenced:
+            self.fenced = not allowed
+            if allowed:
+                self.log.info("may send again")
+            else:
+                self.log.warning("may not send (the market's lease is lost or ending): sending nothing")
+        return allowed
+
     async def _wait_for_sink(self) -> None:
         # ``degraded`` is a plain property of the sink, not an event: poll it at the market's own pace.
         while self._sink_degraded():  # noqa: ASYNC110
@@ -293,7 +315,7 @@ class MarketRunner:
         """Orders an earlier run of this market left on the book: cancel them, or adopt them, by the spec."""
         symbol, prefix = self.market.symbol, self.client_prefix
         leftovers = await self.sink.open_orders(symbol, prefix)
-        if not leftovers:
+        if not leftovers or not self._may_send():
             return
         if self.spec.leftovers == "adopt":
             now = trio.current_time()
@@ -315,6 +337,11 @@ class MarketRunner:
                     # already on its way when we cancelled may land after the cancel-all.
                     rounds = 0
                     while True:
+                        if not self._may_send():
+                            self.log.warning("stopping without cancelling: the market's lease is gone, so its next "
+                                             "owner cancels what we left")
+                            left = []
+                            break
                         await self.sink.cancel_all(symbol, prefix)
                         left = await self.sink.open_orders(symbol, prefix)
                         self._drain_events()
