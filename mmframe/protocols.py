@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the 
     from .feedtools import FeedSymbolStats
 
 __all__ = [
+    "BoundsRequestTime",
     "Engine",
     "ExchangeFeed",
     "KeepsLocalBooks",
@@ -290,6 +291,17 @@ class ReportsRequestLatency(Protocol):
 
     @property
     def request_latency(self) -> LatencyHistogram: ...
+
+
+@runtime_checkable
+class BoundsRequestTime(Protocol):
+    """A sink whose requests land within ``request_timeout`` seconds of being sent, or never (it gives a request up
+    after that and does not send it again once cancelled). In a cluster an instance stops sending for a market that
+    long before its lease can expire, so that nothing it sent lands under the next owner; a sink without this
+    ability is assumed to need no more than a quarter of the lease's time to live."""
+
+    @property
+    def request_timeout(self) -> float: ...
 
 
 @runtime_checkable

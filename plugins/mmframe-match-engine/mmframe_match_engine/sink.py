@@ -188,6 +188,12 @@ class MatchEngineSink:
     def circuit_open(self) -> bool:
         return self._open_until is not None
 
+    @property
+    def request_timeout(self) -> float:
+        """One attempt's timeout (:class:`~mmframe.protocols.BoundsRequestTime`): a request lands within it or is
+        given up; a cancelled call sends nothing more."""
+        return float(self.config.timeout)
+
     # ---- running ----------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -296,3 +296,12 @@ async def test_the_sinks_health_and_request_latency_reach_prometheus(nursery: tr
     assert 'mmframe_sink_circuit_open{sink="match-engine"} 1.0' in text
     assert 'mmframe_sink_degraded{sink="match-engine"} 1.0' in text
     assert 'mmframe_sink_operations_total{kind="breaker_opened",sink="match-engine"} 1.0' in text
+
+
+def test_the_sink_bounds_its_request_time_for_a_clusters_lease_margin() -> None:
+    """``BoundsRequestTime``: one attempt's timeout, which a cluster keeps as the margin before a lease can expire."""
+    from mmframe.protocols import BoundsRequestTime
+
+    sink = MatchEngineSink(MatchEngineSink.Config(endpoint="http://127.0.0.1:9", timeout=0.75))
+    assert isinstance(sink, BoundsRequestTime)
+    assert sink.request_timeout == 0.75
