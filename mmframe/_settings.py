@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 
@@ -72,6 +73,13 @@ class Settings:
     exchange: str | None = None
     sink_config: dict[str, Any] = attrs.field(factory=dict, repr=False)
     max_body_bytes: int = 64 * 1024
+    #: The cluster's Redis (``MMFRAME_CLUSTER_REDIS``, ``--cluster``): with it, markets are shared out over every
+    #: instance of the cluster through leases (see docs/scaling.md); ``None``: this process runs every market.
+    cluster_redis: RedisSettings | None = None
+    cluster_name: str = "default"
+    lease_ttl: float = 10.0
+    #: ``MMFRAME_WORKERS``: worker processes under ``mmframe serve`` (a number or ``auto``); ``None``: one process.
+    workers: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -100,6 +108,8 @@ class Settings:
             "redis": self.redis.describe() if self.redis else None,
             "market_redis": self.market_redis.describe() if self.market_redis else None,
             "instance_id": self.instance_id,
+            **({"cluster": f"{self.cluster_name} on {self.cluster_redis.describe()}, lease ttl {self.lease_ttl}s"}
+               if self.cluster_redis is not None else {}),
         }
 
 
@@ -191,6 +201,7 @@ FLAG_KEYS = {
     "instance_id": "MMFRAME_INSTANCE_ID",
     "sink": "MMFRAME_SINK",
     "feed": "MMFRAME_FEED",
+    "cluster": "MMFRAME_CLUSTER_REDIS",
 }
 
 
@@ -237,7 +248,54 @@ def load_settings(
         feed=values.get("MMFRAME_FEED") or None,
         exchange=values.get("MMFRAME_EXCHANGE") or None,
         sink_config=_json_object(values, "MMFRAME_SINK_CONFIG"),
+        cluster_redis=_cluster_redis(values),
+        cluster_name=_cluster_name(values.get("MMFRAME_CLUSTER_NAME") or "default"),
+        lease_ttl=_seconds(values, "MMFRAME_LEASE_TTL", 10.0),
+        workers=values.get("MMFRAME_WORKERS") or None,
     )
+
+
+def parse_redis_url(url: str, key: str = "MMFRAME_CLUSTER_REDIS") -> RedisSettings:
+    """``redis://[:password@]host[:port][/db]`` as :class:`RedisSettings`; a clear error for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ConfigError(f"{key} must be a redis://host[:port][/db] URL or 'default', got {mask_url(url)!r}")
+    try:
+        port = parts.port or 6379
+        db = int(parts.path.lstrip("/") or 0)
+    except ValueError:
+        raise ConfigError(f"{key}: bad port or database number in {mask_url(url)!r}") from None
+    return RedisSettings(host=parts.hostname, port=port, password=unquote(parts.password) if parts.password else None,
+                         db=db)
+
+
+def _cluster_redis(values: Mapping[str, str]) -> RedisSettings | None:
+    """``MMFRAME_CLUSTER_REDIS``: a URL, or ``default`` for the ``REDIS_*`` keys (the seed's Redis)."""
+    raw = (values.get("MMFRAME_CLUSTER_REDIS") or "").strip()
+    if not raw or raw.lower() in ("0", "off", "no", "false"):
+        return None
+    if raw.lower() == "default":
+        return _redis(values, "REDIS_") or RedisSettings()
+    return parse_redis_url(raw)
+
+
+def _cluster_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
+        raise ConfigError(f"MMFRAME_CLUSTER_NAME must be 1 to 40 letters, digits, '_', '.' or '-', got {name!r}")
+    return name
+
+
+def _seconds(values: Mapping[str, str], key: str, default: float) -> float:
+    raw = values.get(key)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number of seconds, got {raw!r}") from None
+    if not (math.isfinite(value) and 1 <= value <= 3600):
+        raise ConfigError(f"{key} must be between 1 and 3600 seconds, got {raw!r}")
+    return value
 
 
 def default_values() -> dict[str, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmframe import ConfigError
+from mmframe import ConfigError, MMFrameError
 from mmframe._cli import choose_sink
 from mmframe._plugins import get_sinks
 from mmframe._settings import load_settings, mask_url, parse_dotenv
@@ -148,3 +148,46 @@ def test_an_empty_environment_value_leaves_the_env_file_standing(tmp_path) -> No
     env_file.write_text("MMFRAME_EXCHANGE=okex\nMATCH_ENGINE_ENDPOINT=http://engine:8080\n")
     settings = load_settings(environ={"MMFRAME_EXCHANGE": "", "MATCH_ENGINE_ENDPOINT": ""}, env_file=env_file)
     assert settings.exchange == "okex" and settings.match_engine_endpoint == "http://engine:8080"
+
+
+def test_the_cluster_settings() -> None:
+    plain = load_settings({}, environ={}, env_file=None)
+    assert plain.cluster_redis is None and plain.workers is None  # no cluster unless asked: serve as before
+    url = load_settings({"cluster": "redis://:s%40cret@cache:6390/3"}, environ={}, env_file=None)
+    assert (url.cluster_redis.host, url.cluster_redis.port, url.cluster_redis.db) == ("cache", 6390, 3)
+    assert url.cluster_redis.password == "s@cret"
+    assert "s@cret" not in str(url.describe()) and "s%40cret" not in str(url.describe())
+    seeds = load_settings({}, environ={"MMFRAME_CLUSTER_REDIS": "default", **parse_dotenv(SEED_ENV)}, env_file=None)
+    assert (seeds.cluster_redis.host, seeds.cluster_redis.port) == ("192.168.1.12", 6380)  # the seed's REDIS_*
+    named = load_settings({}, environ={"MMFRAME_CLUSTER_REDIS": "redis://r", "MMFRAME_CLUSTER_NAME": "eu-1",
+                                       "MMFRAME_LEASE_TTL": "15", "MMFRAME_WORKERS": "auto"}, env_file=None)
+    assert (named.cluster_name, named.lease_ttl, named.workers) == ("eu-1", 15.0, "auto")
+    assert load_settings({}, environ={"MMFRAME_CLUSTER_REDIS": "off"}, env_file=None).cluster_redis is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MMFRAME_CLUSTER_REDIS": "http://cache:6379"}, "MMFRAME_CLUSTER_REDIS must be a redis://"),
+        ({"MMFRAME_CLUSTER_REDIS": "redis://cache:port"}, "bad port"),
+        ({"MMFRAME_CLUSTER_REDIS": "redis://cache/x"}, "bad port or database"),
+        ({"MMFRAME_CLUSTER_NAME": "a b"}, "MMFRAME_CLUSTER_NAME"),
+        ({"MMFRAME_CLUSTER_NAME": "a:b"}, "MMFRAME_CLUSTER_NAME"),
+        ({"MMFRAME_LEASE_TTL": "0.5"}, "between 1 and 3600"),
+        ({"MMFRAME_LEASE_TTL": "nan"}, "between 1 and 3600"),
+        ({"MMFRAME_LEASE_TTL": "ten"}, "number of seconds"),
+    ],
+)
+def test_bad_cluster_settings_say_which_key(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, environ=environ, env_file=None)
+
+
+def test_a_lease_too_short_for_the_sinks_timeout_is_refused() -> None:
+    from mmframe._service.cluster import ClusterOptions
+    from mmframe._settings import RedisSettings
+
+    assert ClusterOptions(RedisSettings(), ttl=10, request_timeout=2).margin == 2.5
+    ClusterOptions(RedisSettings(), ttl=10, request_timeout=2).check()
+    with pytest.raises(MMFrameError, match="at least twice"):
+        ClusterOptions(RedisSettings(), ttl=3, request_timeout=2).check()

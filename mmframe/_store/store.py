@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from sqlalchemy import URL, Engine, and_, create_engine, inspect, make_url
+from sqlalchemy import URL, Engine, and_, create_engine, event, inspect, make_url
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -273,6 +273,15 @@ class FillRecord:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """SQLite in write-ahead-log mode: readers in other processes do not block the writer, nor it them."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
 class Store:
     """mmframe's database: the seed's configuration tables plus mmframe's own.
 
@@ -292,10 +301,17 @@ class Store:
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() in _MYSQL_DIALECTS and "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = 5
+        shared_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+        if shared_file:
+            # Several processes may share the file (``mmframe serve --workers``): a writer waits for another's
+            # transaction instead of failing at once.
+            connect_args["timeout"] = 30
         try:
             self._engine: Engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(self._message("open the database", exc, parsed)) from None
+        if shared_file:
+            event.listen(self._engine, "connect", _write_ahead_log)
 
     @classmethod
     def sqlite(cls, path: str | os.PathLike[str]) -> Store:
