@@ -116,3 +116,34 @@ def test_fair_share_spreads_markets_evenly() -> None:
 
 def test_a_lease_says_its_key_value() -> None:
     assert Lease("9001_1", "a", 7, 0.0).value == "a:7"
+
+
+async def test_renew_many_renews_ours_and_reports_each_one_lost(leases: LeaseClient) -> None:
+    a = await leases.claim("A1", "a")
+    b = await leases.claim("B1", "a")
+    assert a is not None and b is not None
+    assert await leases.release(b)
+    c = await leases.claim("B1", "z")  # someone else holds B1 now
+    assert c is not None
+    before = trio.current_time()
+    renewed = await leases.renew_many([a, b])
+    assert renewed[1] is None  # lost
+    assert renewed[0] is not None and renewed[0].fence == a.fence and renewed[0].valid_until >= before
+    assert await leases.renew_many([]) == []
+    assert await leases.holders(["A1", "B1", "C1"]) == {"A1": ("a", a.fence), "B1": ("z", c.fence)}
+    assert await leases.holders([]) == {}
+
+
+async def test_wishes_and_reloads_round_trip(leases: LeaseClient) -> None:
+    assert await leases.wishes() == ({}, {}, {})
+    await leases.wish(["A1", "B1"], "stop")
+    await leases.wish(["B1"], "run")
+    assert await leases.ask_reload("A1") == 1
+    assert await leases.ask_reload("A1") == 2
+    await leases.reloaded("A1", 2, "m1", "")
+    desired, asked, done = await leases.wishes()
+    assert desired == {"A1": "stop", "B1": "run"}
+    assert asked == {"A1": 2}
+    assert done == {"A1": {"generation": 2, "error": "", "owner": "m1"}}
+    with pytest.raises(ValueError, match="'run' or 'stop'"):
+        await leases.wish(["A1"], "pause")

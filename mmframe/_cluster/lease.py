@@ -18,8 +18,10 @@ clock-rate differences). An owner that cannot renew in time stops sending at ``v
 orders; a process that was paused past ``valid_until`` sees that as soon as it runs again and re-checks the key
 (:meth:`LeaseClient.check`) before it sends anything.
 
-Instances announce themselves with a heartbeat key, ``{prefix}instance:{id}``, expiring after the same time to
-live: :meth:`LeaseClient.instances` lists those alive, and :func:`fair_share` says how many markets one may hold.
+Instances announce themselves with a heartbeat: an entry in the sorted set ``{prefix}instances`` whose score is
+when it expires (Redis's own clock, one time to live ahead), and what they announce in the hash
+``{prefix}instance-info``. :meth:`LeaseClient.instances` lists those alive (and forgets the expired ones) without
+scanning the keyspace; :func:`fair_share` says how many markets one may hold.
 
 redis-py is synchronous: every call runs in a worker thread (one at a time for this client), and a lost or
 refused connection raises at once (no built-in retries; :data:`mmframe._bus.link.BRIDGE_ERRORS`).
@@ -54,6 +56,49 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+
+_RENEW_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[i + 1] then
+        out[i] = redis.call('PEXPIRE', key, ARGV[1])
+    else
+        out[i] = 0
+    end
+end
+return out
+"""
+
+# Heartbeats: a sorted set of instance -> expiry (Redis's own clock, ms) and a hash of what each announced. No key
+# per instance, so listing the instances never scans the keyspace (a shared Redis may hold millions of keys).
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return now
+"""
+
+_INSTANCES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #gone > 0 then
+    redis.call('ZREM', KEYS[1], unpack(gone))
+    redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+if #alive == 0 then
+    return {}
+end
+local info = redis.call('HMGET', KEYS[2], unpack(alive))
+local out = {}
+for i, name in ipairs(alive) do
+    out[#out + 1] = name
+    out[#out + 1] = info[i] or '{}'
+end
+return out
 """
 
 _RELEASE = """
@@ -131,9 +176,6 @@ class LeaseClient:
     def fence_key(self, market: str) -> str:
         return f"{self.prefix}fence:{market}"
 
-    def instance_key(self, instance: str) -> str:
-        return f"{self.prefix}instance:{instance}"
-
     # ---- leases ---------------------------------------------------------------------------------------------
 
     async def claim(self, market: str, owner: str) -> Lease | None:
@@ -154,6 +196,18 @@ class LeaseClient:
         if not renewed:
             return None
         return attrs.evolve(lease, valid_until=self._valid_until(sent))
+
+    async def renew_many(self, leases: list[Lease]) -> list[Lease | None]:
+        """:meth:`renew` for many leases in one request (one script, atomic): each renewed lease, or ``None`` where
+        it was lost."""
+        if not leases:
+            return []
+        sent = trio.current_time()
+        keys = [self.lease_key(lease.market) for lease in leases]
+        renewed = await self._run(_RENEW_MANY, keys, [self._ttl_ms, *(lease.value for lease in leases)])
+        until = self._valid_until(sent)
+        return [attrs.evolve(lease, valid_until=until) if ok else None
+                for lease, ok in zip(leases, renewed, strict=True)]
 
     async def check(self, lease: Lease) -> bool:
         """Whether *lease* still holds in Redis and locally: what a process that may have been paused asks before it
@@ -176,32 +230,84 @@ class LeaseClient:
         owner, _, fence = value.decode().rpartition(":")
         return (owner, int(fence)) if fence.isdigit() else None
 
+    async def holders(self, markets: list[str]) -> dict[str, tuple[str, int]]:
+        """Who holds each of *markets* now (one request): market -> (owner, fence), for those held."""
+        if not markets:
+            return {}
+        values = await self._call(lambda client: client.mget([self.lease_key(m) for m in markets]))
+        out: dict[str, tuple[str, int]] = {}
+        for market, value in zip(markets, values, strict=True):
+            if value is not None:
+                owner, _, fence = value.decode().rpartition(":")
+                if fence.isdigit():
+                    out[market] = (owner, int(fence))
+        return out
+
+    # ---- the cluster's wishes: which markets run, which reload ----------------------------------------------
+
+    async def wishes(self) -> tuple[dict[str, str], dict[str, int], dict[str, dict[str, Any]]]:
+        """What the operators asked of the cluster (one request): market -> ``"run"`` or ``"stop"`` (markets
+        absent follow the database's ``market_status``); market -> the reload generation asked for; market -> the
+        last reload an owner did (``{"generation", "error", "owner"}``)."""
+
+        def read(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(self.prefix + "desired")
+            pipe.hgetall(self.prefix + "reload")
+            pipe.hgetall(self.prefix + "reloaded")
+            return list(pipe.execute())
+
+        desired, reload, reloaded = await self._call(read)
+        return (
+            {k.decode(): v.decode() for k, v in desired.items()},
+            {k.decode(): int(v) for k, v in reload.items()},
+            {k.decode(): json.loads(v) for k, v in reloaded.items()},
+        )
+
+    async def wish(self, markets: list[str], state: str) -> None:
+        """Ask the cluster to run (``"run"``) or stop (``"stop"``) *markets*."""
+        if state not in ("run", "stop"):
+            raise ValueError(f"state must be 'run' or 'stop', got {state!r}")
+        if markets:
+            await self._call(lambda client: client.hset(self.prefix + "desired", mapping=dict.fromkeys(markets, state)))
+
+    async def ask_reload(self, market: str) -> int:
+        """Ask *market*'s owner to reload it: the generation to wait for in :meth:`wishes`' third mapping."""
+        return int(await self._call(lambda client: client.hincrby(self.prefix + "reload", market, 1)))
+
+    async def reloaded(self, market: str, generation: int, owner: str, error: str = "") -> None:
+        """An owner says it has reloaded *market* for *generation* (or why it refused to)."""
+        value = json.dumps({"generation": generation, "error": error, "owner": owner})
+        await self._call(lambda client: client.hset(self.prefix + "reloaded", market, value))
+
     # ---- instances ------------------------------------------------------------------------------------------
 
     async def heartbeat(self, instance: str, info: Mapping[str, Any] | None = None) -> None:
         """Announce *instance* as alive for one time to live (call it at least twice per ``ttl``)."""
         _check_name("instance", instance)
         payload = json.dumps(dict(info or {}), sort_keys=True)
-        await self._call(lambda client: client.set(self.instance_key(instance), payload, px=self._ttl_ms))
+        await self._run(_HEARTBEAT, self._instance_keys, [instance, payload, self._ttl_ms])
 
     async def leave(self, instance: str) -> None:
         """Remove *instance*'s heartbeat (an orderly stop): the others share its markets out at once."""
-        await self._call(lambda client: client.delete(self.instance_key(instance)))
+
+        def leave(client: Any) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.zrem(self._instance_keys[0], instance)
+            pipe.hdel(self._instance_keys[1], instance)
+            pipe.execute()
+
+        await self._call(leave)
 
     async def instances(self) -> dict[str, dict[str, Any]]:
-        """The instances alive now (their heartbeat has not expired), with what each announced."""
+        """The instances alive now (their heartbeat has not expired), with what each announced; those expired are
+        forgotten on the way."""
+        flat = await self._run(_INSTANCES, self._instance_keys, [])
+        return {flat[i].decode(): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-        def read(client: Any) -> dict[str, dict[str, Any]]:
-            keys = sorted(client.scan_iter(match=f"{self.prefix}instance:*", count=500))
-            values = client.mget(keys) if keys else []
-            out: dict[str, dict[str, Any]] = {}
-            for key, value in zip(keys, values, strict=True):
-                if value is not None:
-                    out[key.decode()[len(self.prefix) + len("instance:"):]] = json.loads(value)
-            return out
-
-        result: dict[str, dict[str, Any]] = await self._call(read)
-        return result
+    @property
+    def _instance_keys(self) -> list[str]:
+        return [f"{self.prefix}instances", f"{self.prefix}instance-info"]
 
     async def aclose(self) -> None:
         if self._client is not None:
