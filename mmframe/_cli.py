@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,14 @@ from ._engine.manager import StrategyManager
 from ._engine.spec import MarketStatus
 from ._errors import ConfigError, MMFrameError
 from ._plugins import get_plugin_manager, get_sinks, get_strategies, list_plugins
+from ._service.cluster import ClusterOptions
 from ._service.service import Service
 from ._settings import Settings, load_settings
 from ._store import Store, StoreError
+from ._workers import supervise_workers, watch_supervisor
 from .config import structure_config
 from .logs import setup_logging
-from .protocols import KeepsLocalBooks, Named
+from .protocols import BoundsRequestTime, KeepsLocalBooks, Named
 
 log = logging.getLogger("mmframe")
 
@@ -96,13 +99,34 @@ def _open_store(settings: Settings) -> Store:
               help="Stop after this many seconds, as on SIGINT (for demos and smoke tests).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--cluster", "cluster", default=None, is_flag=False, flag_value="default", metavar="[URL]",
+              help="Share the markets with the other instances of a cluster through leases in this Redis "
+              "(MMFRAME_CLUSTER_REDIS); without a URL, the REDIS_* settings. See docs/scaling.md.")
+@click.option("--workers", default=None, metavar="N|auto",
+              help="Run N worker processes under this one (auto: one per CPU; MMFRAME_WORKERS). Worker i serves "
+              "its control API on API_PORT + i; without a cluster each runs a fixed share of the markets.")
+@click.option("--worker", "worker_slot", default=None, hidden=True, help="i/N: this process is worker i of N.")
 def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: str | None, api_port: str | None,
           api_host: str | None, log_file: str | None, instance_id: str | None, sink: str | None, feed: str | None,
-          status_interval: float, seed: int | None, duration: float | None, log_level: str) -> None:
+          status_interval: float, seed: int | None, duration: float | None, log_level: str, cluster: str | None,
+          workers: str | None, worker_slot: str | None) -> None:
     """Run the market maker: markets from the database, the control API, until SIGINT or SIGTERM."""
     flags = {"db": db, "sqlite": sqlite, "http": http, "api_port": api_port, "api_host": api_host,
-             "log": log_file, "instance_id": instance_id, "sink": sink, "feed": feed}
+             "log": log_file, "instance_id": instance_id, "sink": sink, "feed": feed, "cluster": cluster}
     settings = _load(flags, env_file)
+    slot = _worker_slot(worker_slot)
+    count = _worker_count(workers if workers is not None else settings.workers)
+    if slot is None and count > 1:
+        setup_logging(log_level, settings.log_file)
+        if demo:
+            demo_store = _open_store(attrs.evolve(settings, db_url=None) if db is None else settings)
+            try:
+                write_demo(demo_store)  # once, before the workers read it
+            finally:
+                demo_store.close()
+        sys.exit(supervise_workers(count, settings))
+    if slot is not None:
+        settings = attrs.evolve(settings, api_port=settings.api_port + slot[0] if settings.api_port else 0)
     if demo and db is None:
         settings = attrs.evolve(settings, db_url=None)  # the demo never writes into a configured production DB
     if demo and not settings.api_token and settings.api_is_loopback:
@@ -118,13 +142,20 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
     if settings.api_token == DEMO_TOKEN:
         log.warning("demo: POST endpoints take the documented demo token (set MMFRAME_API_TOKEN to choose one)")
     store = _open_store(settings)
-    if demo:
+    if demo and slot is None:
         write_demo(store)
     try:
         if demo:
             require_demo_strategy(get_strategies(pm))
         order_sink = _make_sink(settings, pm, demo=demo, seed=seed)
-        service = Service(settings, store, pm, order_sink)
+        options = None
+        if settings.cluster_redis is not None:
+            timeout = order_sink.request_timeout if isinstance(order_sink, BoundsRequestTime) else 0.0
+            options = ClusterOptions(settings.cluster_redis, settings.cluster_name, settings.lease_ttl, timeout)
+            options.check()
+            log.info("cluster %s: this instance is member %s (lease ttl %gs, margin %gs)", options.name,
+                     options.member, options.ttl, options.margin)
+        service = Service(settings, store, pm, order_sink, cluster=options, slot=None if options else slot)
     except MMFrameError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -201,6 +232,26 @@ def _make_sink(settings: Settings, pm: Any, *, demo: bool, seed: int | None) -> 
 GC_THRESHOLDS = (50_000, 100, 100)
 
 
+def _worker_slot(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"expected i/N with i < N, got {value!r}", param_hint="--worker")
+    return int(index), int(count)
+
+
+def _worker_count(value: str | None) -> int:
+    """``--workers``: a positive number, or ``auto`` for one per CPU; 1 (no supervisor) when unset."""
+    if value in (None, ""):
+        return 1
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise click.BadParameter(f"expected a number from 1 to 256 or 'auto', got {value!r}", param_hint="--workers")
+    return int(value)
+
+
 def tune_gc() -> None:
     """After start-up: what it built (plugins, markets, books, the store's metadata) lives as long as the process,
     so it is moved out of the collector's reach (``gc.freeze``), and the thresholds become :data:`GC_THRESHOLDS`."""
@@ -242,6 +293,7 @@ async def run_service(service: Service, status_interval: float, duration: float 
 
                 waiting.start_soon(on_signal)
                 waiting.start_soon(on_duration)
+                waiting.start_soon(watch_supervisor, waiting.cancel_scope)
             nursery.start_soon(_force_on_second_signal, signals, nursery)
             with trio.move_on_after(4.5):
                 await service.aclose()

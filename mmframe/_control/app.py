@@ -30,6 +30,7 @@ from .. import _convert
 from .._errors import ConfigError, MMFrameError, UnknownPlugin
 from .._models import MarketType
 from .._plugins import get_routes, list_plugins
+from .._service.cluster import ClusterUnavailable
 from .._service.service import MarketRecord, ReloadRefused, Service, UnknownMarket
 from . import shapes
 from .metrics import make_registry, render_metrics
@@ -284,6 +285,19 @@ async def kill(request: Request) -> Response:
     return ok(result, "Kill switch: every market stopped and our orders cancelled")
 
 
+async def cluster(request: Request) -> Response:
+    service = _service(request)
+    if service.cluster is None:
+        return ok({"cluster": None, "message": "no cluster configured: this process runs every market"})
+    data = service.cluster.describe()
+    data["markets"] = [
+        {"id": r.id, "symbol": r.symbol, "market_type": r.row.market_type, "owner": service.owner_of(r),
+         "status": service.state_of(r)}
+        for r in service.records.values()
+    ]
+    return ok(data)
+
+
 async def plugins(request: Request) -> Response:
     return ok(_convert.unstructure(list_plugins(_service(request).pm)))
 
@@ -315,6 +329,8 @@ async def _known_error(request: Request, exc: Exception) -> Response:
         return fail(400, message)
     if isinstance(exc, ReloadRefused):
         return fail(422, message)
+    if isinstance(exc, ClusterUnavailable):
+        return fail(503, message)
     return fail(409, message)
 
 
@@ -345,6 +361,7 @@ def create_app(service: Service) -> Starlette:
         Route("/api/v1/strategy/reload", _command("reload", "Strategy reloaded successfully"), methods=["POST"]),
         Route("/api/v1/strategy/config/update", config_update, methods=["POST"]),
         Route("/api/v1/kill", kill, methods=["POST"]),
+        Route("/api/v1/cluster", cluster, methods=["GET"]),
         Route("/api/v1/plugins", plugins, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -1,6 +1,7 @@
 """Prometheus metrics, read from the markets' statuses at scrape time (nothing is counted twice on the hot path).
 
-Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type``):
+Per market (labels ``market`` = the id like ``879_1``, ``symbol``, ``market_type``; in a cluster also ``instance``, the
+member id, and only the markets this instance owns):
 
 - ``strategy_orders_total`` (the seed's name): orders handed to the sink
 - ``strategy_active_orders`` (the seed's name): live orders (pending, resting or being cancelled)
@@ -150,26 +151,33 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         service = self.service
-        counters = {name: CounterMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in COUNTERS.items()}
-        gauges = {name: GaugeMetricFamily(name, help_, labels=LABELS) for name, (help_, _) in GAUGES.items()}
+        cluster = service.cluster
+        # In a cluster, the markets this instance owns, labelled with the instance (its member id).
+        names = [*LABELS, "instance"] if cluster is not None else LABELS
+        counters = {name: CounterMetricFamily(name, help_, labels=names) for name, (help_, _) in COUNTERS.items()}
+        gauges = {name: GaugeMetricFamily(name, help_, labels=names) for name, (help_, _) in GAUGES.items()}
         latency = HistogramMetricFamily(
-            "mmframe_quote_latency_seconds", "Index tick arrival to orders handed to the sink", labels=LABELS
+            "mmframe_quote_latency_seconds", "Index tick arrival to orders handed to the sink", labels=names
         )
         staleness = GaugeMetricFamily("mmframe_feed_staleness_seconds", "Seconds since the last good index tick",
-                                      labels=LABELS)
-        feed_labels = [*LABELS, "feed"]
+                                      labels=names)
+        feed_labels = [*names, "feed"]
         feed_counters = {n: CounterMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_COUNTERS.items()}
         feed_gauges = {n: GaugeMetricFamily(n, h, labels=feed_labels) for n, (h, _) in FEED_GAUGES.items()}
         strategy_values = GaugeMetricFamily("mmframe_strategy_status", "A number in the strategy's own status",
-                                            labels=[*LABELS, "key"])
+                                            labels=[*names, "key"])
         state = GaugeMetricFamily("mmframe_market_state", "1 for the market's current state",
-                                  labels=[*LABELS, "state"])
+                                  labels=[*names, "state"])
         rejected_by_reason = CounterMetricFamily(
             "mmframe_ticks_rejected_by_reason", "Index ticks the market's index screen rejected, by reason",
-            labels=[*LABELS, "reason"],
+            labels=[*names, "reason"],
         )
         for record in service.records.values():
             labels = [record.id, record.symbol, str(record.row.market_type)]
+            if cluster is not None:
+                if service.owner_of(record) != cluster.member:
+                    continue
+                labels.append(cluster.member)
             current = service.state_of(record)
             for name in STATES:
                 state.add_metric([*labels, name], 1.0 if name == current else 0.0)
@@ -210,6 +218,15 @@ class _Collector:
         yield from sink_metrics(service.sink)
         yield GaugeMetricFamily("mmframe_markets", "Configured markets", value=len(service.records))
         yield GaugeMetricFamily("mmframe_up", "1 while the service runs", value=1)
+        if cluster is not None:
+            for name, help_, value in (
+                ("mmframe_cluster_leases", "Market leases this instance holds", len(cluster.leases)),
+                ("mmframe_cluster_connected", "1 while the cluster's Redis answers", float(cluster.connected)),
+                ("mmframe_cluster_instances", "Instances of the cluster alive", len(cluster.instances)),
+            ):
+                family = GaugeMetricFamily(name, help_, labels=["instance"])
+                family.add_metric([cluster.member], float(value))
+                yield family
         audit = service.audit.status()
         for name, (help_, key) in AUDIT_GAUGES.items():
             yield GaugeMetricFamily(name, help_, value=float(audit[key]))

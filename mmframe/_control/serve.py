@@ -45,6 +45,7 @@ async def serve(
             task_status.started([])
             return
         binds = await nursery.start(serve_api, service)
+        service.api_binds = list(binds)
         if wait_for_markets:
             await service.started_up.wait()
         task_status.started(binds)

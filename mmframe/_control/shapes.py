@@ -104,6 +104,7 @@ def strategy_rows(service: Service) -> list[dict[str, Any]]:
                 "status": service.state_of(record),
                 "metrics": {"total_orders": metrics["total_orders"], "total_volume": metrics["total_volume"]},
                 "error": error_of(record, status),
+                **_owner(service, record),
             }
         )
     return out
@@ -118,9 +119,16 @@ def strategy_list(service: Service) -> list[dict[str, Any]]:
             "market_type": r.row.market_type,
             "strategy_name": r.row.strategy_name,
             "status": service.state_of(r),
+            **_owner(service, r),
         }
         for r in service.records.values()
     ]
+
+
+def _owner(service: Service, record: MarketRecord) -> dict[str, Any]:
+    """In a cluster, ``{"owner": member}``: which instance runs the market (``None``: none yet). Outside one,
+    nothing (the seed's shapes stay as they were)."""
+    return {"owner": service.owner_of(record)} if service.cluster is not None else {}
 
 
 def strategy_status(service: Service, record: MarketRecord) -> dict[str, Any]:
@@ -142,6 +150,7 @@ def strategy_status(service: Service, record: MarketRecord) -> dict[str, Any]:
         "strategy_status": _convert.unstructure(dict(status.strategy_status)) if status is not None else {},
         # what the feed reports for the market's index symbol (null for a feed that reports nothing)
         "feed": _convert.unstructure(status.feed) if status is not None and status.feed is not None else None,
+        **_owner(service, record),
     }
 
 

@@ -32,6 +32,7 @@ from .._store import FillRecord, MarketRow, Store
 from .._symbols import compact_symbol
 from ..protocols import OrderSink
 from .audit import AuditTrail
+from .cluster import Cluster, ClusterOptions, market_name
 from .specs import check_feeds, market_symbol, spec_from_row
 
 __all__ = ["ACTIVE", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket"]
@@ -79,12 +80,33 @@ class Service:
     the control API calls; :meth:`aclose` stops every market and sets :attr:`closed`.
     """
 
-    def __init__(self, settings: Settings, store: Store, pm: pluggy.PluginManager, sink: OrderSink) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pm: pluggy.PluginManager,
+        sink: OrderSink,
+        *,
+        cluster: ClusterOptions | None = None,
+        slot: tuple[int, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.pm = pm
         self.sink = sink
-        self.manager = StrategyManager(sink, pm, instance_id=settings.instance_id, history=self.fill_history)
+        #: With *cluster*, this instance runs a market only while it holds the market's lease (see
+        #: :mod:`mmframe._service.cluster`); the commands reach whichever instance owns it.
+        self.cluster = Cluster(self, cluster) if cluster is not None else None
+        self.manager = StrategyManager(
+            sink, pm, instance_id=settings.instance_id, history=self.fill_history,
+            id_tag=cluster.member if cluster is not None else "",
+            gate=self.cluster.gate if self.cluster is not None else None,
+        )
+        #: ``(i, n)``: this process is worker *i* of *n* (``mmframe serve --workers``) without a cluster, and runs
+        #: every *n*-th market (by id) from the *i*-th.
+        self.slot = slot
+        #: The control API's addresses once it is bound (announced in a cluster's heartbeat).
+        self.api_binds: list[str] = []
         self.records: dict[str, MarketRecord] = {}
         self.market_ids: dict[MarketKey, str] = {}
         # One worker thread at a time talks to the store: SQLite has one writer, and hundreds of markets starting at
@@ -117,12 +139,20 @@ class Service:
         :meth:`aclose` has stopped it."""
         rows = await trio.to_thread.run_sync(self.store.load_markets, limiter=self.store_limiter)
         log.info("Loaded %d currencies from database", len(rows))
+        if self.slot is not None:
+            index, count = self.slot
+            ids = sorted({row.id for row in rows})
+            mine = set(ids[index::count])
+            rows = [row for row in rows if row.id in mine]
+            log.info("worker %d of %d: %d of the %d markets are ours", index, count, len(mine), len(ids))
         for row in rows:
             if row.id in self.records:  # a second strategy_currency row for one market: the first one stands
                 log.error("Strategy [%s] failed to load: %s", row.id, row.error or "defined twice")
                 continue
             self._add_record(row)
         autostart = [r.spec for r in self.records.values() if r.spec is not None and r.row.market_status == 1]
+        if self.cluster is not None:
+            autostart = []  # in a cluster a market starts when this instance has claimed its lease
         self._first_starts = {spec.key for spec in autostart}
         self.pm.register(self.audit, name="mmframe.audit")
         try:
@@ -130,8 +160,12 @@ class Service:
                 self._nursery = nursery
                 await nursery.start(self.audit.run)
                 await nursery.start(functools.partial(self.manager.run, autostart, background=True))
+                if self.cluster is not None:
+                    await nursery.start(self.cluster.run)
                 task_status.started(self)
                 await self.manager.autostarted.wait()
+                if self.cluster is not None:
+                    await self.cluster.ready.wait()
                 self._end_start_up()
                 self._report_unstarted({spec.key for spec in autostart})
                 self.started_up.set()
@@ -233,6 +267,9 @@ class Service:
             spec = spec_from_row(row, self.settings, feeds)
             build_strategy(get_strategies(self.pm), spec.strategy, spec.strategy_config, spec.market)
             check_feeds(spec, feeds)
+            if self.cluster is not None and spec.leftovers != "cancel":
+                # What an earlier owner left is cancelled, never adopted: a market's orders carry one owner's tag.
+                spec = attrs.evolve(spec, leftovers="cancel")
             record.spec = spec
         except (ValueError, TypeError, ArithmeticError, MMFrameError) as exc:  # ConfigError, an attrs validator,
             record.error = str(exc) or type(exc).__name__  # a decimal overflow in a strategy's own checks
@@ -252,8 +289,13 @@ class Service:
 
     async def aclose(self) -> None:
         """Stop every market (cancelling its orders), flush the audit trail, then stop :meth:`run` and set
-        :attr:`closed`."""
+        :attr:`closed`. In a cluster, the leases are released after the markets have stopped (the others take them
+        over at once)."""
+        if self.cluster is not None:
+            self.cluster.closing = True  # no claim from now on; renewals go on while the markets cancel
         await self.manager.aclose()
+        if self.cluster is not None:
+            await self.cluster.leave()
         await self.audit.flush()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -283,13 +325,26 @@ class Service:
     def state_of(self, record: MarketRecord) -> str:
         if record.spec is None:
             return "failed"
+        if self.cluster is not None and self.cluster.owner_of(record) != self.cluster.member:
+            return self.cluster.remote_state(record)
+        return self.local_state(record)
+
+    def local_state(self, record: MarketRecord) -> str:
+        """The market's state in this process (``stopped`` for one it does not run)."""
         status = self.status_of(record)
         return str(status.state) if status is not None else "stopped"
+
+    def owner_of(self, record: MarketRecord) -> str | None:
+        """In a cluster, the member that holds the market's lease (``None``: nobody); outside one, ``None``."""
+        return self.cluster.owner_of(record) if self.cluster is not None else None
 
     # ---- commands ---------------------------------------------------------------------------------------------
 
     async def start(self, record: MarketRecord) -> MarketStatus:
-        """Start the market (after any command on it under way); one already running is left as it is."""
+        """Start the market (after any command on it under way); one already running is left as it is. In a
+        cluster: ask the cluster to run it, and answer once an instance has started it."""
+        if self.cluster is not None:
+            return await self._cluster_start(self._current(record))
         async with self._lock(record):
             return await self._start(self._current(record))
 
@@ -305,9 +360,73 @@ class Service:
         return await self.manager.start_market(record.spec)
 
     async def stop(self, record: MarketRecord) -> MarketStatus | None:
-        """Stop the market (after any command on it under way); its orders are cancelled before this returns."""
+        """Stop the market (after any command on it under way); its orders are cancelled before this returns. In a
+        cluster: ask the cluster to stop it, and answer once its owner has stopped it and let its lease go."""
+        if self.cluster is not None:
+            return await self._cluster_stop(self._current(record))
         async with self._lock(record):
             return await self._stop(self._current(record))
+
+    # ---- in a cluster: the markets this instance owns, and commands for the others ------------------------------
+
+    async def start_owned(self, record: MarketRecord) -> MarketStatus:
+        """Start a market whose lease this instance has just claimed, on its configuration as stored now (another
+        instance may have changed it since this one loaded it)."""
+        async with self._lock(record):
+            record = self._current(record)
+            row = await trio.to_thread.run_sync(
+                self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
+            )
+            if row is not None:
+                fresh = self._make_record(row)
+                if fresh.spec is not None and (record.spec is None or fresh.spec.key == record.spec.key):
+                    self._register(fresh)
+                    record = fresh
+            return await self._start(record)
+
+    async def stop_owned(self, record: MarketRecord) -> None:
+        """Stop a market this instance runs (its orders are cancelled if the lease still allows it)."""
+        async with self._lock(record):
+            await self._stop(self._current(record))
+
+    async def reload_owned(self, record: MarketRecord) -> None:
+        """Reload a market this instance owns, asked by another instance (see :meth:`reload`)."""
+        await self._reload(record)
+
+    def _cluster_status(self, record: MarketRecord) -> MarketStatus:
+        assert self.cluster is not None
+        if self.cluster.owner_of(record) == self.cluster.member:
+            status = self.status_of(record)
+            if status is not None:
+                return status
+        return self.cluster.remote_status(record)
+
+    async def _cluster_start(self, record: MarketRecord) -> MarketStatus:
+        assert self.cluster is not None
+        if record.spec is None:
+            raise ConfigError(record.error)
+        cluster = self.cluster
+        await cluster.wish([record], "run")
+
+        def started() -> bool:
+            return self.state_of(record) not in ("starting", "stopped", "stopping")
+
+        await cluster.wait_for(started, cluster.options.ttl * 2 + 30)
+        return self._cluster_status(record)
+
+    async def _cluster_stop(self, record: MarketRecord) -> MarketStatus | None:
+        assert self.cluster is not None
+        if record.spec is None:
+            return None
+        cluster = self.cluster
+        await cluster.wish([record], "stop")
+        if cluster.owner_of(record) == cluster.member:
+            await self.stop_owned(record)
+        name = market_name(record.spec)
+        if not await cluster.wait_for(lambda: name not in cluster.holders and name not in cluster.leases,
+                                      cluster.options.ttl * 2 + 30):
+            raise MMFrameError(f"{record.id} was asked to stop, but its owner has not let it go yet")
+        return self._cluster_status(record)
 
     async def _stop(self, record: MarketRecord) -> MarketStatus | None:
         if record.spec is None or record.spec.key not in self.manager.markets:
@@ -317,7 +436,27 @@ class Service:
     async def reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
         """Read the market's configuration again from the store; if it builds (the strategy and feed accept it and
         a dry build of its book passes, see :meth:`StrategyManager.dry_build`), stop the market and start it with
-        it. If it does not, raise :class:`ReloadRefused` and leave the market as it was, on its previous config."""
+        it. If it does not, raise :class:`ReloadRefused` and leave the market as it was, on its previous config.
+        In a cluster, a market another instance owns is reloaded by its owner."""
+        cluster = self.cluster
+        if cluster is not None and record.spec is not None and cluster.owner_of(record) not in (None, cluster.member):
+            done = await cluster.ask_reload(record)
+            if done.get("error"):
+                raise ReloadRefused(str(done["error"]))
+            async with self._lock(record):  # what the owner runs now is what the store holds: show that here too
+                record = self._current(record)
+                row = await trio.to_thread.run_sync(
+                    self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
+                )
+                if row is not None:
+                    fresh = self._make_record(row)
+                    if fresh.spec is not None:
+                        self._register(fresh)
+                        record = fresh
+            return record, self._cluster_status(record)
+        return await self._reload(record)
+
+    async def _reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
         async with self._lock(record):
             record = self._current(record)
             row = await trio.to_thread.run_sync(
@@ -351,6 +490,8 @@ class Service:
                 raise ReloadRefused(f"reload of {record.id} refused, the market {keeps}: {fresh.error}")
             await self._stop(record)
             self._register(fresh)
+            if self.cluster is not None and (fresh.spec is None or not self.cluster.gate(fresh.spec)):
+                return fresh, self._cluster_status(fresh)  # not ours to run: whoever owns it runs the new config
             return fresh, await self._start(fresh)
 
     async def update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -447,16 +588,27 @@ class Service:
                 if record.spec is not None and status is not None and (
                     status.state in ACTIVE or self.manager.is_active(record.spec.key)
                 ):
-                    stopped.append(record.id)
+                    if record.id not in stopped:
+                        stopped.append(record.id)
                     await self._stop(record)
 
+        cluster = self.cluster
+        if cluster is not None:
+            # Every market of the cluster: its owner stops it. Only once no instance holds a lease is what is
+            # left under our prefix nobody's, and cancelled here.
+            stopped += [r.id for r in self.records.values() if self.state_of(r) in ACTIVE]
+            await cluster.wish([r for r in self.records.values() if r.spec is not None], "stop")
         async with trio.open_nursery() as nursery:
             for record in list(self.records.values()):
                 nursery.start_soon(stop, record)
+        held: set[str] = set()
+        if cluster is not None:
+            await cluster.wait_for(lambda: not cluster.holders and not cluster.leases, cluster.options.ttl * 2 + 30)
+            held = {r.symbol for r in self.records.values() if self.owner_of(r) is not None}
         cancelled = 0
-        unconfirmed: dict[str, str] = {}
+        unconfirmed: dict[str, str] = {s: "a market of this symbol is still held by an instance" for s in held}
         prefix = f"{self.settings.instance_id}-"
-        for symbol in sorted({r.symbol for r in self.records.values()}):
+        for symbol in sorted({r.symbol for r in self.records.values()} - held):
             try:
                 cancelled += await self.sink.cancel_all(symbol, prefix)
             except MMFrameError as exc:  # the sink cannot answer now: say so, and go on with the other symbols
