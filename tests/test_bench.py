@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("quote_path", "sink_throughput", "scale", "serve_scale", "message_efficiency", "soak")
+NAMES = ("quote_path", "sink_throughput", "scale", "serve_scale", "cluster_scale", "message_efficiency", "soak")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,18 @@ def test_serve_scale(lines: dict[str, dict[str, Any]]) -> None:
     assert figures["audit_missing"] == 0 and figures["audit_holds"] == 0
     assert figures["exit_code"] == 0 and figures["errors"] == 0
     assert line["max_markets_p99_10ms"] in (0, 3)
+
+
+def test_cluster_scale(lines: dict[str, dict[str, Any]]) -> None:
+    """``mmframe serve --workers N``: one worker, two with twice the markets, and two in a cluster; every market
+    running on one of them, the issue's fields, a clean exit."""
+    runs = lines["cluster_scale"]["results"]
+    assert [(r["workers"], r["markets"], r["cluster"]) for r in runs] == [
+        (1, 2, False), (1, 4, False), (2, 4, False), (2, 4, True)
+    ]
+    for figures in runs:
+        for key in ("workers", "markets", "p99_ms", "cpu_pct"):
+            assert key in figures, key  # the issue's field names
+        assert figures["running"] == figures["markets"]
+        assert figures["p99_ms"] is not None and figures["p99_ms"] > 0 and figures["cpu_pct"] > 0
+        assert figures["exit_code"] == 0 and figures["errors"] == 0
