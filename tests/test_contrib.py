@@ -745,8 +745,12 @@ def test_prometheus_scrapes_mmframe_and_loads_the_rules() -> None:
     job = jobs["mmframe"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
     targets = [target for static in job["static_configs"] for target in static["targets"]]
-    port = environment(compose()["services"]["mmframe"])["API_PORT"]
-    assert targets == [f"mmframe:{port}"] and port == "8081"
+    # every maker of the compose stack's cluster, each on its container's API port
+    makers = [name for name, service in compose()["services"].items()
+              if "MMFRAME_CLUSTER_REDIS" in environment(service)]
+    assert makers == ["mmframe", "mmframe-2"]
+    ports = [environment(compose()["services"][name])["API_PORT"] for name in makers]
+    assert targets == [f"{name}:{port}" for name, port in zip(makers, ports, strict=True)] and set(ports) == {"8081"}
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     assert yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
 
