@@ -289,3 +289,35 @@ def test_workers_split_the_markets_restart_a_dead_worker_and_stop_clean(tmp_path
         if "supervisor" in locals() and supervisor.poll() is None:
             supervisor.kill()
         rig.close()
+
+
+def test_a_joining_instance_gets_its_share_without_flapping_and_a_leaving_one_hands_over_at_once(
+    rig_factory: object,
+) -> None:
+    rig = rig_factory(6)
+    a, b = rig.spawn("a"), rig.spawn("b")
+    a.wait_ready()
+    b.wait_ready()
+    rig.watch(_balanced_over({a.member, b.member}, 6), 60, "6 markets shared out 3/3")
+    before = {s: next(iter(t)) for s, t in rig.sample().items()}
+    c = rig.spawn("c")
+    c.wait_ready()
+    rig.watch(_balanced_over({a.member, b.member, c.member}, 6), 30, "6 markets shared out 2/2/2")
+    rig.hold(3 * TTL)  # settled: nothing moves any more
+    after = {s: next(iter(t)) for s, t in rig.sample().items()}
+    moved = sum(1 for s in rig.symbols if before[s] != after[s])
+    assert moved == 2  # one market from each of a and b to c, and no other move (no flapping)
+    owners_seen = collections.defaultdict(list)
+    for _, owners in rig.history:
+        for symbol, tags in owners.items():
+            if tags and (not owners_seen[symbol] or owners_seen[symbol][-1] != next(iter(tags))):
+                owners_seen[symbol].append(next(iter(tags)))
+    assert all(len(seen) <= 2 for seen in owners_seen.values()), owners_seen
+    # an orderly stop releases the leases: the others take the markets over in a round or two, not a TTL
+    assert rig.stop(c) == 0
+    took = rig.watch(_balanced_over({a.member, b.member}, 6), TTL, "c's markets taken over")
+    assert took < TTL
+    assert rig.violations == [], rig.violations
+    for proc in (a, b):
+        assert rig.stop(proc) == 0
+    assert all(rig.open_orders(s) == [] for s in rig.symbols)
