@@ -138,7 +138,8 @@ def serve(demo: bool, db: str | None, sqlite: str | None, env_file: str, http: s
     except MMFrameError as exc:
         raise click.ClickException(str(exc)) from None
     log.info("Market Maker Service starting (mmframe %s): %s", __version__,
-             {**settings.describe(), "sink": sink_name})
+             {**settings.describe(), "sink": sink_name,
+              **({"worker": f"{slot[0]} of {slot[1]}, pid {os.getpid()}"} if slot is not None else {})})
     if settings.api_token == DEMO_TOKEN:
         log.warning("demo: POST endpoints take the documented demo token (set MMFRAME_API_TOKEN to choose one)")
     store = _open_store(settings)

@@ -5,7 +5,8 @@ Each worker is ``mmframe serve`` itself, with the same options and ``--worker i/
 their ids: no Redis needed) or, with a cluster configured, whatever its leases give it.
 
 The supervisor restarts a worker that dies (not one that finished: exit status 0), after a pause that doubles up to
-a limit while the worker keeps dying at once. SIGINT or SIGTERM to the supervisor is passed on once to every worker,
+a limit while the worker keeps dying at once; one that dies within seconds of its start five times in a row makes
+it stop every worker and exit 1. SIGINT or SIGTERM to the supervisor is passed on once to every worker,
 which cancels its orders and exits; a worker still running after :data:`STOP_GRACE` seconds is killed. The workers
 run in their own session, so a Ctrl-C in a terminal reaches the supervisor alone (two signals would make a worker
 stop without its cleanup), and each one stops by itself if the supervisor dies (:func:`watch_supervisor`).
@@ -34,6 +35,10 @@ RESTART_PAUSE = 1.0
 MAX_RESTART_PAUSE = 30.0
 #: A worker that ran this long before dying is restarted after the first pause again.
 HEALTHY_AFTER = 60.0
+#: A worker that dies this soon after its start, MAX_QUICK_FAILURES times in a row, is not going to start (a port
+#: in use, a broken configuration): the supervisor stops every worker and exits 1, so its own supervisor sees it.
+QUICK_FAILURE = 10.0
+MAX_QUICK_FAILURES = 5
 SUPERVISOR_ENV = "MMFRAME_SUPERVISOR_PID"
 
 
@@ -70,30 +75,61 @@ async def _supervise(count: int, args: list[str]) -> int:
     stopping = trio.Event()
     codes: dict[int, int] = {}
     processes: dict[int, trio.Process] = {}
-
-    async def keep(index: int) -> None:
-        pause = RESTART_PAUSE
-        while not stopping.is_set():
-            started = trio.current_time()
-            process = await trio.lowlevel.open_process(
-                worker_argv(args, index, count), env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-            )
-            processes[index] = process
-            log.info("supervisor: worker %d started (pid %d)", index, process.pid)
-            code = await process.wait()
-            codes[index] = code
-            if stopping.is_set() or code == 0:
-                return
-            if trio.current_time() - started > HEALTHY_AFTER:
-                pause = RESTART_PAUSE
-            log.error("supervisor: worker %d (pid %d) died (%s); restarting it in %.0fs", index, process.pid,
-                      _describe_exit(code), pause)
-            with trio.move_on_after(pause):
-                await stopping.wait()
-            pause = min(pause * 2, MAX_RESTART_PAUSE)
+    failed_for_good: list[int] = []
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+
+            def stop_all() -> None:
+                """Pass SIGTERM on to every worker once; kill those still running after STOP_GRACE."""
+                if stopping.is_set():
+                    return
+                stopping.set()
+                for process in processes.values():
+                    if process.returncode is None:
+                        process.send_signal(signal.SIGTERM)
+                nursery.start_soon(reap)
+
+            async def reap() -> None:
+                await trio.sleep(STOP_GRACE)
+                for process in processes.values():
+                    if process.returncode is None:
+                        log.error("supervisor: worker pid %d did not stop within %ss: killing it", process.pid,
+                                  STOP_GRACE)
+                        process.kill()
+
+            async def keep(index: int) -> None:
+                pause = RESTART_PAUSE
+                quick = 0  # failures in a row, each soon after its start
+                while not stopping.is_set():
+                    started = trio.current_time()
+                    process = await trio.lowlevel.open_process(
+                        worker_argv(args, index, count), env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                    )
+                    processes[index] = process
+                    log.info("supervisor: worker %d started (pid %d)", index, process.pid)
+                    code = await process.wait()
+                    if stopping.is_set() and code == -signal.SIGTERM:
+                        code = 0  # ended by our own SIGTERM before it could handle it: it had not begun quoting
+                    codes[index] = code
+                    if stopping.is_set() or code == 0:
+                        return
+                    lived = trio.current_time() - started
+                    if lived > HEALTHY_AFTER:
+                        pause, quick = RESTART_PAUSE, 0
+                    quick = quick + 1 if lived < QUICK_FAILURE else 0
+                    if quick >= MAX_QUICK_FAILURES:
+                        log.error("supervisor: worker %d died %d times in a row within %gs of its start (%s): giving "
+                                  "up, stopping every worker", index, quick, QUICK_FAILURE, _describe_exit(code))
+                        failed_for_good.append(index)
+                        stop_all()
+                        return
+                    log.error("supervisor: worker %d (pid %d) died (%s); restarting it in %.0fs", index, process.pid,
+                              _describe_exit(code), pause)
+                    with trio.move_on_after(pause):
+                        await stopping.wait()
+                    pause = min(pause * 2, MAX_RESTART_PAUSE)
+
             async with trio.open_nursery() as workers:
                 for index in range(count):
                     workers.start_soon(keep, index)
@@ -102,16 +138,7 @@ async def _supervise(count: int, args: list[str]) -> int:
                     async for signum in signals:
                         log.info("supervisor: received %s: stopping the workers", signal.Signals(signum).name)
                         break
-                    stopping.set()
-                    for process in processes.values():
-                        if process.returncode is None:
-                            process.send_signal(signal.SIGTERM)
-                    await trio.sleep(STOP_GRACE)
-                    for process in processes.values():
-                        if process.returncode is None:
-                            log.error("supervisor: worker pid %d did not stop within %ss: killing it", process.pid,
-                                      STOP_GRACE)
-                            process.kill()
+                    stop_all()
 
                 nursery.start_soon(on_signal)
             nursery.cancel_scope.cancel()
@@ -121,7 +148,7 @@ async def _supervise(count: int, args: list[str]) -> int:
         log.error("supervisor: workers ended with %s", ended)
     else:
         log.info("supervisor: every worker stopped cleanly")
-    return 1 if failed else 0
+    return 1 if failed or failed_for_good else 0
 
 
 def _describe_exit(code: int) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "BoundsRequestTime",
     "Engine",
     "ExchangeFeed",
+    "GatesRequests",
     "KeepsLocalBooks",
     "Named",
     "OrderSink",
@@ -302,6 +303,20 @@ class BoundsRequestTime(Protocol):
 
     @property
     def request_timeout(self) -> float: ...
+
+
+@runtime_checkable
+class GatesRequests(Protocol):
+    """A sink that queues, batches or retries requests, and asks a market's gate before every attempt.
+
+    ``set_gate(prefix, may_send)`` installs *may_send* for the orders whose client id starts with *prefix* (``None``
+    removes it). Before each attempt to send a place, a cancel or a cancel-all for such orders, the sink calls
+    ``may_send()``; when it says no, those orders are not sent (a place never sent ends ``expired`` with a reason, a
+    cancel is dropped): the market has lost the right to send, and whoever has it now cleans up. With
+    :class:`BoundsRequestTime`, nothing the sink sends for a market lands later than ``request_timeout`` after its
+    gate closed. Must be cheap: it is asked per order."""
+
+    def set_gate(self, prefix: str, may_send: Callable[[], bool] | None) -> None: ...
 
 
 @runtime_checkable

@@ -128,7 +128,7 @@ class Rig:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def spawn(self, name: str, *extra: str, workers: int | None = None) -> Proc:
+    def spawn(self, name: str, *extra: str, workers: int | None = None, db: Path | None = None) -> Proc:
         env = self._env()
         env.update({
             "MATCH_ENGINE_ENDPOINT": self.engine_url,
@@ -140,7 +140,7 @@ class Rig:
             "MMFRAME_API_TOKEN": "cluster-test-token",
         })
         log_path = self.tmp / f"{name}.log"
-        args = [sys.executable, "-m", "mmframe", "serve", "--sqlite", str(self.db), "--env-file", os.devnull,
+        args = [sys.executable, "-m", "mmframe", "serve", "--sqlite", str(db or self.db), "--env-file", os.devnull,
                 "--api-port", "0", "--status-interval", "3600", *extra]
         if workers is not None:
             args += ["--workers", str(workers)]

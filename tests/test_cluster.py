@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster_rig import Rig
+from .cluster_rig import Rig, write_store
 
 TTL = 4.0
 
@@ -321,3 +321,40 @@ def test_a_joining_instance_gets_its_share_without_flapping_and_a_leaving_one_ha
     for proc in (a, b):
         assert rig.stop(proc) == 0
     assert all(rig.open_orders(s) == [] for s in rig.symbols)
+
+
+def test_a_worker_that_cannot_start_makes_the_supervisor_give_up(tmp_path: Path) -> None:
+    """A worker that dies within seconds of its start again and again (here: its API port is taken) is not
+    restarted for ever: the supervisor stops the other worker (its orders cancelled) and exits 1."""
+    port = _free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MMFRAME_", "API_PORT", "MATCH_ENGINE"))}
+        env["API_PORT"] = str(port)
+        result = subprocess.run(
+            [sys.executable, "-m", "mmframe", "serve", "--demo", "--workers", "2", "--env-file", os.devnull],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "worker 1 died 5 times in a row" in result.stderr
+    assert "Open orders left on the paper book: BTC/USDT 0" in result.stderr  # worker 0 stopped clean
+
+
+def test_an_instance_that_can_run_no_market_leaves_none_dark(rig_factory: object, tmp_path: Path) -> None:
+    """An instance whose store gives it no market (a wrong database, a missing plugin in a rolling upgrade) joins
+    the cluster: it does not count in the shares, so no market goes dark; and a market only some instances can
+    run is still run."""
+    rig = rig_factory(12)
+    a, b = rig.spawn("a"), rig.spawn("b")
+    a.wait_ready()
+    b.wait_ready()
+    rig.watch(_balanced_over({a.member, b.member}, 12), 60, "12 markets shared out 6/6")
+    empty = tmp_path / "empty.sqlite"
+    write_store(empty, 0)
+    c = rig.spawn("c", db=empty)
+    c.wait_ready()
+    rig.hold(4 * TTL / 6 * 3)  # a few rounds with c in the cluster
+    assert all(len(owners) == 1 for _, sample in rig.history[-5:] for owners in sample.values())
+    view = rig.cluster_view(a)
+    assert c.member in view["instances"] and view["instances"][c.member]["runnable"] == 0
+    assert rig.violations == [], rig.violations

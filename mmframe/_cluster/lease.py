@@ -258,11 +258,7 @@ class LeaseClient:
             return list(pipe.execute())
 
         desired, reload, reloaded = await self._call(read)
-        return (
-            {k.decode(): v.decode() for k, v in desired.items()},
-            {k.decode(): int(v) for k, v in reload.items()},
-            {k.decode(): json.loads(v) for k, v in reloaded.items()},
-        )
+        return _strings(desired), _generations(reload), _reload_reports(reloaded)
 
     async def wish(self, markets: list[str], state: str) -> None:
         """Ask the cluster to run (``"run"``) or stop (``"stop"``) *markets*."""
@@ -303,7 +299,7 @@ class LeaseClient:
         """The instances alive now (their heartbeat has not expired), with what each announced; those expired are
         forgotten on the way."""
         flat = await self._run(_INSTANCES, self._instance_keys, [])
-        return {flat[i].decode(): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {flat[i].decode(errors="replace"): _json_object(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     @property
     def _instance_keys(self) -> list[str]:
@@ -339,6 +335,44 @@ class LeaseClient:
             return operation(self._client)
 
         return await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
+
+
+# What other instances (perhaps of another version) wrote is read entry by entry: one bad entry is skipped, never a
+# reason for a round to fail.
+
+
+def _strings(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+
+
+def _generations(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key.decode(errors="replace")] = int(value)
+        except ValueError:
+            continue
+    return out
+
+
+def _reload_reports(raw: Mapping[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, value in raw.items():
+        report = _json_object(value)
+        try:
+            report["generation"] = int(report.get("generation", 0))
+        except (TypeError, ValueError):
+            continue
+        out[key.decode(errors="replace")] = report
+    return out
+
+
+def _json_object(value: bytes | None) -> dict[str, Any]:
+    try:
+        data = json.loads(value) if value is not None else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _check_name(what: str, name: str) -> None:

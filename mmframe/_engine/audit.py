@@ -46,8 +46,10 @@ class OrderAudit:
         sink_degraded: Callable[[], bool],
         drain: Callable[[], None],
         apply: Callable[[OrderEvent], None],
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         self.spec = spec
+        self._may_send = may_send  # asked again right before the cancels (a cluster's lease may end meanwhile)
         self.sink = sink
         self.tracker = tracker
         self.client_prefix = client_prefix
@@ -115,7 +117,7 @@ class OrderAudit:
                 )
             for coid in retried:
                 self.tracker.mark_cancel_requested(coid, now)  # the grace starts again
-            if to_cancel or retried:
+            if (to_cancel or retried) and (self._may_send is None or self._may_send()):
                 try:
                     await self.sink.cancel(symbol, to_cancel + retried)
                 except Exception as exc:

@@ -305,6 +305,8 @@ class StrategyManager:
         """Start a market and return once it quotes (or has failed to start; its status says why)."""
         if self._markets is None:
             raise MMFrameError("the engine is not running")
+        if self._stopping:
+            raise MMFrameError("the engine is stopping: no market starts now")
         handle = self._handles.get(spec.key)
         if handle is not None and not handle.stopped.is_set():
             raise MMFrameError(f"market {spec.key} is already running")

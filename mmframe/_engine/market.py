@@ -42,7 +42,15 @@ from .._models import (
     Side,
 )
 from ..feedtools import FeedSymbolStats
-from ..protocols import ExchangeFeed, OrderSink, Position, ReportsDegraded, ReportsSymbolStatistics, Strategy
+from ..protocols import (
+    ExchangeFeed,
+    GatesRequests,
+    OrderSink,
+    Position,
+    ReportsDegraded,
+    ReportsSymbolStatistics,
+    Strategy,
+)
 from .audit import OrderAudit
 from .clientid import ClientIds
 from .context import MarketContext
@@ -141,6 +149,10 @@ class MarketRunner:
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
         self.ids = ClientIds(f"{client_prefix}{id_tag}." if id_tag else client_prefix)
+        #: What this run's own orders start with: the market's prefix, and in a cluster this instance's tag. The
+        #: cancels on the way out name it (an earlier owner's orders are cancelled by the market's start, whose
+        #: prefix is the market's alone; a late cancel of ours must never reach the next owner's orders).
+        self.own_prefix = self.ids.prefix
         #: Whether the market may send to the sink now (a cluster's lease, see StrategyManager.gate); checked before
         #: every step's orders, the reconciliation, and the cancels on the way in and out.
         self.may_send = may_send
@@ -160,6 +172,7 @@ class MarketRunner:
         self.audit = OrderAudit(
             spec, sink, self.tracker, client_prefix,
             log=self.log, sink_degraded=self._sink_degraded, drain=self._drain_events, apply=self._apply,
+            may_send=may_send,
         )
         self._local_depth: DepthSnapshot | None = None
         self._next_local_depth = 0.0
@@ -186,6 +199,10 @@ class MarketRunner:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         symbol, prefix = self.market.symbol, self.client_prefix
         sink_sub = self.sink.subscribe(symbol, prefix, self.inbox.push_event)
+        gated = self.may_send is not None and isinstance(self.sink, GatesRequests)
+        if gated:
+            # The sink asks the gate too, before every attempt of what it queued or retries for us.
+            self.sink.set_gate(self.own_prefix, self.may_send)  # type: ignore[union-attr]
         feed_sub = None
         extra_subs: list[Any] = []
         started = False
@@ -260,7 +277,11 @@ class MarketRunner:
             try:
                 self.strategy.on_stop(self.ctx)
             finally:
-                await self._cleanup(sink_sub)
+                try:
+                    await self._cleanup(sink_sub)
+                finally:
+                    if gated:
+                        self.sink.set_gate(self.own_prefix, None)  # type: ignore[union-attr]
 
     def _forget_interrupted(self, orders: Sequence[Order]) -> None:
         """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
@@ -327,8 +348,9 @@ class MarketRunner:
             self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
 
     async def _cleanup(self, sink_sub: Any) -> None:
-        """Cancel every order with our prefix and check none is left; shielded and bounded in time."""
-        symbol, prefix = self.market.symbol, self.client_prefix
+        """Cancel every order of this run (:attr:`own_prefix`) and check none is left; shielded and bounded in
+        time."""
+        symbol, prefix = self.market.symbol, self.own_prefix
         left: list[Order] = []
         with trio.CancelScope(shield=True):
             with trio.move_on_after(self.spec.cleanup_timeout) as scope:
@@ -586,6 +608,8 @@ class MarketRunner:
         now = trio.current_time()
         await self.pipeline.cancel(plan.cancels, extra_cancels, now)
         if not plan.places and not immediate:
+            return
+        if not self._may_send():  # the cancels took a while, and the right to send ended meanwhile
             return
         risk = self.spec.risk
         fresh = self.last_tick is not None and not self.stale and not self.doubt

@@ -58,6 +58,18 @@ log = logging.getLogger("mmframe.cluster")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+#: Rounds a wanted market must stay free before an instance claims it over its share.
+OVERFLOW_ROUNDS = 3
+
+
+def _runnable(info: dict[str, Any]) -> int:
+    """How many markets an instance announced it can run (an older announcement without it: some)."""
+    try:
+        return int(info.get("runnable", 1))
+    except (TypeError, ValueError):
+        return 0
+
+
 class ClusterUnavailable(MMFrameError):
     """The cluster's Redis cannot be reached: a command that must go through it cannot be carried out now (the API
     answers 503)."""
@@ -71,6 +83,14 @@ def new_member() -> str:
 def market_name(spec: MarketSpec) -> str:
     """A market's name in the cluster, the middle of its client-id prefix: ``BTCUSDT1``."""
     return f"{compact_symbol(spec.market.symbol)}{int(spec.market.market_type)}"
+
+
+def record_name(record: MarketRecord) -> str:
+    """The cluster's name of a configured market, also of one whose configuration does not load here (another
+    instance may run it)."""
+    if record.spec is not None:
+        return market_name(record.spec)
+    return f"{compact_symbol(record.symbol)}{int(record.row.market_type)}"
 
 
 @attrs.frozen
@@ -103,11 +123,13 @@ class ClusterOptions:
         return self.ttl / 6
 
     def check(self) -> None:
-        if self.margin * 2 > self.ttl:
+        # A lease is valid for ttl - margin after its renewal was sent, and its market is stopped a margin before
+        # that: ttl - 2 * margin must leave two rounds, or one slow renewal stops markets that are fine.
+        if self.margin * 3 > self.ttl:
             raise MMFrameError(
                 f"the cluster's lease time to live ({self.ttl:g}s) is too short for the sink's request timeout "
-                f"({self.request_timeout:g}s): it must be at least twice that. Raise MMFRAME_LEASE_TTL or lower the "
-                "sink's timeout"
+                f"({self.request_timeout:g}s): it must be at least three times that. Raise MMFRAME_LEASE_TTL or "
+                "lower the sink's timeout"
             )
 
 
@@ -143,6 +165,8 @@ class Cluster:
         self._busy: set[str] = set()  # markets being started, stopped or reloaded by this instance
         self._leaving: set[str] = set()  # markets being given up or stopped after a lost lease
         self._reload_seen: dict[str, int] = {}
+        self._free_rounds: dict[str, int] = {}  # market -> consecutive rounds it was wanted and free
+        self._cooldown: dict[str, float] = {}  # market -> not claimed again before (its start failed here)
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
         self._outage_logged = False
@@ -167,6 +191,9 @@ class Cluster:
                     try:
                         await self.round()
                     except BRIDGE_ERRORS as exc:
+                        self._lost_contact(exc)
+                    except Exception as exc:  # a bug, or something unreadable in Redis: no renewal this round
+                        log.exception("cluster: a round failed")
                         self._lost_contact(exc)
                     if self.rounds >= 2 or (not self.connected and self.rounds >= 1):
                         self.ready.set()
@@ -220,6 +247,12 @@ class Cluster:
         if self.closing:
             return
         wanted = {name for name, record in records.items() if self._wanted(name, record)}
+        for name in list(self._free_rounds):
+            if name not in wanted or name in holders:
+                del self._free_rounds[name]
+        for name in wanted:
+            if name not in holders:
+                self._free_rounds[name] = self._free_rounds.get(name, 0) + 1
         for name in list(self.leases):
             if name not in wanted and name not in self._busy:
                 self._spawn(self._give_up, name, "stopped by an operator")
@@ -232,7 +265,8 @@ class Cluster:
         await self._share(records, wanted, instances, holders)
 
     def _records(self) -> dict[str, MarketRecord]:
-        return {market_name(r.spec): r for r in self.service.records.values() if r.spec is not None}
+        """Every configured market by its cluster name (those whose configuration does not load here too)."""
+        return {record_name(r): r for r in self.service.records.values()}
 
     def _wanted(self, name: str, record: MarketRecord) -> bool:
         wish = self.desired.get(name)
@@ -245,26 +279,50 @@ class Cluster:
         instances: dict[str, dict[str, Any]],
         holders: dict[str, tuple[str, int]],
     ) -> None:
-        live = set(instances) | {self.member}
+        """Give up what is over the share, or claim up to it (see the module documentation).
+
+        Only the instances that can run markets count (an instance whose store or plugins give it none announces
+        ``runnable: 0``); a wanted market nobody took for :data:`OVERFLOW_ROUNDS` rounds is claimed by any
+        instance that can run it, over its share (liveness: a market only some instances can run, or shares
+        counted with an instance that cannot take them, must not stay dark); a market is given up only while
+        another instance has room, so such a market is not handed back and forth."""
+        runnable = {name for name in wanted if records[name].spec is not None}
+        live = {m for m, info in instances.items() if _runnable(info) > 0}
+        if runnable:
+            live.add(self.member)
+        else:
+            live.discard(self.member)
         count = len(wanted)
-        ceil, floor = (math.ceil(count / len(live)), count // len(live)) if count else (0, 0)
+        if not live or not runnable:
+            return
+        ceil, floor = math.ceil(count / len(live)), count // len(live)
         mine = [name for name in self.leases if name in wanted and name not in self._busy]
         owned = Counter(owner for name, (owner, _) in holders.items() if name in wanted and owner in live)
-        if len(mine) > ceil:
-            for name in random.sample(mine, len(mine) - ceil):
+        owned[self.member] = len(mine)
+        others = [i for i in live if i != self.member]
+        room = sum(max(ceil - owned.get(i, 0), 0) for i in others)
+        if len(mine) > ceil and room:
+            for name in random.sample(mine, min(len(mine) - ceil, room)):
                 self._spawn(self._give_up, name, f"more than the fair share ({ceil} of {count} markets)")
             return
-        if len(mine) > floor and any(owned.get(i, 0) < floor for i in live if i != self.member):
+        if len(mine) > floor and any(owned.get(i, 0) < floor for i in others):
             self._spawn(self._give_up, random.choice(mine), "another instance holds less than its share")
             return
-        free = [n for n in wanted if n not in holders and n not in self.leases and n not in self._busy]
+        now = trio.current_time()
+        free = [n for n in runnable if n not in holders and n not in self.leases and n not in self._busy
+                and self._cooldown.get(n, 0) <= now]
         free_now = set(free)
         if len(mine) >= floor:
             free = [n for n in free if n in self._free_before]  # those below the floor have first pick
         self._free_before = free_now
-        room = (floor if len(mine) < floor else ceil) - len(mine)
+        space = (floor if len(mine) < floor else ceil) - len(mine)
         random.shuffle(free)
-        for name in free[:max(room, 0)]:
+        chosen = free[:max(space, 0)]
+        if not chosen:
+            # Nobody took these for a while (every instance at its share, or only we can run them): ours.
+            overdue = [n for n in free_now if self._free_rounds.get(n, 0) >= OVERFLOW_ROUNDS]
+            chosen = random.sample(overdue, min(len(overdue), 1))
+        for name in chosen:
             lease = await self.client.claim(name, self.member)
             if lease is None:
                 continue  # another instance was quicker
@@ -284,6 +342,8 @@ class Cluster:
             await job(name, *args)
         except MMFrameError as exc:
             log.error("cluster: %s of %s failed: %s", job.__name__.strip("_"), name, exc)
+        except Exception:  # a bug in one market's job must not take the instance's other markets down
+            log.exception("cluster: %s of %s failed", job.__name__.strip("_"), name)
         finally:
             if job in (self._give_up, self._stop_lost):
                 self._leaving.discard(name)
@@ -297,12 +357,18 @@ class Cluster:
         if record is None:
             return
         log.info("cluster: %s is ours (fence %d): starting it", name, self.leases[name].fence)
-        await self.service.start_owned(record)
+        try:
+            error = await self.service.start_owned(record)
+        except Exception as exc:  # the store, a feed: this instance cannot start it now; another may
+            log.error("cluster: could not start %s (%s): giving it up for %gs", name, exc, self.options.ttl)
+            self._cooldown[name] = trio.current_time() + self.options.ttl
+            await self._give_up(name, "its start failed here")
+            return
         asked = self.reload_asked.get(name, 0)
         if asked > int(self.reload_done.get(name, {}).get("generation", 0)):
             # A reload asked of the previous owner, which never answered: this start read the configuration anew.
             try:
-                await self.client.reloaded(name, asked, self.member, "")
+                await self.client.reloaded(name, asked, self.member, error)
             except BRIDGE_ERRORS as exc:
                 log.warning("cluster: could not report the reload of %s: %s", name, exc)
 
@@ -398,13 +464,12 @@ class Cluster:
             "api": service.api_binds[0] if service.api_binds else None,
             "instance_id": service.settings.instance_id,
             "started": round(self.started_wall, 3),
+            "runnable": sum(1 for record in service.records.values() if record.spec is not None),
             "markets": states,
         }
 
     def owner_of(self, record: MarketRecord) -> str | None:
-        if record.spec is None:
-            return None
-        name = market_name(record.spec)
+        name = record_name(record)
         if name in self.leases:
             return self.member
         holder = self.holders.get(name)
@@ -413,8 +478,7 @@ class Cluster:
     def remote_state(self, record: MarketRecord) -> str:
         """The state of a market another instance owns, as its heartbeat said; ``starting`` for a wanted market
         nobody holds yet, ``stopped`` for one nobody should run."""
-        assert record.spec is not None
-        name = market_name(record.spec)
+        name = record_name(record)
         holder = self.holders.get(name)
         if holder is not None:
             state = self.instances.get(holder[0], {}).get("markets", {}).get(name)
@@ -455,7 +519,7 @@ class Cluster:
     # ---- commands from any instance -------------------------------------------------------------------------
 
     async def wish(self, records: list[MarketRecord], state: str) -> None:
-        names = [market_name(r.spec) for r in records if r.spec is not None]
+        names = [record_name(r) for r in records]
         try:
             await self.client.wish(names, state)
         except BRIDGE_ERRORS as exc:
@@ -464,17 +528,21 @@ class Cluster:
         self.wake()
 
     async def wait_for(self, check: Callable[[], bool], seconds: float) -> bool:
-        """Wait (rounds woken early) until *check* holds, at most *seconds*."""
+        """Wait (rounds woken early) until *check* holds, at most *seconds*; :class:`ClusterUnavailable` as soon as
+        a round finds Redis gone (the answer cannot come then)."""
+        rounds = self.rounds
         with trio.move_on_after(seconds):
             while not check():
+                if not self.connected and self.rounds > rounds:
+                    raise ClusterUnavailable("the cluster's Redis cannot be reached: the owner cannot be told or "
+                                             "heard now (the markets stop on their own before their leases end)")
                 self.wake()
                 await trio.sleep(min(0.1, self.interval))
             return True
         return False
 
     async def ask_reload(self, record: MarketRecord) -> dict[str, Any]:
-        assert record.spec is not None
-        name = market_name(record.spec)
+        name = record_name(record)
         try:
             generation = await self.client.ask_reload(name)
         except BRIDGE_ERRORS as exc:

@@ -32,7 +32,7 @@ from .._store import FillRecord, MarketRow, Store
 from .._symbols import compact_symbol
 from ..protocols import OrderSink
 from .audit import AuditTrail
-from .cluster import Cluster, ClusterOptions, market_name
+from .cluster import Cluster, ClusterOptions, ClusterUnavailable, record_name
 from .specs import check_feeds, market_symbol, spec_from_row
 
 __all__ = ["ACTIVE", "MarketRecord", "ReloadRefused", "Service", "UnknownMarket"]
@@ -293,9 +293,13 @@ class Service:
         over at once)."""
         if self.cluster is not None:
             self.cluster.closing = True  # no claim from now on; renewals go on while the markets cancel
-        await self.manager.aclose()
-        if self.cluster is not None:
-            await self.cluster.leave()
+        try:
+            await self.manager.aclose()
+        finally:
+            if self.cluster is not None:
+                # Shielded, with a budget of its own: also when the stop's own time ran out (a market's own
+                # orders carry its tag, so a cancel still on its way cannot reach the next owner's).
+                await self.cluster.leave()
         await self.audit.flush()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -369,11 +373,13 @@ class Service:
 
     # ---- in a cluster: the markets this instance owns, and commands for the others ------------------------------
 
-    async def start_owned(self, record: MarketRecord) -> MarketStatus:
+    async def start_owned(self, record: MarketRecord) -> str:
         """Start a market whose lease this instance has just claimed, on its configuration as stored now (another
-        instance may have changed it since this one loaded it)."""
+        instance may have changed it since this one loaded it). Returns why the stored configuration could not be
+        used (the market then runs on the one this instance had), ``""`` when it was."""
         async with self._lock(record):
             record = self._current(record)
+            error = ""
             row = await trio.to_thread.run_sync(
                 self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
             )
@@ -382,7 +388,14 @@ class Service:
                 if fresh.spec is not None and (record.spec is None or fresh.spec.key == record.spec.key):
                     self._register(fresh)
                     record = fresh
-            return await self._start(record)
+                elif fresh.error:
+                    error = fresh.error
+                    log.error("Strategy [%s] taken over: its stored configuration cannot be used (%s); it runs on "
+                              "the one loaded before", record.id, error)
+            if record.spec is None:
+                raise ConfigError(record.error or error)
+            await self._start(record)
+            return error
 
     async def stop_owned(self, record: MarketRecord) -> None:
         """Stop a market this instance runs (its orders are cancelled if the lease still allows it)."""
@@ -394,7 +407,7 @@ class Service:
         await self._reload(record)
 
     def _cluster_status(self, record: MarketRecord) -> MarketStatus:
-        assert self.cluster is not None
+        assert self.cluster is not None and record.spec is not None
         if self.cluster.owner_of(record) == self.cluster.member:
             status = self.status_of(record)
             if status is not None:
@@ -407,6 +420,15 @@ class Service:
             raise ConfigError(record.error)
         cluster = self.cluster
         await cluster.wish([record], "run")
+        owner = cluster.owner_of(record)
+        if owner == cluster.member:  # ours: started here, as outside a cluster (a halted or failed one again)
+            async with self._lock(record):
+                return await self._start(self._current(record))
+        if owner is not None and self.state_of(record) in ("failed", "halted", "stopped"):
+            # Held by another instance that does not run it (halted, failed): its owner starts it again.
+            done = await cluster.ask_reload(record)
+            if done.get("error"):
+                raise ReloadRefused(str(done["error"]))
 
         def started() -> bool:
             return self.state_of(record) not in ("starting", "stopped", "stopping")
@@ -416,17 +438,15 @@ class Service:
 
     async def _cluster_stop(self, record: MarketRecord) -> MarketStatus | None:
         assert self.cluster is not None
-        if record.spec is None:
-            return None
         cluster = self.cluster
         await cluster.wish([record], "stop")
         if cluster.owner_of(record) == cluster.member:
             await self.stop_owned(record)
-        name = market_name(record.spec)
+        name = record_name(record)
         if not await cluster.wait_for(lambda: name not in cluster.holders and name not in cluster.leases,
                                       cluster.options.ttl * 2 + 30):
             raise MMFrameError(f"{record.id} was asked to stop, but its owner has not let it go yet")
-        return self._cluster_status(record)
+        return self._cluster_status(record) if record.spec is not None else None
 
     async def _stop(self, record: MarketRecord) -> MarketStatus | None:
         if record.spec is None or record.spec.key not in self.manager.markets:
@@ -593,22 +613,42 @@ class Service:
                     await self._stop(record)
 
         cluster = self.cluster
+        unconfirmed: dict[str, str] = {}
         if cluster is not None:
             # Every market of the cluster: its owner stops it. Only once no instance holds a lease is what is
-            # left under our prefix nobody's, and cancelled here.
-            stopped += [r.id for r in self.records.values() if self.state_of(r) in ACTIVE]
-            await cluster.wish([r for r in self.records.values() if r.spec is not None], "stop")
+            # left under our prefix nobody's, and cancelled here. This instance's own markets stop first, whatever
+            # Redis does.
+            stopped += [r.id for r in self.records.values() if self.owner_of(r) not in (None, cluster.member)
+                        and self.state_of(r) in ACTIVE]
+            try:
+                await cluster.wish(list(self.records.values()), "stop")
+            except ClusterUnavailable as exc:
+                unconfirmed["cluster"] = str(exc)
         async with trio.open_nursery() as nursery:
             for record in list(self.records.values()):
                 nursery.start_soon(stop, record)
         held: set[str] = set()
         if cluster is not None:
-            await cluster.wait_for(lambda: not cluster.holders and not cluster.leases, cluster.options.ttl * 2 + 30)
+            if "cluster" not in unconfirmed:
+                try:
+                    await cluster.wait_for(lambda: not cluster.holders and not cluster.leases,
+                                           cluster.options.ttl * 2 + 30)
+                except ClusterUnavailable as exc:
+                    unconfirmed["cluster"] = str(exc)
             held = {r.symbol for r in self.records.values() if self.owner_of(r) is not None}
+            why = "a market of this symbol is still held by an instance"
+            if "cluster" in unconfirmed:
+                held = {r.symbol for r in self.records.values()}  # nobody can tell who holds what: touch nothing
+                why = "not swept: without Redis nobody can tell which instance holds it"
+            unconfirmed.update(dict.fromkeys(held, why))
         cancelled = 0
-        unconfirmed: dict[str, str] = {s: "a market of this symbol is still held by an instance" for s in held}
         prefix = f"{self.settings.instance_id}-"
-        for symbol in sorted({r.symbol for r in self.records.values()} - held):
+        sweep = [(symbol, prefix) for symbol in sorted({r.symbol for r in self.records.values()} - held)]
+        if self.slot is not None:
+            # A worker of a fixed split: other workers run other markets of these symbols on the same engine.
+            sweep = sorted({(r.symbol, self.manager.client_prefix(r.spec)) for r in self.records.values()
+                            if r.spec is not None})
+        for symbol, prefix in sweep:
             try:
                 cancelled += await self.sink.cancel_all(symbol, prefix)
             except MMFrameError as exc:  # the sink cannot answer now: say so, and go on with the other symbols

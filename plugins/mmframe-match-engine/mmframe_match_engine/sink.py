@@ -64,6 +64,10 @@ __all__ = ["EngineRejected", "MatchEngineSink", "SinkUnavailable"]
 log = logging.getLogger("mmframe.match_engine")
 
 
+class _NotSent(Exception):
+    """Every order of a request was stopped by its market's gate before an attempt: nothing more is sent."""
+
+
 class SinkUnavailable(MMFrameError):
     """The match engine cannot be reached now (the circuit is open, or every retry failed)."""
 
@@ -161,6 +165,9 @@ class MatchEngineSink:
         # a cancel answer already told its end is a repetition, not another process's order.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._cancel_wanted: dict[str, str] = {}  # client id -> symbol: cancels still to be confirmed
+        # GatesRequests: client-id prefix -> may the orders under it be sent now? (asked before every attempt)
+        self._gates: dict[str, Callable[[], bool]] = {}
+        self._gate_lengths: list[int] = []
         # client id -> cancel requests for it under way: while one is, the order's news does not send another
         self._cancelling: dict[str, int] = {}
         self._bucket: _TokenBucket | None = None
@@ -193,6 +200,36 @@ class MatchEngineSink:
         """One attempt's timeout (:class:`~mmframe.protocols.BoundsRequestTime`): a request lands within it or is
         given up; a cancelled call sends nothing more."""
         return float(self.config.timeout)
+
+    # ---- gates (GatesRequests) ----------------------------------------------------------------------------------
+
+    def set_gate(self, prefix: str, may_send: Callable[[], bool] | None) -> None:
+        """Ask *may_send* before every attempt to send something for the orders whose client id starts with
+        *prefix* (:class:`~mmframe.protocols.GatesRequests`); ``None`` removes the gate."""
+        if may_send is None:
+            self._gates.pop(prefix, None)
+        else:
+            self._gates[prefix] = may_send
+        self._gate_lengths = sorted({len(p) for p in self._gates})
+
+    def _may_send(self, client_id_or_prefix: str) -> bool:
+        gates = self._gates
+        if not gates:
+            return True
+        for length in self._gate_lengths:
+            gate = gates.get(client_id_or_prefix[:length])
+            if gate is not None:
+                return gate()
+        return True
+
+    def _not_sent(self, request: OrderRequest) -> None:
+        """A place its market's gate stopped before an attempt: it ends here (if an earlier attempt reached the
+        engine after all, it landed while the market could still send, and whoever may send now cancels it)."""
+        self._mirror.pop(request.client_order_id, None)
+        self._unverified.pop(request.client_order_id, None)
+        self._remember_finished(request.client_order_id)
+        self._emit(OrderEvent(OrderEventKind.EXPIRED, request.client_order_id, request.symbol,
+                              reason="not sent: the market may not send now"))
 
     # ---- running ----------------------------------------------------------------------------------------------
 
@@ -229,6 +266,10 @@ class MatchEngineSink:
                 self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol,
                                       reason="match engine unavailable (circuit open)"))
                 continue
+            if not self._may_send(request.client_order_id):
+                self._emit(OrderEvent(OrderEventKind.EXPIRED, request.client_order_id, request.symbol,
+                                      reason="not sent: the market may not send now"))
+                continue
             self._mirror[request.client_order_id] = _Mirror(request.symbol, request.side)
             self._queue.append(request)
         if self._queue:
@@ -245,7 +286,7 @@ class MatchEngineSink:
                 # Our own cancel, not a refusal: the order ends cancelled (pending → cancelled), without a fill.
                 self._mirror.pop(coid, None)
                 self._emit(OrderEvent(OrderEventKind.CANCELLED, coid, symbol, reason="cancelled before it was sent"))
-        to_send = [coid for coid in client_order_ids if coid not in queued]
+        to_send = [coid for coid in client_order_ids if coid not in queued and self._may_send(coid)]
         for coid in to_send:
             self._cancel_wanted[coid] = symbol
         if not to_send:
@@ -260,7 +301,14 @@ class MatchEngineSink:
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         body = {"symbol": symbol, "account": self.config.account, "prefix": prefix}
-        data = await self._request("POST", "/api/v1/orders/cancel-all", body)
+        if not self._may_send(prefix):
+            await trio.lowlevel.checkpoint()
+            return 0
+        try:
+            data = await self._request("POST", "/api/v1/orders/cancel-all", body,
+                                       attempt_body=lambda: body if self._may_send(prefix) else None)
+        except _NotSent:
+            return 0
         cancelled = _list(data, "cancelled")
         for coid in cancelled:
             self._cancel_wanted.pop(coid, None)
@@ -286,8 +334,20 @@ class MatchEngineSink:
 
     # ---- requests: rate limit, retries, circuit breaker -------------------------------------------------------
 
-    async def _request(self, method: str, path: str, body: Any = None, *, params: Any = None) -> dict[str, Any]:
-        """One request with retries. Raises :class:`SinkUnavailable` or :class:`EngineRejected`."""
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: Any = None,
+        attempt_body: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """One request with retries. Raises :class:`SinkUnavailable` or :class:`EngineRejected`.
+
+        With *attempt_body*, the body of each attempt is what it returns just before the attempt is sent (after
+        the rate limiter's wait): the markets' gates are asked then; ``None`` sends nothing more and raises
+        :class:`_NotSent`."""
         client, bucket = self._client, self._bucket
         if client is None or bucket is None:
             raise SinkUnavailable("the match-engine sink is not running")
@@ -296,6 +356,10 @@ class MatchEngineSink:
             if self.circuit_open:
                 raise SinkUnavailable(f"match engine {self.config.endpoint} unavailable (circuit open)")
             await bucket.acquire()
+            if attempt_body is not None:
+                body = attempt_body()
+                if body is None:
+                    raise _NotSent()
             self.statistics["requests"] += 1
             retry_after: float | None = None
             started = time.perf_counter()
@@ -400,9 +464,22 @@ class MatchEngineSink:
     async def _send_batch(self, batch: list[OrderRequest], limiter: trio.CapacityLimiter, token: object) -> None:
         try:
             self.statistics["batches"] += 1
-            body = {"orders": [request_to_wire(r, self.config.account) for r in batch]}
+
+            def attempt_body() -> Any:
+                # What may still be sent of the batch: an order whose market's gate closed is not sent (again).
+                if self._gates:
+                    allowed = [r for r in batch if self._may_send(r.client_order_id)]
+                    if len(allowed) != len(batch):
+                        for request in batch:
+                            if request not in allowed:
+                                self._not_sent(request)
+                        batch[:] = allowed
+                return {"orders": [request_to_wire(r, self.config.account) for r in batch]} if batch else None
+
             try:
-                data = await self._request("POST", "/api/v1/orders/batch", body)
+                data = await self._request("POST", "/api/v1/orders/batch", attempt_body=attempt_body)
+            except _NotSent:
+                return
             except EngineRejected as exc:  # the whole batch is malformed: nothing was placed
                 for request in batch:
                     self._reject(request, str(exc))
@@ -545,9 +622,22 @@ class MatchEngineSink:
         cancelling = self._cancelling
         for coid in ids:
             cancelling[coid] = cancelling.get(coid, 0) + 1
+        pending = list(ids)
+
+        def attempt_body() -> Any:
+            # A cancel whose market's gate closed is dropped: whoever may send for the market now cancels.
+            if self._gates:
+                for coid in [c for c in pending if not self._may_send(c)]:
+                    pending.remove(coid)
+                    self._cancel_wanted.pop(coid, None)
+            if not pending:
+                return None
+            return {"symbol": symbol, "account": self.config.account, "client_order_ids": pending}
+
         try:
-            body = {"symbol": symbol, "account": self.config.account, "client_order_ids": ids}
-            data = await self._request("POST", "/api/v1/orders/cancel", body)
+            data = await self._request("POST", "/api/v1/orders/cancel", attempt_body=attempt_body)
+        except _NotSent:
+            data = {"results": []}
         finally:
             for coid in ids:
                 left = cancelling.pop(coid) - 1

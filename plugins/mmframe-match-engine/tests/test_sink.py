@@ -305,3 +305,52 @@ def test_the_sink_bounds_its_request_time_for_a_clusters_lease_margin() -> None:
     sink = MatchEngineSink(MatchEngineSink.Config(endpoint="http://127.0.0.1:9", timeout=0.75))
     assert isinstance(sink, BoundsRequestTime)
     assert sink.request_timeout == 0.75
+
+
+async def test_a_closed_gate_stops_queued_places_retries_and_cancels(nursery: trio.Nursery) -> None:
+    """``GatesRequests``: the sink asks a market's gate before every attempt, so a batch waiting out a 429 is not
+    sent again once the market may not send (a cluster's lease ended meanwhile), nor is a cancel."""
+    from mmframe import OrderEvent, OrderRequest, OrderType
+    from mmframe.protocols import GatesRequests
+
+    engine = Engine()
+    binds = await nursery.start(_server, engine, 0, trio.CancelScope())
+    sink = MatchEngineSink(MatchEngineSink.Config(endpoint=binds[0], timeout=2.0, backoff=0.02, max_backoff=0.2))
+    await nursery.start(sink.run)
+    assert isinstance(sink, GatesRequests)
+    allowed = {"open": True}
+    sink.set_gate("t-AAAUSDT1-x.", lambda: allowed["open"])
+    events: list[OrderEvent] = []
+    sink.subscribe("AAA/USDT", "t-", events.append)
+
+    def order(coid: str, price: str) -> OrderRequest:
+        return OrderRequest(coid, "AAA/USDT", Side.BUY, OrderType.LIMIT, Decimal(price), Decimal("1"))
+
+    # a batch that meets two 429s: the gate closes while it waits, so the retry is never sent
+    engine.force_429_next = 2
+    engine.retry_after = 0.5
+    await sink.place([order("t-AAAUSDT1-x.1", "99")])
+    await eventually(lambda: engine.requests, what="the first attempt")
+    allowed["open"] = False
+    await trio.sleep(1.5)
+    assert len([path for _, path in engine.requests if path.endswith("/batch")]) == 1
+    assert engine.open_orders("AAA/USDT", "t-") == []
+    assert [(e.kind.value, e.reason) for e in events] == [("expired", "not sent: the market may not send now")]
+
+    # placed while open, then the gate closes: neither a cancel nor a cancel-all under the prefix goes out
+    allowed["open"] = True
+    await sink.place([order("t-AAAUSDT1-x.2", "98")])
+    await eventually(lambda: len(engine.open_orders("AAA/USDT", "t-")) == 1, what="the second order")
+    allowed["open"] = False
+    sent = len(engine.requests)
+    await sink.cancel("AAA/USDT", ["t-AAAUSDT1-x.2"])
+    assert await sink.cancel_all("AAA/USDT", "t-AAAUSDT1-x.") == 0
+    await sink.place([order("t-AAAUSDT1-x.3", "97")])  # refused at once
+    await trio.sleep(0.3)
+    assert len(engine.requests) == sent
+    assert [o.client_order_id for o in engine.open_orders("AAA/USDT", "t-")] == ["t-AAAUSDT1-x.2"]
+    # another market's orders (no gate, or its own open gate) go as before
+    await sink.place([order("t-BBBUSDT1-y.1", "97")])
+    await eventually(lambda: len(engine.open_orders("AAA/USDT", "t-")) == 2, what="the ungated order")
+    sink.set_gate("t-AAAUSDT1-x.", None)  # gate removed: the market's orders go again
+    assert await sink.cancel_all("AAA/USDT", "t-") == 2
