@@ -5,11 +5,13 @@ Each worker is ``mmframe serve`` itself, with the same options and ``--worker i/
 their ids: no Redis needed) or, with a cluster configured, whatever its leases give it.
 
 The supervisor restarts a worker that dies (not one that finished: exit status 0), after a pause that doubles up to
-a limit while the worker keeps dying at once; one that dies within seconds of its start five times in a row makes
-it stop every worker and exit 1. SIGINT or SIGTERM to the supervisor is passed on once to every worker,
-which cancels its orders and exits; a worker still running after :data:`STOP_GRACE` seconds is killed. The workers
-run in their own session, so a Ctrl-C in a terminal reaches the supervisor alone (two signals would make a worker
-stop without its cleanup), and each one stops by itself if the supervisor dies (:func:`watch_supervisor`).
+a limit while the worker keeps dying at once; one that dies within seconds of its start five times in a row is
+tried again every 30 s while the others run on, and when every worker is in that state the supervisor stops and
+exits 1 (so its own supervisor, systemd, sees it). SIGINT or SIGTERM to the supervisor is passed on once to every
+worker, which cancels its orders and exits; a worker still running after :data:`STOP_GRACE` seconds is killed.
+The workers run in their own session, so a Ctrl-C in a terminal reaches the supervisor alone (two signals would
+make a worker stop without its cleanup), and each one stops by itself if the supervisor dies
+(:func:`watch_supervisor`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ RESTART_PAUSE = 1.0
 MAX_RESTART_PAUSE = 30.0
 #: A worker that ran this long before dying is restarted after the first pause again.
 HEALTHY_AFTER = 60.0
-#: A worker that dies this soon after its start, MAX_QUICK_FAILURES times in a row, is not going to start (a port
-#: in use, a broken configuration): the supervisor stops every worker and exits 1, so its own supervisor sees it.
+#: A worker that dies this soon after its start, MAX_QUICK_FAILURES times in a row, is failing (a port in use, a
+#: broken configuration, a database down): tried again at the longest pause; when every worker is failing, the
+#: supervisor stops and exits 1, so its own supervisor sees it.
 QUICK_FAILURE = 10.0
 MAX_QUICK_FAILURES = 5
 SUPERVISOR_ENV = "MMFRAME_SUPERVISOR_PID"
@@ -76,6 +79,7 @@ async def _supervise(count: int, args: list[str]) -> int:
     codes: dict[int, int] = {}
     processes: dict[int, trio.Process] = {}
     failed_for_good: list[int] = []
+    failing: set[int] = set()  # workers that die at once again and again
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -119,11 +123,19 @@ async def _supervise(count: int, args: list[str]) -> int:
                         pause, quick = RESTART_PAUSE, 0
                     quick = quick + 1 if lived < QUICK_FAILURE else 0
                     if quick >= MAX_QUICK_FAILURES:
-                        log.error("supervisor: worker %d died %d times in a row within %gs of its start (%s): giving "
-                                  "up, stopping every worker", index, quick, QUICK_FAILURE, _describe_exit(code))
-                        failed_for_good.append(index)
-                        stop_all()
-                        return
+                        failing.add(index)
+                        if len(failing) == count:
+                            log.error("supervisor: every worker keeps dying within %gs of its start (worker %d: %s): "
+                                      "giving up", QUICK_FAILURE, index, _describe_exit(code))
+                            failed_for_good.append(index)
+                            stop_all()
+                            return
+                        log.error("supervisor: worker %d died %d times in a row within %gs of its start (%s); the "
+                                  "others run on, it is tried again every %gs", index, quick, QUICK_FAILURE,
+                                  _describe_exit(code), MAX_RESTART_PAUSE)
+                        pause = MAX_RESTART_PAUSE
+                    else:
+                        failing.discard(index)
                     log.error("supervisor: worker %d (pid %d) died (%s); restarting it in %.0fs", index, process.pid,
                               _describe_exit(code), pause)
                     with trio.move_on_after(pause):

@@ -282,6 +282,13 @@ async def config_update(request: Request) -> Response:
 async def kill(request: Request) -> Response:
     check_token(request)
     result = await _service(request).kill()
+    if result["unconfirmed"].get("cluster"):
+        # This instance's markets stopped; the cluster could not be told: the others' markets go on until their
+        # leases end (they cannot renew without Redis either). Not a success: repeat it once Redis answers.
+        message = ("Kill switch: this instance's markets stopped, but the cluster's Redis cannot be reached: the "
+                   "other instances were not told (their markets stop when their leases end); repeat the kill "
+                   "once Redis answers")
+        return ApiResponse({"code": 503, "message": message, "data": result}, status_code=503)
     return ok(result, "Kill switch: every market stopped and our orders cancelled")
 
 

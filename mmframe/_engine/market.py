@@ -89,6 +89,11 @@ class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
 
 
+def _closed() -> bool:
+    """The gate a stopped market leaves with a sink that gates requests: nothing more goes out for it."""
+    return False
+
+
 class MarketRunner:
     """Runs one market until cancelled; see the module docstring for the path of a tick."""
 
@@ -281,7 +286,9 @@ class MarketRunner:
                     await self._cleanup(sink_sub)
                 finally:
                     if gated:
-                        self.sink.set_gate(self.own_prefix, None)  # type: ignore[union-attr]
+                        # Closed for good, not removed: what the sink still queues or retries for this run is
+                        # never sent now (a later run of the market installs its own gate).
+                        self.sink.set_gate(self.own_prefix, _closed)  # type: ignore[union-attr]
 
     def _forget_interrupted(self, orders: Sequence[Order]) -> None:
         """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
@@ -344,7 +351,14 @@ class MarketRunner:
                 self.tracker.adopt(order, now)
             self.log.warning("adopted %d orders left by an earlier run (prefix %s)", len(leftovers), prefix)
         else:
-            cancelled = await self.sink.cancel_all(symbol, prefix)
+            gate = self.may_send is not None and isinstance(self.sink, GatesRequests)
+            if gate:  # the market's whole prefix: a retry of this cancel must not outlive our right to send
+                self.sink.set_gate(prefix, self.may_send)  # type: ignore[union-attr]
+            try:
+                cancelled = await self.sink.cancel_all(symbol, prefix)
+            finally:
+                if gate:
+                    self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
             self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
 
     async def _cleanup(self, sink_sub: Any) -> None:

@@ -60,6 +60,12 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 #: Rounds a wanted market must stay free before an instance claims it over its share.
 OVERFLOW_ROUNDS = 3
+#: A market claimed over the share is not given up again for this many lease times to live.
+KEEP_OVERDUE = 10
+
+
+def _names(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _runnable(info: dict[str, Any]) -> int:
@@ -161,12 +167,14 @@ class Cluster:
         self.ready = trio.Event()
         self.closing = False
         self._settled = False  # one full round seen since (re)connecting: the others are known, claims may start
-        self._free_before: set[str] = set()
         self._busy: set[str] = set()  # markets being started, stopped or reloaded by this instance
         self._leaving: set[str] = set()  # markets being given up or stopped after a lost lease
         self._reload_seen: dict[str, int] = {}
-        self._free_rounds: dict[str, int] = {}  # market -> consecutive rounds it was wanted and free
+        self._free_since: dict[str, float] = {}  # market -> since when it has been wanted and free (trio time)
         self._cooldown: dict[str, float] = {}  # market -> not claimed again before (its start failed here)
+        # market -> not given up before: claimed as overdue (nobody else took it), so nobody else may be able to
+        # run it, whatever the announcements say
+        self._keep_until: dict[str, float] = {}
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
         self._outage_logged = False
@@ -247,12 +255,13 @@ class Cluster:
         if self.closing:
             return
         wanted = {name for name, record in records.items() if self._wanted(name, record)}
-        for name in list(self._free_rounds):
+        now = trio.current_time()
+        for name in list(self._free_since):
             if name not in wanted or name in holders:
-                del self._free_rounds[name]
+                del self._free_since[name]
         for name in wanted:
             if name not in holders:
-                self._free_rounds[name] = self._free_rounds.get(name, 0) + 1
+                self._free_since.setdefault(name, now)
         for name in list(self.leases):
             if name not in wanted and name not in self._busy:
                 self._spawn(self._give_up, name, "stopped by an operator")
@@ -260,7 +269,6 @@ class Cluster:
                 self._spawn(self._reload, name, asked[name])
         if not self._settled:
             self._settled = True  # the first round after (re)connecting: see who is there before claiming
-            self._free_before = set()
             return
         await self._share(records, wanted, instances, holders)
 
@@ -295,33 +303,47 @@ class Cluster:
         count = len(wanted)
         if not live or not runnable:
             return
+        unable = {m: set(_names(instances.get(m, {}).get("unrunnable"))) for m in live}
+
+        def can_run(member: str, name: str) -> bool:
+            return name not in unable.get(member, ())
+
         ceil, floor = math.ceil(count / len(live)), count // len(live)
+        now = trio.current_time()
         mine = [name for name in self.leases if name in wanted and name not in self._busy]
+        kept = {name for name in mine if self._keep_until.get(name, 0) > now}
         owned = Counter(owner for name, (owner, _) in holders.items() if name in wanted and owner in live)
         owned[self.member] = len(mine)
         others = [i for i in live if i != self.member]
-        room = sum(max(ceil - owned.get(i, 0), 0) for i in others)
-        if len(mine) > ceil and room:
-            for name in random.sample(mine, min(len(mine) - ceil, room)):
+        if len(mine) > ceil:
+            # Only what another instance with room can run: a market only we can run stays ours.
+            takers = {i: ceil - owned.get(i, 0) for i in others if owned.get(i, 0) < ceil}
+            movable = [n for n in mine if n not in kept and any(can_run(i, n) for i in takers)]
+            excess = min(len(mine) - ceil, sum(takers.values()), len(movable))
+            for name in random.sample(movable, excess):
                 self._spawn(self._give_up, name, f"more than the fair share ({ceil} of {count} markets)")
-            return
-        if len(mine) > floor and any(owned.get(i, 0) < floor for i in others):
-            self._spawn(self._give_up, random.choice(mine), "another instance holds less than its share")
-            return
-        now = trio.current_time()
+            if excess:
+                return
+        low = [i for i in others if owned.get(i, 0) < floor]
+        if len(mine) > floor and low:
+            movable = [n for n in mine if n not in kept and any(can_run(i, n) for i in low)]
+            if movable:
+                self._spawn(self._give_up, random.choice(movable), "another instance holds less than its share")
+                return
         free = [n for n in runnable if n not in holders and n not in self.leases and n not in self._busy
                 and self._cooldown.get(n, 0) <= now]
-        free_now = set(free)
         if len(mine) >= floor:
-            free = [n for n in free if n in self._free_before]  # those below the floor have first pick
-        self._free_before = free_now
+            # Those below the floor have first pick: above it, only a market free for a whole round.
+            free = [n for n in free if now - self._free_since.get(n, now) >= self.interval]
         space = (floor if len(mine) < floor else ceil) - len(mine)
         random.shuffle(free)
         chosen = free[:max(space, 0)]
         if not chosen:
             # Nobody took these for a while (every instance at its share, or only we can run them): ours.
-            overdue = [n for n in free_now if self._free_rounds.get(n, 0) >= OVERFLOW_ROUNDS]
+            overdue = [n for n in free if now - self._free_since.get(n, now) >= OVERFLOW_ROUNDS * self.interval]
             chosen = random.sample(overdue, min(len(overdue), 1))
+            for name in chosen:
+                self._keep_until[name] = now + KEEP_OVERDUE * self.options.ttl
         for name in chosen:
             lease = await self.client.claim(name, self.member)
             if lease is None:
@@ -378,6 +400,11 @@ class Cluster:
         log.info("cluster: giving %s up (%s)", name, why)
         if record is not None:
             await self.service.stop_owned(record)
+            if self.options.request_timeout and name in self.leases:
+                # An attempt the sink sent just before the stop lands within this: only then may the next owner
+                # come (the sink sends nothing more for the market, its gate is closed).
+                await trio.sleep(self.options.request_timeout)
+            await self.service.sweep_owned(record)  # what any earlier owner's late order left, while still ours
         lease = self.leases.pop(name, None)
         if lease is not None:
             try:
@@ -439,6 +466,7 @@ class Cluster:
         """An orderly stop, after the service stopped every market: release every lease and the heartbeat, so the
         others take the markets over at once."""
         self.closing = True
+        held = len(self.leases)
         with trio.CancelScope(shield=True), trio.move_on_after(max(self.options.margin, 1.0)):
             try:
                 for name, lease in list(self.leases.items()):
@@ -446,8 +474,8 @@ class Cluster:
                     await self.client.release(lease)
                 await self.client.leave(self.member)
             except BRIDGE_ERRORS as exc:
-                log.warning("cluster: could not release our leases (%s): they expire within %ss", exc,
-                            self.options.ttl)
+                what = f"release our {held} leases" if held else "remove our heartbeat"
+                log.warning("cluster: could not %s (%s): it expires within %ss", what, exc, self.options.ttl)
         self.leases.clear()
 
     # ---- what the API shows -------------------------------------------------------------------------------
@@ -465,8 +493,14 @@ class Cluster:
             "instance_id": service.settings.instance_id,
             "started": round(self.started_wall, 3),
             "runnable": sum(1 for record in service.records.values() if record.spec is not None),
+            # the configured markets that do not load here: the others share them without us
+            "unrunnable": sorted(record_name(r) for r in service.records.values() if r.spec is None),
             "markets": states,
         }
+
+    def busy(self, record: MarketRecord) -> bool:
+        """Whether this instance is taking, giving up or reloading the market right now."""
+        return record_name(record) in self._busy
 
     def owner_of(self, record: MarketRecord) -> str | None:
         name = record_name(record)
@@ -531,12 +565,12 @@ class Cluster:
         """Wait (rounds woken early) until *check* holds, at most *seconds*; :class:`ClusterUnavailable` as soon as
         a round finds Redis gone (the answer cannot come then)."""
         rounds = self.rounds
+        self.wake()  # once: rounds keep their pace, so "free for a round" keeps its meaning
         with trio.move_on_after(seconds):
             while not check():
                 if not self.connected and self.rounds > rounds:
                     raise ClusterUnavailable("the cluster's Redis cannot be reached: the owner cannot be told or "
                                              "heard now (the markets stop on their own before their leases end)")
-                self.wake()
                 await trio.sleep(min(0.1, self.interval))
             return True
         return False

@@ -30,7 +30,7 @@ from .._plugins import get_feeds, get_strategies
 from .._settings import Settings
 from .._store import FillRecord, MarketRow, Store
 from .._symbols import compact_symbol
-from ..protocols import OrderSink
+from ..protocols import GatesRequests, OrderSink
 from .audit import AuditTrail
 from .cluster import Cluster, ClusterOptions, ClusterUnavailable, record_name
 from .specs import check_feeds, market_symbol, spec_from_row
@@ -327,10 +327,13 @@ class Service:
         return self.manager.status(record.spec.key)[0]
 
     def state_of(self, record: MarketRecord) -> str:
+        cluster = self.cluster
+        if cluster is not None and cluster.owner_of(record) not in (None, cluster.member):
+            return cluster.remote_state(record)  # run elsewhere (also when its configuration does not load here)
         if record.spec is None:
             return "failed"
-        if self.cluster is not None and self.cluster.owner_of(record) != self.cluster.member:
-            return self.cluster.remote_state(record)
+        if cluster is not None and cluster.owner_of(record) is None:
+            return cluster.remote_state(record)
         return self.local_state(record)
 
     def local_state(self, record: MarketRecord) -> str:
@@ -394,6 +397,10 @@ class Service:
                               "the one loaded before", record.id, error)
             if record.spec is None:
                 raise ConfigError(record.error or error)
+            if self.manager.is_active(record.spec.key):
+                # Still running from before (a start that raced its giving up): a start of its own, which cancels
+                # what an earlier owner left, not a run resumed.
+                await self._stop(record)
             await self._start(record)
             return error
 
@@ -401,6 +408,29 @@ class Service:
         """Stop a market this instance runs (its orders are cancelled if the lease still allows it)."""
         async with self._lock(record):
             await self._stop(self._current(record))
+
+    async def sweep_owned(self, record: MarketRecord) -> None:
+        """After a market this instance still holds has stopped: cancel whatever is left under the market's
+        prefix (an earlier owner's order that landed late), while the lease still allows it."""
+        cluster = self.cluster
+        spec = record.spec
+        if cluster is None or spec is None or not cluster.gate(spec):
+            return
+        symbol, prefix = spec.market.symbol, self.manager.client_prefix(spec)
+        gated = isinstance(self.sink, GatesRequests)
+        if gated:  # a retry of this cancel must not outlive the lease
+            self.sink.set_gate(prefix, functools.partial(cluster.gate, spec))  # type: ignore[union-attr]
+        try:
+            cancelled = await self.sink.cancel_all(symbol, prefix)
+        except MMFrameError as exc:
+            log.warning("[%s] could not sweep the market's prefix before letting it go: %s", record.id, exc)
+            return
+        finally:
+            if gated:
+                self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
+        if cancelled:
+            log.warning("[%s] cancelled %d orders left under the market's prefix %s before letting it go",
+                        record.id, cancelled, prefix)
 
     async def reload_owned(self, record: MarketRecord) -> None:
         """Reload a market this instance owns, asked by another instance (see :meth:`reload`)."""
@@ -421,9 +451,12 @@ class Service:
         cluster = self.cluster
         await cluster.wish([record], "run")
         owner = cluster.owner_of(record)
-        if owner == cluster.member:  # ours: started here, as outside a cluster (a halted or failed one again)
+        if owner == cluster.member and cluster.gate(record.spec) and not cluster.busy(record):
+            # ours: started here, as outside a cluster (a halted or failed one again)
             async with self._lock(record):
-                return await self._start(self._current(record))
+                record = self._current(record)
+                if record.spec is not None and cluster.gate(record.spec) and not cluster.busy(record):
+                    return await self._start(record)
         if owner is not None and self.state_of(record) in ("failed", "halted", "stopped"):
             # Held by another instance that does not run it (halted, failed): its owner starts it again.
             done = await cluster.ask_reload(record)

@@ -363,17 +363,25 @@ class MatchEngineSink:
             self.statistics["requests"] += 1
             retry_after: float | None = None
             started = time.perf_counter()
+            response = None
             try:
-                if body is None:
-                    response = await client.request(method, path, params=params)
-                else:
-                    response = await client.request(
-                        method, path, content=json_dumps(body), headers=_JSON_CONTENT, params=params
-                    )
+                # The whole attempt - waiting for a pooled connection, connecting, writing, reading - within one
+                # timeout from the moment the gates were asked (BoundsRequestTime).
+                with trio.move_on_after(self.config.timeout):
+                    if body is None:
+                        response = await client.request(method, path, params=params)
+                    else:
+                        response = await client.request(
+                            method, path, content=json_dumps(body), headers=_JSON_CONTENT, params=params
+                        )
             except httpx.HTTPError as exc:
                 self.request_latency.observe(time.perf_counter() - started)
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
+                if response is None:
+                    self.request_latency.observe(time.perf_counter() - started)
+                    problem = f"no answer within {self.config.timeout}s"
+            if response is not None:
                 self.request_latency.observe(time.perf_counter() - started)
                 if response.status_code < 300:
                     self._succeeded()
@@ -462,6 +470,7 @@ class MatchEngineSink:
                     nursery.start_soon(self._send_batch, batch, limiter, token)
 
     async def _send_batch(self, batch: list[OrderRequest], limiter: trio.CapacityLimiter, token: object) -> None:
+        sent_ids = [r.client_order_id for r in batch]  # the batch shrinks when a gate closes
         try:
             self.statistics["batches"] += 1
 
@@ -495,7 +504,7 @@ class MatchEngineSink:
                 return
             self._batch_results(batch, data)
         finally:
-            self._in_flight.difference_update(r.client_order_id for r in batch)
+            self._in_flight.difference_update(sent_ids)
             limiter.release_on_behalf_of(token)
 
     def _batch_results(self, batch: list[OrderRequest], data: dict[str, Any]) -> None:
