@@ -76,6 +76,16 @@ def test_three_instances_share_thirty_markets_evenly_and_stop_clean(rig_factory:
     assert rig.violations == []
 
 
+def _three_sharing_nine(rig_factory: object) -> tuple[Rig, list[object]]:
+    """Three instances sharing nine markets, 3/3/3, quoting."""
+    rig = rig_factory(9)
+    procs = [rig.spawn(f"i{n}") for n in range(3)]
+    for proc in procs:
+        proc.wait_ready()
+    rig.watch(_balanced_over({p.member for p in procs}, 9), 60, "9 markets shared out 3/3/3")
+    return rig, procs
+
+
 def _balanced_over(members: set[str], count: int) -> object:
     def check(owners: dict[str, set[str]]) -> bool:
         if not _everyone_quoted_once(owners):
@@ -87,11 +97,7 @@ def _balanced_over(members: set[str], count: int) -> object:
 
 
 def test_kill_9_moves_the_markets_within_ttl_plus_5s_with_never_two_owners(rig_factory: object) -> None:
-    rig = rig_factory(9)
-    procs = [rig.spawn(f"i{n}") for n in range(3)]
-    for proc in procs:
-        proc.wait_ready()
-    rig.watch(_balanced_over({p.member for p in procs}, 9), 60, "9 markets shared out 3/3/3")
+    rig, procs = _three_sharing_nine(rig_factory)
     victim, survivors = procs[0], procs[1:]
     lost = {s for s, tags in rig.sample().items() if tags == {victim.member}}
     assert len(lost) == 3
@@ -116,11 +122,7 @@ def test_kill_9_moves_the_markets_within_ttl_plus_5s_with_never_two_owners(rig_f
 
 
 def test_sigstop_for_twice_the_ttl_then_sigcont_never_two_owners(rig_factory: object) -> None:
-    rig = rig_factory(9)
-    procs = [rig.spawn(f"i{n}") for n in range(3)]
-    for proc in procs:
-        proc.wait_ready()
-    rig.watch(_balanced_over({p.member for p in procs}, 9), 60, "9 markets shared out 3/3/3")
+    rig, procs = _three_sharing_nine(rig_factory)
     sleeper = procs[0]
     lost = {s for s, tags in rig.sample().items() if tags == {sleeper.member}}
     os.kill(sleeper.process.pid, signal.SIGSTOP)

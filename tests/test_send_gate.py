@@ -28,22 +28,23 @@ class Gate:
         return self.open
 
 
-async def _engine(nursery: trio.Nursery, gate: Gate) -> tuple[StrategyManager, PaperSink]:
+async def _quoting(nursery: trio.Nursery, gate: Gate) -> tuple[StrategyManager, PaperSink, RecordingFeed]:
+    """An engine with *gate*, one market started and quoting around 100."""
     RecordingFeed.instances.clear()
     pm = make_plugin_manager(load_entrypoints=False, plugins=(EnginePlugin(),))
     sink = PaperSink()
     manager = StrategyManager(sink, pm, instance_id="t", id_tag="abc123", gate=gate)
     await nursery.start(manager.run)
-    return manager, sink
-
-
-async def test_ids_carry_the_tag_and_a_closed_gate_sends_nothing(nursery: trio.Nursery, autojump_clock: Any) -> None:
-    gate = Gate()
-    manager, sink = await _engine(nursery, gate)
     await manager.start_market(spec())
     feed = RecordingFeed.instances[-1]
     feed.push_price("AAAUSDT", "100")
     await settle()
+    return manager, sink, feed
+
+
+async def test_ids_carry_the_tag_and_a_closed_gate_sends_nothing(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    gate = Gate()
+    manager, sink, feed = await _quoting(nursery, gate)
     book = sink.book("AAA/USDT")
     resting = {o.client_order_id for o in book.open_orders()}
     assert len(resting) == 4
@@ -79,11 +80,7 @@ async def test_the_gate_closing_mid_run_stops_the_orders_but_not_the_market(
     nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
     gate = Gate()
-    manager, sink = await _engine(nursery, gate)
-    await manager.start_market(spec())
-    feed = RecordingFeed.instances[-1]
-    feed.push_price("AAAUSDT", "100")
-    await settle()
+    _, sink, feed = await _quoting(nursery, gate)
     gate.open = False
     feed.push_price("AAAUSDT", "105")
     await trio.sleep(2)
