@@ -112,6 +112,11 @@ async def _supervise(count: int, args: list[str]) -> int:
                     )
                     processes[index] = process
                     log.info("supervisor: worker %d started (pid %d)", index, process.pid)
+                    with trio.move_on_after(QUICK_FAILURE):
+                        await process.wait()
+                    if process.returncode is None:  # up for a while: not failing (any more)
+                        failing.discard(index)
+                        quick = 0
                     code = await process.wait()
                     if stopping.is_set() and code == -signal.SIGTERM:
                         code = 0  # ended by our own SIGTERM before it could handle it: it had not begun quoting
@@ -134,8 +139,6 @@ async def _supervise(count: int, args: list[str]) -> int:
                                   "others run on, it is tried again every %gs", index, quick, QUICK_FAILURE,
                                   _describe_exit(code), MAX_RESTART_PAUSE)
                         pause = MAX_RESTART_PAUSE
-                    else:
-                        failing.discard(index)
                     log.error("supervisor: worker %d (pid %d) died (%s); restarting it in %.0fs", index, process.pid,
                               _describe_exit(code), pause)
                     with trio.move_on_after(pause):

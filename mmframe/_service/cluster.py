@@ -167,8 +167,10 @@ class Cluster:
         self.ready = trio.Event()
         self.closing = False
         self._settled = False  # one full round seen since (re)connecting: the others are known, claims may start
-        self._busy: set[str] = set()  # markets being started, stopped or reloaded by this instance
-        self._leaving: set[str] = set()  # markets being given up or stopped after a lost lease
+        # Jobs under way per market: any (taking, giving up, stopping after a lost lease, reloading), and those that
+        # are leaving it (giving up, stopping after a lost lease). Counted: two jobs on one market end apart.
+        self._busy: Counter[str] = Counter()
+        self._leaving: Counter[str] = Counter()
         self._reload_seen: dict[str, int] = {}
         self._free_since: dict[str, float] = {}  # market -> since when it has been wanted and free (trio time)
         self._cooldown: dict[str, float] = {}  # market -> not claimed again before (its start failed here)
@@ -354,12 +356,13 @@ class Cluster:
 
     def _spawn(self, job: Callable[..., Any], name: str, *args: Any) -> None:
         assert self._nursery is not None
-        self._busy.add(name)
-        if job in (self._give_up, self._stop_lost):
-            self._leaving.add(name)
-        self._nursery.start_soon(self._job, job, name, *args)
+        self._busy[name] += 1
+        leaving = job in (self._give_up, self._stop_lost)
+        if leaving:
+            self._leaving[name] += 1
+        self._nursery.start_soon(self._job, job, name, leaving, *args)
 
-    async def _job(self, job: Callable[..., Any], name: str, *args: Any) -> None:
+    async def _job(self, job: Callable[..., Any], name: str, leaving: bool, *args: Any) -> None:
         try:
             await job(name, *args)
         except MMFrameError as exc:
@@ -367,10 +370,13 @@ class Cluster:
         except Exception:  # a bug in one market's job must not take the instance's other markets down
             log.exception("cluster: %s of %s failed", job.__name__.strip("_"), name)
         finally:
-            if job in (self._give_up, self._stop_lost):
-                self._leaving.discard(name)
-            if name not in self._leaving:
-                self._busy.discard(name)
+            self._busy[name] -= 1
+            if self._busy[name] <= 0:
+                del self._busy[name]
+            if leaving:
+                self._leaving[name] -= 1
+                if self._leaving[name] <= 0:
+                    del self._leaving[name]
 
     # ---- taking, giving up, losing ----------------------------------------------------------------------------
 
@@ -397,20 +403,29 @@ class Cluster:
     async def _give_up(self, name: str, why: str) -> None:
         """Stop the market (its orders cancelled while the lease still holds), then release the lease."""
         record = self._records().get(name)
+        held = self.leases.get(name)
         log.info("cluster: giving %s up (%s)", name, why)
         if record is not None:
             await self.service.stop_owned(record)
-            if self.options.request_timeout and name in self.leases:
+            if self.options.request_timeout and self._holds(name, held):
                 # An attempt the sink sent just before the stop lands within this: only then may the next owner
                 # come (the sink sends nothing more for the market, its gate is closed).
                 await trio.sleep(self.options.request_timeout)
-            await self.service.sweep_owned(record)  # what any earlier owner's late order left, while still ours
+            if self._holds(name, held):  # what any earlier owner's late order left, while still under this lease
+                await self.service.sweep_owned(record)
+        if not self._holds(name, held):
+            return  # lost meanwhile, or another lease since (renewed leases are the same lease, renewed)
         lease = self.leases.pop(name, None)
         if lease is not None:
             try:
                 await self.client.release(lease)
             except BRIDGE_ERRORS as exc:
                 log.warning("cluster: could not release %s (%s); it expires within %ss", name, exc, self.options.ttl)
+
+    def _holds(self, name: str, lease: Lease | None) -> bool:
+        """Whether this instance still holds *lease* of *name* (renewed or not), not a later one."""
+        current = self.leases.get(name)
+        return lease is not None and current is not None and current.fence == lease.fence
 
     def _lost(self, name: str) -> None:
         """The lease is not ours any more: the gate closes now, and the market stops without sending anything."""

@@ -413,21 +413,22 @@ class Service:
         """After a market this instance still holds has stopped: cancel whatever is left under the market's
         prefix (an earlier owner's order that landed late), while the lease still allows it."""
         cluster = self.cluster
-        spec = record.spec
-        if cluster is None or spec is None or not cluster.gate(spec):
-            return
-        symbol, prefix = spec.market.symbol, self.manager.client_prefix(spec)
-        gated = isinstance(self.sink, GatesRequests)
-        if gated:  # a retry of this cancel must not outlive the lease
-            self.sink.set_gate(prefix, functools.partial(cluster.gate, spec))  # type: ignore[union-attr]
-        try:
-            cancelled = await self.sink.cancel_all(symbol, prefix)
-        except MMFrameError as exc:
-            log.warning("[%s] could not sweep the market's prefix before letting it go: %s", record.id, exc)
-            return
-        finally:
-            if gated:
-                self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
+        async with self._lock(record):  # one at a time with the market's starts (and their leftover cancels)
+            spec = self._current(record).spec
+            if cluster is None or spec is None or not cluster.gate(spec) or self.manager.is_active(spec.key):
+                return
+            symbol, prefix = spec.market.symbol, self.manager.client_prefix(spec)
+            gated = isinstance(self.sink, GatesRequests)
+            if gated:  # a retry of this cancel must not outlive the lease
+                self.sink.set_gate(prefix, functools.partial(cluster.gate, spec))  # type: ignore[union-attr]
+            try:
+                cancelled = await self.sink.cancel_all(symbol, prefix)
+            except MMFrameError as exc:
+                log.warning("[%s] could not sweep the market's prefix before letting it go: %s", record.id, exc)
+                return
+            finally:
+                if gated:
+                    self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
         if cancelled:
             log.warning("[%s] cancelled %d orders left under the market's prefix %s before letting it go",
                         record.id, cancelled, prefix)

@@ -64,6 +64,12 @@ __all__ = ["EngineRejected", "MatchEngineSink", "SinkUnavailable"]
 log = logging.getLogger("mmframe.match_engine")
 
 
+#: One attempt of a request, from the moment the gates were asked to its answer, is given up after this many
+#: ``timeout``s: room for a connection to be made (httpx's own connect, write and read timeouts are ``timeout``
+#: each) while still a bound the cluster's lease margin can count on.
+ATTEMPT_BOUND = 1.5
+
+
 class _NotSent(Exception):
     """Every order of a request was stopped by its market's gate before an attempt: nothing more is sent."""
 
@@ -168,6 +174,8 @@ class MatchEngineSink:
         # GatesRequests: client-id prefix -> may the orders under it be sent now? (asked before every attempt)
         self._gates: dict[str, Callable[[], bool]] = {}
         self._gate_lengths: list[int] = []
+        # Attempts under way at once: the pool's connections but the event stream's.
+        self._attempts = trio.CapacityLimiter(max(1, config.max_connections - 1))
         # client id -> cancel requests for it under way: while one is, the order's news does not send another
         self._cancelling: dict[str, int] = {}
         self._bucket: _TokenBucket | None = None
@@ -197,9 +205,10 @@ class MatchEngineSink:
 
     @property
     def request_timeout(self) -> float:
-        """One attempt's timeout (:class:`~mmframe.protocols.BoundsRequestTime`): a request lands within it or is
-        given up; a cancelled call sends nothing more."""
-        return float(self.config.timeout)
+        """How long one attempt may take, connecting included (:class:`~mmframe.protocols.BoundsRequestTime`):
+        :data:`ATTEMPT_BOUND` times ``timeout`` from the moment the gates were asked; an attempt still without an
+        answer then is given up (and what it carried is verified or sent again only through the gates)."""
+        return ATTEMPT_BOUND * float(self.config.timeout)
 
     # ---- gates (GatesRequests) ----------------------------------------------------------------------------------
 
@@ -213,13 +222,17 @@ class MatchEngineSink:
         self._gate_lengths = sorted({len(p) for p in self._gates})
 
     def _may_send(self, client_id_or_prefix: str) -> bool:
+        """Whether every gate on the id's (or prefix's) chain of prefixes allows it: a market's whole-prefix gate
+        (a sweep under way) never opens what its stopped run's own gate closed."""
         gates = self._gates
         if not gates:
             return True
         for length in self._gate_lengths:
+            if length > len(client_id_or_prefix):
+                break
             gate = gates.get(client_id_or_prefix[:length])
-            if gate is not None:
-                return gate()
+            if gate is not None and not gate():
+                return False
         return True
 
     def _not_sent(self, request: OrderRequest) -> None:
@@ -356,33 +369,33 @@ class MatchEngineSink:
             if self.circuit_open:
                 raise SinkUnavailable(f"match engine {self.config.endpoint} unavailable (circuit open)")
             await bucket.acquire()
-            if attempt_body is not None:
-                body = attempt_body()
-                if body is None:
-                    raise _NotSent()
-            self.statistics["requests"] += 1
             retry_after: float | None = None
-            started = time.perf_counter()
             response = None
-            try:
-                # The whole attempt - waiting for a pooled connection, connecting, writing, reading - within one
-                # timeout from the moment the gates were asked (BoundsRequestTime).
-                with trio.move_on_after(self.config.timeout):
+            # A connection of the pool is ours before the gates are asked: the attempt - connecting, writing,
+            # reading - then fits in one timeout from that moment (BoundsRequestTime), and a busy pool is a wait,
+            # not a failure.
+            async with self._attempts:
+                if attempt_body is not None:
+                    body = attempt_body()
                     if body is None:
-                        response = await client.request(method, path, params=params)
-                    else:
-                        response = await client.request(
-                            method, path, content=json_dumps(body), headers=_JSON_CONTENT, params=params
-                        )
-            except httpx.HTTPError as exc:
+                        raise _NotSent()
+                self.statistics["requests"] += 1
+                started = time.perf_counter()
+                problem = ""
+                try:
+                    with trio.move_on_after(self.request_timeout):
+                        if body is None:
+                            response = await client.request(method, path, params=params)
+                        else:
+                            response = await client.request(
+                                method, path, content=json_dumps(body), headers=_JSON_CONTENT, params=params
+                            )
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 self.request_latency.observe(time.perf_counter() - started)
-                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                if response is None:
-                    self.request_latency.observe(time.perf_counter() - started)
-                    problem = f"no answer within {self.config.timeout}s"
+            if response is None and not problem:
+                problem = f"no answer within {self.request_timeout:g}s"
             if response is not None:
-                self.request_latency.observe(time.perf_counter() - started)
                 if response.status_code < 300:
                     self._succeeded()
                     return _json_object(response)

@@ -302,9 +302,9 @@ def test_the_sink_bounds_its_request_time_for_a_clusters_lease_margin() -> None:
     """``BoundsRequestTime``: one attempt's timeout, which a cluster keeps as the margin before a lease can expire."""
     from mmframe.protocols import BoundsRequestTime
 
-    sink = MatchEngineSink(MatchEngineSink.Config(endpoint="http://127.0.0.1:9", timeout=0.75))
+    sink = MatchEngineSink(MatchEngineSink.Config(endpoint="http://127.0.0.1:9", timeout=2.0))
     assert isinstance(sink, BoundsRequestTime)
-    assert sink.request_timeout == 0.75
+    assert sink.request_timeout == 3.0  # one attempt, connecting included
 
 
 async def test_a_closed_gate_stops_queued_places_retries_and_cancels(nursery: trio.Nursery) -> None:
@@ -349,6 +349,13 @@ async def test_a_closed_gate_stops_queued_places_retries_and_cancels(nursery: tr
     await trio.sleep(0.3)
     assert len(engine.requests) == sent
     assert [o.client_order_id for o in engine.open_orders("AAA/USDT", "t-")] == ["t-AAAUSDT1-x.2"]
+    # an open gate on the market's whole prefix (a sweep under way) does not open what the run's own gate closed
+    sink.set_gate("t-AAAUSDT1-", lambda: True)
+    await sink.cancel("AAA/USDT", ["t-AAAUSDT1-x.2"])
+    await sink.place([order("t-AAAUSDT1-x.4", "96")])
+    await trio.sleep(0.3)
+    assert len(engine.requests) == sent
+    sink.set_gate("t-AAAUSDT1-", None)
     # another market's orders (no gate, or its own open gate) go as before
     await sink.place([order("t-BBBUSDT1-y.1", "97")])
     await eventually(lambda: len(engine.open_orders("AAA/USDT", "t-")) == 2, what="the ungated order")
