@@ -513,6 +513,10 @@ class Cluster:
             "markets": states,
         }
 
+    def leaving(self, record: MarketRecord) -> bool:
+        """Whether this instance is giving the market up, or stopping it after losing its lease, right now."""
+        return record_name(record) in self._leaving
+
     def busy(self, record: MarketRecord) -> bool:
         """Whether this instance is taking, giving up or reloading the market right now."""
         return record_name(record) in self._busy

@@ -414,9 +414,12 @@ class Service:
         prefix (an earlier owner's order that landed late), while the lease still allows it."""
         cluster = self.cluster
         async with self._lock(record):  # one at a time with the market's starts (and their leftover cancels)
-            spec = self._current(record).spec
-            if cluster is None or spec is None or not cluster.gate(spec) or self.manager.is_active(spec.key):
+            record = self._current(record)
+            spec = record.spec
+            if cluster is None or spec is None or not cluster.gate(spec) or self.manager.stopping:
                 return
+            if self.manager.is_active(spec.key):
+                await self._stop(record)  # started again meanwhile (a reload): it is being given up all the same
             symbol, prefix = spec.market.symbol, self.manager.client_prefix(spec)
             gated = isinstance(self.sink, GatesRequests)
             if gated:  # a retry of this cancel must not outlive the lease
@@ -544,8 +547,11 @@ class Service:
                 raise ReloadRefused(f"reload of {record.id} refused, the market {keeps}: {fresh.error}")
             await self._stop(record)
             self._register(fresh)
-            if self.cluster is not None and (fresh.spec is None or not self.cluster.gate(fresh.spec)):
-                return fresh, self._cluster_status(fresh)  # not ours to run: whoever owns it runs the new config
+            if self.cluster is not None and (
+                fresh.spec is None or not self.cluster.gate(fresh.spec) or self.cluster.leaving(fresh)
+            ):
+                # not ours to run (or being given up): whoever owns it next runs the new config
+                return fresh, self._cluster_status(fresh)
             return fresh, await self._start(fresh)
 
     async def update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:

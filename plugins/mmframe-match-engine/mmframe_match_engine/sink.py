@@ -368,13 +368,14 @@ class MatchEngineSink:
         for attempt in range(self.config.max_retries + 1):
             if self.circuit_open:
                 raise SinkUnavailable(f"match engine {self.config.endpoint} unavailable (circuit open)")
-            await bucket.acquire()
             retry_after: float | None = None
             response = None
             # A connection of the pool is ours before the gates are asked: the attempt - connecting, writing,
             # reading - then fits in one timeout from that moment (BoundsRequestTime), and a busy pool is a wait,
-            # not a failure.
+            # not a failure. The rate limiter's token is taken after the slot, so requests that waited for a slot
+            # do not all go out at once.
             async with self._attempts:
+                await bucket.acquire()
                 if attempt_body is not None:
                     body = attempt_body()
                     if body is None:
