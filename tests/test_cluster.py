@@ -76,6 +76,19 @@ def test_three_instances_share_thirty_markets_evenly_and_stop_clean(rig_factory:
     assert rig.violations == []
 
 
+def _longest_dark(history: list[tuple[float, dict[str, set[str]]]]) -> float:
+    """The longest stretch, in seconds, any market went without resting orders in *history*'s samples."""
+    longest = 0.0
+    since: dict[str, float] = {}
+    for at, owners in history:
+        for symbol, tags in owners.items():
+            if tags:
+                since.pop(symbol, None)
+            else:
+                longest = max(longest, at - since.setdefault(symbol, at))
+    return longest
+
+
 def _three_sharing_nine(rig_factory: object) -> tuple[Rig, list[object]]:
     """Three instances sharing nine markets, 3/3/3, quoting."""
     rig = rig_factory(9)
@@ -358,8 +371,9 @@ def test_an_instance_that_can_run_no_market_leaves_none_dark(rig_factory: object
     write_store(empty, 0)
     c = rig.spawn("c", db=empty)
     c.wait_ready()
+    joined = len(rig.history)
     rig.hold(4 * TTL / 6 * 3)  # a few rounds with c in the cluster
-    assert all(len(owners) == 1 for _, sample in rig.history[-5:] for owners in sample.values())
+    assert _longest_dark(rig.history[joined:]) < 1.0  # (a requote may empty a book for a moment)
     view = rig.cluster_view(a)
     assert c.member in view["instances"] and view["instances"][c.member]["runnable"] == 0
     assert rig.violations == [], rig.violations
@@ -389,6 +403,5 @@ def test_a_market_only_some_instances_can_run_is_not_handed_back_and_forth(
     settled = len(rig.history)
     rig.hold(5 * TTL)  # about 30 rounds
     assert a.log().count("giving S") <= 1, a.log()[-3000:]
-    for _, owners in rig.history[settled:]:
-        assert all(len(tags) == 1 for tags in owners.values()), owners
+    assert _longest_dark(rig.history[settled:]) < 1.0  # (a requote may empty a book for a moment)
     assert rig.violations == [], rig.violations
