@@ -35,6 +35,7 @@ from .serve_scale import (
     post,
     proc_cpu_seconds,
     scrape,
+    wait_running,
     write_store,
 )
 
@@ -126,19 +127,8 @@ def measure(workers: int, markets: int, warmup: float, seconds: float, *, cluste
         first = last = None
         cpu0 = cpu1 = t0 = t1 = 0.0
         try:
-            while time.monotonic() - started < MAX_STARTUP:
-                if process.poll() is not None:
-                    raise RuntimeError(f"mmframe serve exited with {process.returncode}: "
-                                       f"{stderr_path.read_text()[-2000:]}")
-                try:
-                    running = _running(bases)
-                except OSError:
-                    time.sleep(0.3)
-                    continue
-                if running == markets:
-                    startup = time.monotonic() - started
-                    break
-                time.sleep(0.3)
+            running, startup = wait_running(process, stderr_path, lambda: _running(bases), markets, started,
+                                            MAX_STARTUP, pause=0.3)
             time.sleep(warmup)
             pids = _tree(process.pid)
             first, cpu0, t0 = _sum([scrape(b) for b in bases]), _cpu(pids), time.monotonic()

@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,33 @@ def running_count(base: str) -> int:
     return sum(1 for row in rows if row.get("status") == "running")
 
 
+def wait_running(
+    process: subprocess.Popen[str],
+    stderr_path: Path,
+    count_running: Callable[[], int],
+    count: int,
+    started: float,
+    limit: float,
+    pause: float = 0.2,
+) -> tuple[int, float | None]:
+    """Poll *count_running* (an ``OSError`` while the API is not up yet) until *count* markets run or *limit*
+    seconds from *started* have passed: the markets running at the end, and the seconds until all ran (``None``
+    if they did not). Raises if the process exits meanwhile."""
+    running = 0
+    while time.monotonic() - started < limit:
+        if process.poll() is not None:
+            raise RuntimeError(f"mmframe serve exited with {process.returncode}: {stderr_path.read_text()[-2000:]}")
+        try:
+            running = count_running()
+        except OSError:
+            time.sleep(pause)
+            continue
+        if running == count:
+            return running, time.monotonic() - started
+        time.sleep(pause)
+    return running, None
+
+
 def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="serve_scale-") as tmp:
         db = Path(tmp) / "mmframe.sqlite"
@@ -197,22 +225,15 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
         running = 0
         first = last = final = None
         try:
-            while time.monotonic() - started < MAX_STARTUP:
-                if process.poll() is not None:
-                    raise RuntimeError(f"mmframe serve exited with {process.returncode}: "
-                                       f"{stderr_path.read_text()[-2000:]}")
-                try:
-                    if api_s is None:
-                        get(f"{base}/health", timeout=2)
-                        api_s = time.monotonic() - started
-                    running = running_count(base)
-                except OSError:
-                    time.sleep(0.2)
-                    continue
-                if running == count:
-                    startup = time.monotonic() - started
-                    break
-                time.sleep(0.2)
+
+            def count_running() -> int:
+                nonlocal api_s
+                if api_s is None:
+                    get(f"{base}/health", timeout=2)
+                    api_s = time.monotonic() - started
+                return running_count(base)
+
+            running, startup = wait_running(process, stderr_path, count_running, count, started, MAX_STARTUP)
             time.sleep(warmup)
             # An API that never answered (the process saturated before it bound) still leaves CPU and memory.
             first, cpu0, t0 = _scrape_or_none(base), proc_cpu_seconds(process.pid), time.monotonic()

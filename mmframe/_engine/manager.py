@@ -46,9 +46,10 @@ from .._models import (
 from .._plugins import Registry, get_feeds, get_strategies
 from ..config import structure_config
 from ..feedtools import FeedSymbolStats
-from ..protocols import ExchangeFeed, GatesRequests, OrderSink, Position, ReportsSymbolStatistics, Strategy
+from ..protocols import ExchangeFeed, OrderSink, Position, ReportsSymbolStatistics, Strategy
 from .clientid import client_prefix
 from .dry import DryBuild, DryContext, dry_depth, dry_events
+from .gating import gated
 from .market import MarketRunner
 from .pricing import UnplaceableQuote, put_on_grid
 from .risk import RiskContext, RiskGate
@@ -253,23 +254,21 @@ class StrategyManager:
             log.info("[%s] stopped before it started, without the right to send: its next owner cancels what an "
                      "earlier run left", spec.label)
             return
-        gated = self.gate is not None and isinstance(self.sink, GatesRequests)
-        if gated:  # a retry of this cancel must not outlive the right to send
-            self.sink.set_gate(prefix, functools.partial(self.gate, spec))  # type: ignore[arg-type, union-attr]
-        try:
-            with trio.CancelScope(shield=True), trio.move_on_after(spec.cleanup_timeout) as scope:
-                try:
-                    cancelled = await self.sink.cancel_all(symbol, prefix)
-                except MMFrameError as exc:
-                    log.error("[%s] stopped before it started; could not cancel what an earlier run left: %s",
-                              spec.label, exc)
-                    return
-                if cancelled:
-                    log.warning("[%s] stopped before it started: cancelled %d orders left by an earlier run "
-                                "(prefix %s)", spec.label, cancelled, prefix)
-        finally:
-            if gated:
-                self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
+        may_send = functools.partial(self.gate, spec) if self.gate is not None else None
+        with (
+            gated(self.sink, prefix, may_send),
+            trio.CancelScope(shield=True),
+            trio.move_on_after(spec.cleanup_timeout) as scope,
+        ):
+            try:
+                cancelled = await self.sink.cancel_all(symbol, prefix)
+            except MMFrameError as exc:
+                log.error("[%s] stopped before it started; could not cancel what an earlier run left: %s",
+                          spec.label, exc)
+                return
+            if cancelled:
+                log.warning("[%s] stopped before it started: cancelled %d orders left by an earlier run "
+                            "(prefix %s)", spec.label, cancelled, prefix)
         if scope.cancelled_caught:
             log.error("[%s] stopped before it started; cancelling what an earlier run left took over %ss",
                       spec.label, spec.cleanup_timeout)

@@ -54,6 +54,7 @@ from ..protocols import (
 from .audit import OrderAudit
 from .clientid import ClientIds
 from .context import MarketContext
+from .gating import closed, gated
 from .inbox import Inbox
 from .index import REJECT_REASONS, IndexHalt, IndexScreen, Rejection
 from .pipeline import OrderPipeline
@@ -87,11 +88,6 @@ class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs.setdefault("extra", {}).update(self.extra or {})
         return f"[{(self.extra or {}).get('market')}] {msg}", kwargs
-
-
-def _closed() -> bool:
-    """The gate a stopped market leaves with a sink that gates requests: nothing more goes out for it."""
-    return False
 
 
 class MarketRunner:
@@ -288,7 +284,7 @@ class MarketRunner:
                     if gated:
                         # Closed for good, not removed: what the sink still queues or retries for this run is
                         # never sent now (a later run of the market installs its own gate).
-                        self.sink.set_gate(self.own_prefix, _closed)  # type: ignore[union-attr]
+                        self.sink.set_gate(self.own_prefix, closed)  # type: ignore[union-attr]
 
     def _forget_interrupted(self, orders: Sequence[Order]) -> None:
         """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
@@ -351,14 +347,8 @@ class MarketRunner:
                 self.tracker.adopt(order, now)
             self.log.warning("adopted %d orders left by an earlier run (prefix %s)", len(leftovers), prefix)
         else:
-            gate = self.may_send is not None and isinstance(self.sink, GatesRequests)
-            if gate:  # the market's whole prefix: a retry of this cancel must not outlive our right to send
-                self.sink.set_gate(prefix, self.may_send)  # type: ignore[union-attr]
-            try:
+            with gated(self.sink, prefix, self.may_send):  # the market's whole prefix
                 cancelled = await self.sink.cancel_all(symbol, prefix)
-            finally:
-                if gate:
-                    self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
             self.log.warning("cancelled %d orders left by an earlier run (prefix %s)", cancelled, prefix)
 
     async def _cleanup(self, sink_sub: Any) -> None:

@@ -580,6 +580,11 @@ class Cluster:
         self.desired.update(dict.fromkeys(names, state))
         self.wake()
 
+    @property
+    def command_timeout(self) -> float:
+        """How long a command waits for the owner (or the cluster) to have done it: two leases and a start."""
+        return self.options.ttl * 2 + 30
+
     async def wait_for(self, check: Callable[[], bool], seconds: float) -> bool:
         """Wait (rounds woken early) until *check* holds, at most *seconds*; :class:`ClusterUnavailable` as soon as
         a round finds Redis gone (the answer cannot come then)."""
@@ -605,7 +610,7 @@ class Cluster:
         def reloaded() -> bool:
             return int(self.reload_done.get(name, {}).get("generation", 0)) >= generation
 
-        if not await self.wait_for(reloaded, self.options.ttl * 2 + 30):
+        if not await self.wait_for(reloaded, self.command_timeout):
             raise MMFrameError(f"the owner of {record.id} did not report the reload within "
-                               f"{self.options.ttl * 2 + 30:g}s")
+                               f"{self.command_timeout:g}s")
         return dict(self.reload_done[name])

@@ -22,6 +22,7 @@ import pluggy
 import trio
 
 from .._engine.dry import DryBuild
+from .._engine.gating import gated
 from .._engine.manager import StrategyManager, build_strategy, strategy_config
 from .._engine.spec import MarketSpec, MarketState, MarketStatus
 from .._errors import ConfigError, MMFrameError
@@ -30,7 +31,7 @@ from .._plugins import get_feeds, get_strategies
 from .._settings import Settings
 from .._store import FillRecord, MarketRow, Store
 from .._symbols import compact_symbol
-from ..protocols import GatesRequests, OrderSink
+from ..protocols import OrderSink
 from .audit import AuditTrail
 from .cluster import Cluster, ClusterOptions, ClusterUnavailable, record_name
 from .specs import check_feeds, market_symbol, spec_from_row
@@ -275,6 +276,12 @@ class Service:
             record.error = str(exc) or type(exc).__name__  # a decimal overflow in a strategy's own checks
         return record
 
+    async def _load_row(self, record: MarketRecord) -> MarketRow | None:
+        """The market's row as the store holds it now (``None``: no longer there)."""
+        return await trio.to_thread.run_sync(
+            self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
+        )
+
     def _register(self, record: MarketRecord) -> None:
         self.records[record.row.id] = record
         if record.spec is not None:
@@ -328,12 +335,13 @@ class Service:
 
     def state_of(self, record: MarketRecord) -> str:
         cluster = self.cluster
-        if cluster is not None and cluster.owner_of(record) not in (None, cluster.member):
-            return cluster.remote_state(record)  # run elsewhere (also when its configuration does not load here)
+        if cluster is not None:
+            owner = cluster.owner_of(record)
+            # run elsewhere (also when its configuration does not load here), or nobody's yet
+            if owner != cluster.member and (owner is not None or record.spec is not None):
+                return cluster.remote_state(record)
         if record.spec is None:
             return "failed"
-        if cluster is not None and cluster.owner_of(record) is None:
-            return cluster.remote_state(record)
         return self.local_state(record)
 
     def local_state(self, record: MarketRecord) -> str:
@@ -383,9 +391,7 @@ class Service:
         async with self._lock(record):
             record = self._current(record)
             error = ""
-            row = await trio.to_thread.run_sync(
-                self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
-            )
+            row = await self._load_row(record)
             if row is not None:
                 fresh = self._make_record(row)
                 if fresh.spec is not None and (record.spec is None or fresh.spec.key == record.spec.key):
@@ -421,17 +427,12 @@ class Service:
             if self.manager.is_active(spec.key):
                 await self._stop(record)  # started again meanwhile (a reload): it is being given up all the same
             symbol, prefix = spec.market.symbol, self.manager.client_prefix(spec)
-            gated = isinstance(self.sink, GatesRequests)
-            if gated:  # a retry of this cancel must not outlive the lease
-                self.sink.set_gate(prefix, functools.partial(cluster.gate, spec))  # type: ignore[union-attr]
             try:
-                cancelled = await self.sink.cancel_all(symbol, prefix)
+                with gated(self.sink, prefix, functools.partial(cluster.gate, spec)):  # not past the lease
+                    cancelled = await self.sink.cancel_all(symbol, prefix)
             except MMFrameError as exc:
                 log.warning("[%s] could not sweep the market's prefix before letting it go: %s", record.id, exc)
                 return
-            finally:
-                if gated:
-                    self.sink.set_gate(prefix, None)  # type: ignore[union-attr]
         if cancelled:
             log.warning("[%s] cancelled %d orders left under the market's prefix %s before letting it go",
                         record.id, cancelled, prefix)
@@ -470,7 +471,7 @@ class Service:
         def started() -> bool:
             return self.state_of(record) not in ("starting", "stopped", "stopping")
 
-        await cluster.wait_for(started, cluster.options.ttl * 2 + 30)
+        await cluster.wait_for(started, cluster.command_timeout)
         return self._cluster_status(record)
 
     async def _cluster_stop(self, record: MarketRecord) -> MarketStatus | None:
@@ -481,7 +482,7 @@ class Service:
             await self.stop_owned(record)
         name = record_name(record)
         if not await cluster.wait_for(lambda: name not in cluster.holders and name not in cluster.leases,
-                                      cluster.options.ttl * 2 + 30):
+                                      cluster.command_timeout):
             raise MMFrameError(f"{record.id} was asked to stop, but its owner has not let it go yet")
         return self._cluster_status(record) if record.spec is not None else None
 
@@ -502,9 +503,7 @@ class Service:
                 raise ReloadRefused(str(done["error"]))
             async with self._lock(record):  # what the owner runs now is what the store holds: show that here too
                 record = self._current(record)
-                row = await trio.to_thread.run_sync(
-                    self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
-                )
+                row = await self._load_row(record)
                 if row is not None:
                     fresh = self._make_record(row)
                     if fresh.spec is not None:
@@ -516,9 +515,7 @@ class Service:
     async def _reload(self, record: MarketRecord) -> tuple[MarketRecord, MarketStatus]:
         async with self._lock(record):
             record = self._current(record)
-            row = await trio.to_thread.run_sync(
-                self.store.load_market, record.row.currency_id, record.row.market_type, limiter=self.store_limiter
-            )
+            row = await self._load_row(record)
             if row is None:
                 await self._stop(record)
                 raise UnknownMarket(f"market {record.id} is no longer in the database")
@@ -568,10 +565,7 @@ class Service:
             return await self._update_config(self._current(record), changes)
 
     async def _update_config(self, record: MarketRecord, changes: Mapping[str, Any]) -> dict[str, Any]:
-        current = record.row
-        row = await trio.to_thread.run_sync(
-            self.store.load_market, current.currency_id, current.market_type, limiter=self.store_limiter
-        )
+        row = await self._load_row(record)
         if row is None:
             raise UnknownMarket(f"market {record.id} is no longer in the database")
         if row.strategy_name is None:
@@ -672,7 +666,7 @@ class Service:
             if "cluster" not in unconfirmed:
                 try:
                     await cluster.wait_for(lambda: not cluster.holders and not cluster.leases,
-                                           cluster.options.ttl * 2 + 30)
+                                           cluster.command_timeout)
                 except ClusterUnavailable as exc:
                     unconfirmed["cluster"] = str(exc)
             held = {r.symbol for r in self.records.values() if self.owner_of(r) is not None}
