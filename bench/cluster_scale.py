@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from .serve_scale import (
     bucket_percentile,
     free_port,
     get,
+    interrupt,
     largest_bound_ms,
     post,
     proc_cpu_seconds,
@@ -137,12 +137,7 @@ def measure(workers: int, markets: int, warmup: float, seconds: float, *, cluste
             for base in bases[: 1 if cluster else workers]:  # in a cluster one kill switch reaches every market
                 post(f"{base}/api/v1/kill", token, timeout=STOP_TIMEOUT)
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt(process, STOP_TIMEOUT)
             stderr.close()
             err = stderr_path.read_text()
         elapsed = t1 - t0

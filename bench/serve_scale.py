@@ -174,6 +174,16 @@ def running_count(base: str) -> int:
     return sum(1 for row in rows if row.get("status") == "running")
 
 
+def interrupt(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGINT (the orderly stop), then SIGKILL if it has not exited within *timeout* seconds."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_running(
     process: subprocess.Popen[str],
     stderr_path: Path,
@@ -242,12 +252,7 @@ def measure(count: int, warmup: float, seconds: float) -> dict[str, Any]:
             rss = proc_peak_rss_mb(process.pid)
             final = _stop_markets(base, token)
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt(process, STOP_TIMEOUT)
             stderr.close()
             err = stderr_path.read_text()
         with sqlite3.connect(db) as connection:
