@@ -34,6 +34,7 @@ from ._models import OrderType as OrderType
 from ._models import PriceTick as PriceTick
 from ._models import Quote as Quote
 from ._models import Side as Side
+from ._models import Trade as Trade
 from ._models import to_decimal as to_decimal
 from .config import structure_config as structure_config
 from .protocols import ExchangeFeed as ExchangeFeed
@@ -79,6 +80,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "Subscription",
+    "Trade",
     "UnknownPlugin",
     "__version__",
     "hookimpl",

@@ -36,6 +36,7 @@ __all__ = [
     "PriceTick",
     "Quote",
     "Side",
+    "Trade",
     "to_decimal",
 ]
 
@@ -415,4 +416,22 @@ class DepthSnapshot:
         return None
 
 
-MarketData = PriceTick | DepthSnapshot
+@attrs.frozen
+class Trade:
+    """A trade printed on an exchange's public tape (anyone's, not ours: ours are :class:`Fill`).
+
+    ``side`` is the aggressor's: ``BUY`` when a buyer lifted an ask, ``SELL`` when a seller hit a bid (Binance's
+    ``is_buyer_maker`` true is a ``SELL``). ``timestamp`` (epoch seconds) is the trade's time on the exchange.
+    Building one refuses a non-finite or non-positive price or quantity.
+    """
+
+    exchange: str
+    symbol: str
+    price: Decimal = _decimal_field(validator=above_zero)
+    quantity: Decimal = _decimal_field(validator=above_zero)
+    side: Side = attrs.field(converter=Side)
+    timestamp: float = attrs.field(factory=time.time)
+    trade_id: str = ""
+
+
+MarketData = PriceTick | DepthSnapshot | Trade

@@ -30,6 +30,7 @@ from ._models import (
     PriceTick,
     Quote,
     Side,
+    Trade,
 )
 
 if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the protocols only check names
@@ -195,6 +196,11 @@ class Strategy:
 
     def on_depth(self, depth: DepthSnapshot, ctx: StrategyContext) -> None:
         """Called with every external depth snapshot."""
+
+    def on_trade(self, trade: Trade, ctx: StrategyContext) -> None:
+        """Called with every public trade the market's feed delivers (feeds that report trades: a recorded file,
+        a feed plugin that subscribes to the exchange's trade stream), oldest first, at the market's next step: a
+        trade alone does not make the market decide again."""
 
     def on_local_depth(self, depth: DepthSnapshot, ctx: StrategyContext) -> None:
         """Called with a snapshot of our own exchange's book every ``local_depth_interval`` seconds."""

@@ -46,6 +46,7 @@ def test_exported_names() -> None:
             "Strategy",
             "StrategyContext",
             "Subscription",
+            "Trade",
             "UnknownPlugin",
             "__version__",
             "hookimpl",

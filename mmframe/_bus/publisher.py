@@ -17,7 +17,7 @@ import attrs
 import redis
 import trio
 
-from .._models import MarketData
+from .._models import MarketData, Trade
 from .._settings import RedisSettings
 from ..feedtools import Backoff
 from ..protocols import ExchangeFeed, ReportsSymbolStatistics
@@ -62,6 +62,8 @@ class BusPublisher:
         self.connected = False
 
     def publish(self, exchange: str, item: MarketData) -> None:
+        if isinstance(item, Trade):
+            return  # the bus carries the seed's price and depth channels; trades have none
         channel, payload = encode(exchange, item)
         if channel in self._pending:
             self.conflated += 1

@@ -61,6 +61,8 @@ def encode(exchange: str, item: MarketData) -> tuple[str, str]:
         if item.ask is not None:
             body["ask"] = str(item.ask)
         return price_channel(exchange, item.symbol), json.dumps(body, separators=(",", ":"))
+    if not isinstance(item, DepthSnapshot):
+        raise TypeError(f"the bus has no channel for {type(item).__name__}")
     body = {
         "exchange": exchange,
         "symbol": item.symbol,

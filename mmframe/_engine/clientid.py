@@ -39,9 +39,9 @@ class ClientIds:
 
     __slots__ = ("_head", "_high", "_seq", "prefix")
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, start: float | None = None) -> None:
         self.prefix = prefix
-        self._seq = int(time.time() * 1_000_000)
+        self._seq = int((time.time() if start is None else start) * 1_000_000)
         self._high = -1  # the counter's digits but the last two change once in 1,296 ids: kept written out
         self._head = ""
 

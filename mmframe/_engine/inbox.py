@@ -7,18 +7,24 @@ from collections import deque
 
 import trio
 
-from .._models import DepthSnapshot, MarketData, OrderEvent, PriceTick
+from .._models import DepthSnapshot, MarketData, OrderEvent, PriceTick, Trade
 
 __all__ = ["Inbox"]
 
+#: Public trades kept for a market's next step; beyond, the oldest are kept and the rest counted as dropped (a market
+#: stuck for minutes on a busy tape must not hold every trade in memory).
+MAX_WAITING_TRADES = 100_000
+
 
 class Inbox:
-    """Where a market's inputs wait: every order event in order, and the latest tick and depth (conflated).
+    """Where a market's inputs wait: every order event in order, the latest tick and depth (conflated), and the
+    public trades since the last step (in order; a trade alone does not wake the market: the strategy sees them at
+    its next step).
 
     The feed's and the sink's listeners push (synchronously, never blocking); the market's task waits on
     :meth:`wait` and takes what is there."""
 
-    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at")
+    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at", "trades", "trades_dropped")
 
     def __init__(self) -> None:
         self.events: deque[OrderEvent] = deque()
@@ -27,6 +33,8 @@ class Inbox:
         self.tick_at = 0.0  # perf_counter() when the latest tick arrived: where quote latency starts
         self.depth: DepthSnapshot | None = None
         self.conflated = 0
+        self.trades: list[Trade] = []
+        self.trades_dropped = 0  # trades beyond MAX_WAITING_TRADES while the market was busy
         self._wake = trio.Event()
 
     def push_event(self, event: OrderEvent) -> None:
@@ -42,6 +50,12 @@ class Inbox:
             self.tick = item
         elif isinstance(item, DepthSnapshot):
             self.depth = item
+        elif isinstance(item, Trade):
+            if len(self.trades) < MAX_WAITING_TRADES:
+                self.trades.append(item)
+            else:
+                self.trades_dropped += 1
+            return
         else:
             return
         self._wake.set()

@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -132,6 +133,7 @@ class StrategyManager:
         start_concurrency: int = START_CONCURRENCY,
         id_tag: str = "",
         gate: SendGate | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9]{1,12}", instance_id):
             raise ConfigError(f"instance_id must be 1 to 12 letters or digits, got {instance_id!r}")
@@ -150,6 +152,8 @@ class StrategyManager:
         #: ``gate(spec)`` says whether the market may send to the sink now (a cluster: while this instance holds
         #: the market's lease); ``None``: always.
         self.gate = gate
+        #: The wall clock the markets check tick timestamps against (a backtest's runs on its virtual clock).
+        self.wall = wall
         self.strategies: Registry = get_strategies(pm)
         self.feeds: Registry = get_feeds(pm)
         self._handles: dict[MarketKey, _Handle] = {}
@@ -500,7 +504,7 @@ class StrategyManager:
         index_feeds = [await self._feed(source.feed, source.feed_config) for source in spec.index_sources]
         runner = MarketRunner(
             spec, strategy, feed, self.sink, client_prefix=self.client_prefix(spec), hook=self.pm.hook,
-            index_feeds=index_feeds, id_tag=self.id_tag,
+            index_feeds=index_feeds, id_tag=self.id_tag, wall=self.wall,
             may_send=functools.partial(self.gate, spec) if self.gate is not None else None,
         )
         log.info("Strategy [%s] initialized successfully (%s, %s)", spec.label, spec.strategy, spec.key)

@@ -106,6 +106,7 @@ class MarketRunner:
         index_feeds: Sequence[ExchangeFeed] = (),
         id_tag: str = "",
         may_send: Callable[[], bool] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if len(index_feeds) != len(spec.index_sources):
             raise MMFrameError(f"{len(spec.index_sources)} index sources but {len(index_feeds)} feeds for them")
@@ -149,7 +150,8 @@ class MarketRunner:
         self.doubt = False  # the index screen has the index in doubt: quote nothing (see IndexScreen.in_doubt)
         self.degraded = False
         self.log = _MarketLog(log, {"market": spec.label})
-        self.ids = ClientIds(f"{client_prefix}{id_tag}." if id_tag else client_prefix)
+        self.wall = wall  # epoch seconds now: time.time, or a backtest's virtual clock
+        self.ids = ClientIds(f"{client_prefix}{id_tag}." if id_tag else client_prefix, start=wall())
         #: What this run's own orders start with: the market's prefix, and in a cluster this instance's tag. The
         #: cancels on the way out name it (an earlier owner's orders are cancelled by the market's start, whose
         #: prefix is the market's alone; a late cancel of ours must never reach the next owner's orders).
@@ -402,6 +404,13 @@ class MarketRunner:
         self.inbox.clear_wake()
         self._drain_events()
         self._decide_again = False  # what this step's decision has not seen yet (see _settle)
+        trades = self.inbox.trades
+        if trades:
+            self.inbox.trades = []
+            on_trade = self.strategy.on_trade
+            ctx = self.ctx
+            for trade in trades:
+                on_trade(trade, ctx)
         depth, self.inbox.depth = self.inbox.depth, None
         if depth is not None:
             self.last_depth = depth
@@ -438,7 +447,7 @@ class MarketRunner:
         extra = inbox.extra_ticks
         if tick is None and not extra:
             return None
-        wall = time.time()
+        wall = self.wall()
         offered = False
         if tick is not None:
             offered |= self._offer(0, tick, now, wall)

@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from .._engine.tracker import best_first as _best_first
-from .._models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, to_decimal
+from .._models import DepthSnapshot, Fill, Market, MarketData, Order, PriceTick, Quote, Side, Trade, to_decimal
 from ..protocols import Position, Subscription
 
 __all__ = ["FakeContext", "ScriptedFeed", "make_market"]
@@ -160,3 +160,25 @@ class ScriptedFeed:
         )
         self.push(tick)
         return tick
+
+    def push_trade(
+        self,
+        symbol: str,
+        side: Side | str,
+        quantity: Decimal | str | int,
+        price: Decimal | str | int,
+        *,
+        exchange: str = "scripted",
+        timestamp: float | None = None,
+    ) -> Trade:
+        """Build a public :class:`~mmframe.Trade` (*side* is the aggressor's), :meth:`push` it and return it."""
+        trade = Trade(
+            exchange=exchange,
+            symbol=symbol,
+            price=to_decimal(price, name="price"),
+            quantity=to_decimal(quantity, name="quantity"),
+            side=Side(side),
+            timestamp=time.time() if timestamp is None else timestamp,
+        )
+        self.push(trade)
+        return trade

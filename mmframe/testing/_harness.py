@@ -22,7 +22,7 @@ from .._engine.spec import MarketSpec, MarketStatus
 from .._engine.tracker import best_first
 from .._errors import PluginError
 from .._hookspecs import hookimpl
-from .._models import DepthSnapshot, Fill, Market, MarketKey, Order, OrderType, PriceTick, Side, to_decimal
+from .._models import DepthSnapshot, Fill, Market, MarketKey, Order, OrderType, PriceTick, Side, Trade, to_decimal
 from .._plugins import PluginInfo, get_feeds, get_sinks, get_strategies, list_plugins, make_plugin_manager
 from ..protocols import ExchangeFeed, KeepsLocalBooks, OrderSink, Position, Strategy
 from ._fakes import ScriptedFeed, make_market
@@ -282,6 +282,20 @@ class Harness:
         depth = DepthSnapshot(exchange, symbol, bids=tuple(bids), asks=tuple(asks))
         feed.push(depth)
         return depth
+
+    def push_trade(
+        self,
+        side: Side | str,
+        quantity: Decimal | str | int,
+        price: Decimal | str | int,
+        *,
+        market: MarketRef = None,
+        exchange: str = "scripted",
+    ) -> Trade:
+        """Deliver a public trade (*side* is the aggressor's) to the market now, through its scripted feed: the
+        strategy's ``on_trade`` sees it at the market's next step. It touches no order of ours (use :meth:`take`)."""
+        feed, symbol = self._scripted(market)
+        return feed.push_trade(symbol, side, quantity, price, exchange=exchange)  # type: ignore[no-any-return]
 
     async def settle(self, cushion: float = 0.0) -> None:
         """Let every task run until all are blocked: the engine has processed everything pushed so far. With a real
