@@ -18,6 +18,7 @@ import click
 import trio
 
 from . import __version__, _convert
+from ._backtest.cli import backtest_command
 from ._control.serve import serve as serve_with_api
 from ._demo import demo_sink_options, require_demo_strategy, write_demo
 from ._engine.manager import StrategyManager
@@ -450,6 +451,9 @@ def feed_publish(exchange: str, symbols: str, ws_url: str | None, config_json: s
     stats = publisher.statistics()
     log.info("published %d updates (%d conflated, %d reconnects to Redis)", stats.published, stats.conflated,
              stats.reconnects)
+
+
+cli.add_command(backtest_command)
 
 
 @cli.command("plugins")

@@ -9,8 +9,8 @@ import pytest
 
 from mmframe import Quote, Side, Strategy, Trade
 from mmframe._bus.publisher import BusPublisher
-from mmframe._settings import RedisSettings
 from mmframe._bus.wire import encode
+from mmframe._settings import RedisSettings
 from mmframe.testing import run_strategy
 
 
