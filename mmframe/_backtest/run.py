@@ -232,17 +232,36 @@ async def _with_engine(
             nursery.cancel_scope.cancel()
 
 
-def _virtual(fn: Callable[[], Any]) -> Any:
-    """Run the async *fn* under trio on a clock that jumps whenever every task waits."""
+def _virtual(fn: Callable[[], Any], seed: int = 0) -> Any:
+    """Run the async *fn* under trio on a clock that jumps whenever every task waits, with trio's scheduler made
+    deterministic (the switch trio has for Hypothesis: the tasks woken together run in an order drawn from a
+    generator seeded here, not at random), so that a run depends on its inputs alone. The one exception a nursery
+    wrapped in an exception group is raised as itself."""
+    from trio._core import _run as trio_run
     from trio.testing import MockClock
 
-    return trio.run(fn, clock=MockClock(autojump_threshold=0))
+    allowed, state = trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio_run._r.seed(seed)
+    try:
+        return trio.run(fn, clock=MockClock(autojump_threshold=0))
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from None
+    finally:
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = allowed  # type: ignore[misc]
+        trio_run._r.setstate(state)
 
 
-def backtest_spec(spec: MarketSpec, **changes: Any) -> MarketSpec:
-    """*spec* as a backtest runs it: on the ``backtest`` feed (its index symbol kept), no restarts."""
+def backtest_spec(spec: MarketSpec, seed: int, **changes: Any) -> MarketSpec:
+    """*spec* as a backtest runs it: on the ``backtest`` feed (its index symbol kept), its random numbers (the size
+    variation of placed orders) seeded by the run's *seed* unless the spec has its own."""
     values: dict[str, Any] = {"feed": BacktestFeed.name, "feed_config": {}, "index_symbol": spec.feed_symbol,
-                              "index_sources": (), **changes}
+                              "index_sources": (), "seed": spec.seed if spec.seed is not None else seed, **changes}
     return attrs.evolve(spec, **values)
 
 
@@ -326,8 +345,8 @@ async def _synthetic_chunk(
     specs = []
     for path in paths:
         market = _path_market(template.market, path)
-        specs.append(backtest_spec(template, market=market, index_symbol=market.symbol.replace("/", ""),
-                                   name=f"path {path}"))
+        specs.append(backtest_spec(template, path_seed(seed, path), market=market,
+                                   index_symbol=market.symbol.replace("/", ""), name=f"path {path}"))
     symbols = [spec.market.symbol for spec in specs]
     feed_symbols = [spec.feed_symbol for spec in specs]
     seeds = [path_seed(seed, path) for path in paths]
@@ -549,7 +568,7 @@ def run_replay(
     first = next(events, None)
     if first is None:
         raise BacktestError(f"{path}: the recording holds no event")
-    specs = [backtest_spec(spec) for spec in specs]
+    specs = [backtest_spec(spec, exchange_config.seed + i) for i, spec in enumerate(specs)]
     info: dict[str, Any] = {"file": os.fspath(path), "first_t": first.t}
     last = [first]
 
