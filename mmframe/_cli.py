@@ -19,6 +19,7 @@ import trio
 
 from . import __version__, _convert
 from ._backtest.cli import backtest_command
+from ._backtest.recorder import add_record_commands
 from ._control.serve import serve as serve_with_api
 from ._demo import demo_sink_options, require_demo_strategy, write_demo
 from ._engine.manager import StrategyManager
@@ -378,7 +379,11 @@ _CENT = Decimal("0.0001")
 
 @cli.group()
 def feed() -> None:
-    """Market data: run a feed plugin and publish it to the Redis bus."""
+    """Market data: run a feed plugin and publish it to the Redis bus; record it, or import an exchange's trade
+    files, for the backtester."""
+
+
+add_record_commands(feed)
 
 
 @feed.command("publish")

@@ -145,7 +145,8 @@ def test_a_bad_recording_names_its_line_and_nothing_is_written(
 def test_the_cli_replays_a_market_of_the_store(recording: Path, tmp_path: Path) -> None:
     db = tmp_path / "store.sqlite"
     runner = CliRunner()
-    assert runner.invoke(cli, ["db", "seed-demo", "--sqlite", str(db), "--env-file", str(tmp_path / "none")]).exit_code == 0
+    seeded = runner.invoke(cli, ["db", "seed-demo", "--sqlite", str(db), "--env-file", str(tmp_path / "none")])
+    assert seeded.exit_code == 0, seeded.output
     out = tmp_path / "summary.json"
     result = runner.invoke(cli, ["backtest", "--market", "BTC/USDT", "--sqlite", str(db), "--env-file",
                                  str(tmp_path / "none"), "--data", str(recording), "--out", str(out)])
@@ -193,7 +194,8 @@ def test_the_inventory_strategy_holds_less_risk_than_the_symmetric_one() -> None
     assert std([f.pnl for f in inventory]) < 0.7 * std([f.pnl for f in symmetric])
     assert std([f.final_inventory for f in inventory]) < 0.6 * std([f.final_inventory for f in symmetric])
     spread = [f.average_spread for f in inventory]
-    assert spread[0] == pytest.approx(1.49, abs=0.01)  # γσ²T/2 + (2/γ)ln(1 + γ/k), bids down and asks up a tick
+    # gamma sigma^2 T / 2 + (2 / gamma) ln(1 + gamma / k), bids down and asks up to the tick
+    assert spread[0] == pytest.approx(1.49, abs=0.01)
     assert symmetric[0].average_spread == pytest.approx(spread[0], abs=0.01)
     assert 55 < sum(f.pnl for f in inventory) / 60 < 72  # the paper: 62.94
 
@@ -235,8 +237,8 @@ def test_the_cli_runs_the_model_and_writes_the_summary_and_the_report(tmp_path: 
     [
         (["--strategy", "grid_trading"], "--data FILE"),
         (["--model", "avellaneda-stoikov", "--strategy", "nope"], "nope"),
-        (["--model", "avellaneda-stoikov", "--strategy", "avellaneda_stoikov", "--config", '{"gamma": -1, "quantity": 1, "horizon": 1}'],
-         "gamma"),
+        (["--model", "avellaneda-stoikov", "--strategy", "avellaneda_stoikov", "--config",
+          '{"gamma": -1, "quantity": 1, "horizon": 1}'], "gamma"),
         (["--model", "avellaneda-stoikov", "--strategy", "avellaneda_stoikov", "--config",
           '{"gamma": 0.1, "quantity": 1, "horizon": 1}', "--model-config", '{"sigma": 2, "drift": 1}'], "drift"),
         (["--model", "avellaneda-stoikov", "--strategy", "avellaneda_stoikov", "--config",

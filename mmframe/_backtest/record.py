@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import attrs
 
@@ -116,13 +116,17 @@ class RecordInfo:
 
 def kind_of(item: MarketData) -> str:
     """The record's ``kind`` of *item*: ``tick``, ``depth`` or ``trade``."""
-    kind = _KIND_OF.get(type(item))
-    if kind is None:
-        raise TypeError(f"a record holds PriceTick, DepthSnapshot and Trade items, not {type(item).__name__}")
-    return kind
+    if isinstance(item, PriceTick):
+        return "tick"
+    if isinstance(item, DepthSnapshot):
+        return "depth"
+    if isinstance(item, Trade):
+        return "trade"
+    _refuse(item)
 
 
-_KIND_OF: dict[type, str] = {PriceTick: "tick", DepthSnapshot: "depth", Trade: "trade"}
+def _refuse(item: object) -> NoReturn:
+    raise TypeError(f"a record holds PriceTick, DepthSnapshot and Trade items, not {type(item).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,10 +137,13 @@ _KIND_OF: dict[type, str] = {PriceTick: "tick", DepthSnapshot: "depth", Trade: "
 class RecordWriter:
     """Writes market data to a record file, appending to it if it exists.
 
-    A new (or empty) file gets the header at once; an existing one must be a good record (its header is checked
-    and its last event's ``t`` read, so that appended events continue in order). :meth:`write` keeps lines in
-    memory; :meth:`flush` compresses them into one gzip member at the end of the file, which is then a valid
-    record again. :meth:`close` (or leaving the ``with`` block, also on an error) flushes and closes.
+    A new (or empty) file gets the header at once. An existing one is read through first: its header must be a
+    record's, its compressed data whole (a file cut off mid-member cannot be appended to), and its last event's
+    ``t`` is read so that appended events continue in order (the lines between are not checked here).
+
+    :meth:`write` keeps lines in memory; :meth:`flush` compresses them into one gzip member at the end of the
+    file, which is then a valid record again. :meth:`close` (or leaving the ``with`` block, also on an error)
+    flushes and closes.
 
     ``t`` never goes backwards: an event written with a ``t`` below the last one gets the last one (receive times
     from the wall clock are monotone in intent; a clock step back must not make an unreadable file).
@@ -251,34 +258,33 @@ def _ts(item_timestamp: float, t: float, out: dict[str, Any]) -> dict[str, Any]:
 
 def _event(item: MarketData, t: float) -> dict[str, Any]:
     """The JSON object of one event line."""
-    if type(item) is Trade:
+    if isinstance(item, Trade):
         out: dict[str, Any] = {"t": t, "kind": "trade", "exchange": item.exchange, "symbol": item.symbol,
                                "price": str(item.price), "qty": str(item.quantity), "side": item.side.value}
         if item.trade_id:
             out["id"] = item.trade_id
         return _ts(item.timestamp, t, out)
-    if type(item) is PriceTick:
+    if isinstance(item, PriceTick):
         out = {"t": t, "kind": "tick", "exchange": item.exchange, "symbol": item.symbol, "price": str(item.price)}
         if item.bid is not None:
             out["bid"] = str(item.bid)
         if item.ask is not None:
             out["ask"] = str(item.ask)
         return _ts(item.timestamp, t, out)
-    if type(item) is DepthSnapshot:
+    if isinstance(item, DepthSnapshot):
         out = {"t": t, "kind": "depth", "exchange": item.exchange, "symbol": item.symbol,
                "bids": [[str(p), str(q)] for p, q in item.bids], "asks": [[str(p), str(q)] for p, q in item.asks]}
         if item.sequence:
             out["sequence"] = item.sequence
         return _ts(item.timestamp, t, out)
-    kind_of(item)  # raises the TypeError
-    raise AssertionError("unreachable")
+    _refuse(item)
 
 
 def _tail(path: Path) -> tuple[float, bool]:
     """The last event's ``t`` of the existing record at *path* (``-inf`` when it has none), and whether its last
     line ends with a newline; checks its header and that it is complete, raising :class:`RecordError` otherwise.
     Only the header and the last line are parsed."""
-    number = 0
+    number = last_number = 0
     last = b""
     complete = True
     for number, raw in _lines(path):
@@ -286,7 +292,7 @@ def _tail(path: Path) -> tuple[float, bool]:
         if number == 1:
             _header(raw, path)
         elif raw.strip():
-            last = raw
+            last, last_number = raw, number
     if number == 0:
         raise RecordError(f"{path}, line 1: missing header: the file holds no line")
     if not last:
@@ -295,10 +301,10 @@ def _tail(path: Path) -> tuple[float, bool]:
         data = json.loads(last)
         t = data["t"]
     except (ValueError, KeyError, TypeError):
-        raise RecordError(f"{path}, line {number}: the last line is not an event with a time 't': "
+        raise RecordError(f"{path}, line {last_number}: the last line is not an event with a time 't': "
                           f"{_excerpt(last)}") from None
     if type(t) not in (float, int) or not math.isfinite(t):
-        raise RecordError(f"{path}, line {number}: t must be a finite number of seconds, got {t!r}")
+        raise RecordError(f"{path}, line {last_number}: t must be a finite number of seconds, got {t!r}")
     return float(t), complete
 
 
@@ -539,7 +545,7 @@ def scan_record(path: StrPath) -> RecordInfo:
         if first_t is None:
             first_t = event.t
         last_t = event.t
-        kinds[_KIND_OF[type(item)]] += 1
+        kinds[kind_of(item)] += 1
         symbols.add((item.exchange, item.symbol))
     return RecordInfo(
         path=str(path),
