@@ -12,6 +12,8 @@ and records the latest figures against the targets.
 - :mod:`bench.cluster_scale`: ``mmframe serve --workers N`` (a fixed split, and a cluster through Redis leases):
   twice the markets on two workers, at what quote latency and CPU.
 - :mod:`bench.message_efficiency`: ``reconcile`` against ``replace_all`` on the recorded price path.
+- :mod:`bench.backtest`: ``mmframe backtest`` replaying a recorded feed (events a second) and running the
+  Avellaneda-Stoikov study (1,000 paths).
 - :mod:`bench.soak`: cycles of 50 ticks/s bursts with takers on the reference engine: never more resting orders
   than the ladder plus those in flight, exactly one ladder after each burst, none left after a stop.
 
@@ -20,7 +22,9 @@ The test suite never runs them at full size: ``tests/test_bench.py`` runs each o
 
 from __future__ import annotations
 
-BENCHMARKS = ("quote_path", "sink_throughput", "scale", "serve_scale", "cluster_scale", "message_efficiency", "soak")
+BENCHMARKS = (
+    "quote_path", "sink_throughput", "scale", "serve_scale", "cluster_scale", "message_efficiency", "soak", "backtest",
+)
 SIZES = ("tiny", "full")
 
 __all__ = ["BENCHMARKS", "SIZES"]

@@ -183,6 +183,11 @@ class Strategy:
     #: Seconds between two snapshots of the *local* book (the sink's depth, other participants' orders included)
     #: handed to :meth:`on_local_depth`; ``None``: the strategy does not look at the local book.
     local_depth_interval: float | None = None
+    #: Whether an external depth snapshot alone makes the market decide again (call :meth:`desired_orders`). A
+    #: strategy whose quotes never depend on the external depth sets it to ``False``: its market then wakes for
+    #: ticks, order events and its refresh interval only (a depth feed at 10 updates a second costs it nothing), and
+    #: :meth:`on_depth` still gets the latest snapshot (and ``ctx.depth`` shows it) at the market's next step.
+    wake_on_depth: bool = True
 
     def __init__(self, config: Any, market: Market) -> None:
         self.config = config

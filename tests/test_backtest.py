@@ -252,3 +252,17 @@ def test_bad_arguments_are_refused_clearly(tmp_path: Path, args: list[str], mess
     result = CliRunner().invoke(cli, ["backtest", *args, "--out", str(out)])
     assert result.exit_code != 0 and message in result.output, result.output
     assert not out.exists()
+
+
+def test_the_reader_builds_the_models_it_checked_field_for_field() -> None:
+    """The reader builds trades and depth snapshots without the models' converters (it checked every value as they
+    would): a field added to a model must be added there too, and what it builds equals the model built as usual."""
+    import attrs
+
+    from mmframe._backtest import record
+
+    assert tuple(f.name for f in attrs.fields(Trade)) == record._TRADE_FIELDS
+    assert tuple(f.name for f in attrs.fields(DepthSnapshot)) == record._DEPTH_FIELDS
+    values = ("binance", "BTCUSDT", Decimal("1.5"), Decimal("2"), Side.SELL, 1.0, "7")
+    built = record._built(Trade, record._TRADE_FIELDS, values)
+    assert built == Trade(*values) and hash(built) == hash(Trade(*values))

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("quote_path", "sink_throughput", "scale", "serve_scale", "cluster_scale", "message_efficiency", "soak")
+NAMES = (
+    "quote_path", "sink_throughput", "scale", "serve_scale", "cluster_scale", "message_efficiency", "soak", "backtest",
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,18 @@ def test_message_efficiency(lines: dict[str, dict[str, Any]]) -> None:
     assert line["ratio"] == pytest.approx(line["messages"] / line["baseline_messages"], abs=1e-3)
     assert line["max_dev"] >= 0 and line["baseline_max_dev"] >= 0
     assert line["places"] > 0 and line["baseline_places"] >= 20 * line["seconds"]  # replace_all: every second
+
+
+def test_backtest(lines: dict[str, dict[str, Any]]) -> None:
+    """The replay of a recorded feed through the whole engine (both strategies fill and send), and the study."""
+    line = lines["backtest"]
+    model, ladder = line["replay"]
+    assert model["strategy"] == "avellaneda_stoikov" and ladder["strategy"] == "external_index_follow"
+    for figures in (model, ladder):
+        assert figures["events"] >= 5_000 and figures["events_per_s"] > 0 and figures["messages"] > 0
+    assert line["events_per_s"] == model["events_per_s"]
+    assert line["synthetic"]["paths"] == 20 and line["study_seconds"] > 0
+    assert 30 < line["synthetic"]["pnl_mean"] < 90
 
 
 def test_an_unknown_benchmark_is_refused() -> None:

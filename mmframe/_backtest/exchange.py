@@ -496,14 +496,15 @@ class SimExchange:
                 state.ahead[coid] = model.ahead_after(ahead, before, decrease) if decrease > 0 else min(ahead, now)
         state.traded.clear()
         book = state.book
-        if book.best_bid is not None and state.asks:
-            self._crossed_by(state, symbol, Side.SELL, book.best_bid, state.asks)
-        if book.best_ask is not None and state.bids:
-            self._crossed_by(state, symbol, Side.BUY, book.best_ask, state.bids)
+        bid = book.best_bid
+        if bid is not None and depth.asks and depth.asks[0][0] <= bid:
+            self._crossed_by(state, symbol, Side.SELL, bid, state.asks)
+        ask = book.best_ask
+        if ask is not None and depth.bids and depth.bids[0][0] >= ask:
+            self._crossed_by(state, symbol, Side.BUY, ask, state.bids)
 
     def _crossed_by(self, state: _Symbol, symbol: str, aggressor: Side, ours: Decimal,
                     displayed: dict[Decimal, Decimal]) -> None:
-
         """The displayed book now shows others' orders at or through our best price on the other side: on the real
         book those orders would have met ours first. They fill our orders (maker, at our prices) for up to their
         displayed quantity, which they use up."""
@@ -514,7 +515,8 @@ class SimExchange:
         if not levels:
             return
         quantity = sum((q for _, q in levels), _ZERO)
-        filled = self._take(state, symbol, aggressor, quantity, levels[-1][0], maker=True) if quantity > 0 else _ZERO
+        # up to that quantity, every order of ours at or through the most aggressive of those prices
+        filled = self._take(state, symbol, aggressor, quantity, levels[0][0], maker=True) if quantity > 0 else _ZERO
         for price, size in levels:  # the displayed orders that met ours are gone
             if filled <= 0:
                 break
@@ -537,6 +539,17 @@ class SimExchange:
             return best is not None and best >= trade.price
         best = book.best_ask
         return best is not None and best <= trade.price
+
+    def could_cross(self, depth: DepthSnapshot, symbol: str | None = None) -> bool:
+        """Whether *depth* shows others' orders at or through one of our resting prices (:meth:`on_depth` would
+        fill us)."""
+        state = self._symbols.get(symbol or depth.symbol)
+        if state is None:
+            return False
+        book = state.book
+        bid, ask = book.best_bid, book.best_ask
+        return (bid is not None and bool(depth.asks) and depth.asks[0][0] <= bid) or (
+            ask is not None and bool(depth.bids) and depth.bids[0][0] >= ask)
 
     def on_trade(self, trade: Trade, symbol: str | None = None) -> None:
         """A public trade: it consumes the displayed queue at its price and may fill our orders (see the module

@@ -29,7 +29,7 @@ from .._engine.spec import MarketSpec, MarketState
 from .._errors import ConfigError, MMFrameError
 from .._hookspecs import hookimpl
 from .._models import DepthSnapshot, Market, MarketData, PriceTick, Side, Trade
-from .._plugins import make_plugin_manager
+from .._plugins import get_strategies, make_plugin_manager
 from ..protocols import Subscription
 from .exchange import ExchangeConfig, SimExchange, Timeline
 from .record import RecordedEvent, read_record
@@ -210,10 +210,12 @@ async def _with_engine(
     wall: Callable[[], float],
     drive: Callable[[], Any],
     strategies: Sequence[type] = (),
+    pm: Any = None,
 ) -> None:
-    """Start an engine with *specs* on *exchange*, run *drive*, then check that no market failed and stop."""
-    feed = type("BacktestFeed", (BacktestFeed,), {"hub": hub})
-    pm = make_plugin_manager(load_entrypoints=True, plugins=(_Components(feed, strategies),))
+    """Start an engine with *specs* on *exchange*, run *drive*, then check that no market failed and stop. *pm*: a
+    plugin manager made by :func:`_plugin_manager` for *hub* (default: a new one)."""
+    if pm is None:
+        pm = _plugin_manager(hub, strategies)
     manager = StrategyManager(exchange, pm, instance_id="bt", wall=wall)
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
@@ -230,6 +232,12 @@ async def _with_engine(
             with trio.CancelScope(shield=True):
                 await manager.aclose()
             nursery.cancel_scope.cancel()
+
+
+def _plugin_manager(hub: FeedHub, strategies: Sequence[type]) -> Any:
+    """The installed plugins, the run's feed (on *hub*) and *strategies*."""
+    feed = type("BacktestFeed", (BacktestFeed,), {"hub": hub})
+    return make_plugin_manager(load_entrypoints=True, plugins=(_Components(feed, strategies),))
 
 
 def _virtual(fn: Callable[[], Any], seed: int = 0) -> Any:
@@ -456,6 +464,21 @@ def run_synthetic(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _needs_engine(item: MarketData, targets: Sequence[str] | None, exchange: SimExchange,
+                  depth_wakes: Mapping[str, bool]) -> bool:
+    """Whether *item* wakes one of the markets *targets* (their symbols) or may fill one of our orders there: the
+    engine must have caught up with its time."""
+    if targets is None:
+        return False
+    if isinstance(item, Trade):
+        if len(targets) == 1:  # the usual case, without a generator
+            return exchange.could_fill(item, targets[0])
+        return any(exchange.could_fill(item, symbol) for symbol in targets)
+    if isinstance(item, DepthSnapshot):
+        return depth_wakes[item.symbol] or any(exchange.could_cross(item, symbol) for symbol in targets)
+    return True  # an index tick wakes its markets
+
+
 def _mid_of(item: MarketData) -> float | None:
     if isinstance(item, PriceTick):
         return float(item.price)
@@ -482,10 +505,19 @@ async def _replay(
 
     exchange = SimExchange(exchange_config, timeline, wall)
     by_feed_symbol: dict[str, list[int]] = {}
+    symbols_of: dict[str, list[str]] = {}  # feed symbol -> the symbols of the markets following it
     for i, spec in enumerate(specs):
         by_feed_symbol.setdefault(spec.feed_symbol, []).append(i)
+        symbols_of.setdefault(spec.feed_symbol, []).append(spec.market.symbol)
     trackers = [_Tracker(exchange, spec.market.symbol, i == 0) for i, spec in enumerate(specs)]
     mids: list[float | None] = [None] * len(specs)
+    # Whether a depth snapshot of a feed symbol wakes one of its markets (Strategy.wake_on_depth).
+    pm = _plugin_manager(hub, strategies)
+    registry = get_strategies(pm)
+    depth_wakes: dict[str, bool] = {}
+    for spec in specs:
+        wakes = bool(registry.get_or_raise(spec.strategy).wake_on_depth)
+        depth_wakes[spec.feed_symbol] = depth_wakes.get(spec.feed_symbol, False) or wakes
     data_latency = None if exchange_config.data_latency.zero else exchange_config.data_latency
     latency_rng = random.Random(exchange_config.seed ^ 0xDA7A)
     count = 0
@@ -497,8 +529,7 @@ async def _replay(
         run_until = timeline.run_until
         push = hub.push
         on_data = exchange.on_data
-        could_fill = exchange.could_fill
-        when = t0
+        when = now = t0
         woken = False  # the engine has something to handle since it last ran (data it follows, order events)
         emitted = exchange.emitted
         for event in events:
@@ -506,16 +537,16 @@ async def _replay(
             item = event.item
             targets = by_feed_symbol.get(item.symbol)
             # The clock moves to the event's time — the engine handles everything due until then — unless nothing
-            # needs the engine before this event does: nothing woke it, nothing is scheduled until then, and the
-            # event is a trade that can reach none of our orders (a trade wakes no market: it waits in the
-            # strategies' inboxes).
-            if when > trio.current_time() and (
+            # needs the engine before this event does: nothing woke it since it last ran, nothing is scheduled until
+            # then, and the event can neither wake a market nor fill one of our orders (a trade wakes no market; a
+            # depth snapshot wakes only a strategy that decides on depth).
+            if when > now and (
                 woken
                 or timeline.due_by(when)
-                or not isinstance(item, Trade)
-                or (targets is not None and any(could_fill(item, specs[i].market.symbol) for i in targets))
+                or _needs_engine(item, symbols_of.get(item.symbol), exchange, depth_wakes)
             ):
                 await run_until(when)
+                now = trio.current_time()
                 woken = False
             if targets is not None:
                 if not isinstance(item, PriceTick):
@@ -528,7 +559,7 @@ async def _replay(
                 if mid is not None:
                     for i in targets:
                         mids[i] = mid
-                if not isinstance(item, Trade):
+                if isinstance(item, PriceTick) or (isinstance(item, DepthSnapshot) and depth_wakes[item.symbol]):
                     woken = True
             if data_latency is None:
                 push(item)
@@ -546,7 +577,7 @@ async def _replay(
         for i, tracker in enumerate(trackers):
             tracker.sample(end - t0, mids[i])
 
-    await _with_engine(specs, exchange, hub, wall, drive, strategies)
+    await _with_engine(specs, exchange, hub, wall, drive, strategies, pm)
     figures = [tracker.figures(i, exchange_config.seed, mids[i]) for i, tracker in enumerate(trackers)]
     return figures, trackers[0].series, count
 

@@ -24,7 +24,10 @@ class Inbox:
     The feed's and the sink's listeners push (synchronously, never blocking); the market's task waits on
     :meth:`wait` and takes what is there."""
 
-    __slots__ = ("_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at", "trades", "trades_dropped")
+    __slots__ = (
+        "_wake", "conflated", "depth", "events", "extra_ticks", "tick", "tick_at", "trades", "trades_dropped",
+        "wake_on_depth",
+    )
 
     def __init__(self) -> None:
         self.events: deque[OrderEvent] = deque()
@@ -34,6 +37,7 @@ class Inbox:
         self.depth: DepthSnapshot | None = None
         self.conflated = 0
         self.trades: list[Trade] = []
+        self.wake_on_depth = True  # the strategy's Strategy.wake_on_depth
         self.trades_dropped = 0  # trades beyond MAX_WAITING_TRADES while the market was busy
         self._wake = trio.Event()
 
@@ -50,6 +54,8 @@ class Inbox:
             self.tick = item
         elif isinstance(item, DepthSnapshot):
             self.depth = item
+            if not self.wake_on_depth:
+                return
         elif isinstance(item, Trade):
             if len(self.trades) < MAX_WAITING_TRADES:
                 self.trades.append(item)

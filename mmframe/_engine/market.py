@@ -139,6 +139,7 @@ class MarketRunner:
         self.gate = RiskGate(spec.market, spec.risk, hook.pre_trade_check if hook is not None else None)
         self.ctx = MarketContext(self)
         self.inbox = Inbox()
+        self.inbox.wake_on_depth = bool(strategy.wake_on_depth)
         self.position = Position()
         self.history: tuple[Fill, ...] = tuple(history)  # fills before this run (see StrategyContext.fill_history)
         self.fills: list[Fill] = []  # fills of this run, kept (keep_fills) when no store will hand them back

@@ -88,6 +88,9 @@ class ModelStrategy(Strategy):
     (:meth:`model_quotes`)."""
 
     Config: ClassVar[type[CommonConfig]] = CommonConfig
+    #: The quotes follow the index, the inventory and the clock, never the external depth: a depth update alone
+    #: does not make the market decide again.
+    wake_on_depth = False
 
     def __init__(self, config: CommonConfig, market: Market) -> None:
         super().__init__(config, market)
