@@ -79,3 +79,41 @@ def test_the_bus_carries_no_trades() -> None:
     publisher = BusPublisher(RedisSettings())
     publisher.publish("binance", trade)  # skipped, not mis-encoded as a depth snapshot
     assert publisher._pending == {}
+
+
+class DepthBlind(TapeWatcher):
+    name = "depth_blind"
+    wake_on_depth = False
+
+    def on_depth(self, depth: object, ctx: object) -> None:
+        self.seen.append(("depth", depth.bids[0][0]))  # type: ignore[attr-defined]
+
+
+async def test_a_strategy_that_does_not_decide_on_depth_is_not_woken_by_it(autojump_clock: object) -> None:
+    async with run_strategy(DepthBlind, {}) as engine:
+        engine.push_tick("100")
+        await engine.settle()
+        strategy = engine.strategy()
+        assert isinstance(strategy, DepthBlind)
+        decisions = strategy.decisions
+        engine.push_depth(bids=[("99", "1")], asks=[("101", "1")])
+        engine.push_depth(bids=[("98", "1")], asks=[("102", "1")])
+        await engine.settle()
+        assert strategy.decisions == decisions  # depth alone: no decision
+        engine.push_tick("100.5")
+        await engine.settle()
+        # the latest depth (conflated) reaches on_depth at the next step, before the tick
+        assert strategy.seen[-2:] == [("depth", Decimal("98")), ("tick", Decimal("100.5"))]
+        assert strategy.decisions == decisions + 1
+
+
+async def test_a_strategy_decides_on_depth_by_default(autojump_clock: object) -> None:
+    async with run_strategy(TapeWatcher, {}) as engine:
+        engine.push_tick("100")
+        await engine.settle()
+        strategy = engine.strategy()
+        assert isinstance(strategy, TapeWatcher)
+        decisions = strategy.decisions
+        engine.push_depth(bids=[("99", "1")], asks=[("101", "1")])
+        await engine.settle()
+        assert strategy.decisions == decisions + 1
