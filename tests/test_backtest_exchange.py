@@ -259,3 +259,62 @@ async def test_a_snapshot_crossing_our_order_fills_it_for_up_to_the_displayed_qu
     # what met our bid is gone from the displayed book: a taker buy now starts at 100.5
     taker = await rig.place(Side.SELL, "98", "1")  # crosses the displayed bids at 99
     assert rig.fills(taker) == [(D("99"), D("1"))]
+
+
+async def test_random_latencies_never_reorder_one_connection(autojump_clock: object) -> None:
+    """A cancel never overtakes its place, an acceptance never arrives after its fill, whatever the draws."""
+    rig = Rig(entry_latency={"dist": "exponential", "mean": "20ms"},
+              response_latency={"dist": "exponential", "mean": "20ms"}, seed=3)
+
+    async def driver() -> None:
+        await rig.timeline.run_until(100.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver)
+        placed = []
+        for n in range(200):
+            coid = await rig.place(Side.BUY if n % 2 else Side.SELL, "100" if n % 2 else "101")
+            placed.append(coid)
+            if n % 3 == 0:
+                await rig.exchange.cancel(SYMBOL, [coid])  # at once: it must still arrive after the place
+            if n % 7 == 0:
+                rig.trade(Side.SELL, "1", "99")  # through every bid resting now
+            await trio.sleep(0.001)
+        await trio.sleep(5)
+        cancelled = 0
+        for coid in placed:
+            kinds = rig.kinds(coid)
+            assert kinds[0] is OrderEventKind.ACCEPTED, (coid, kinds)
+            assert kinds.count(OrderEventKind.ACCEPTED) == 1
+            if int(coid[1:]) % 3 == 1:  # cancelled right after it was sent: cancelled, unless a trade came first
+                assert kinds in ([OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED],
+                                 [OrderEventKind.ACCEPTED, OrderEventKind.FILLED]), (coid, kinds)
+                cancelled += kinds[-1] is OrderEventKind.CANCELLED
+        assert cancelled > 30  # most of the 67 cancels arrived before a trade
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_cancel_all_waits_its_turn_and_cancels_a_place_on_its_way(autojump_clock: object) -> None:
+    rig = Rig(entry_latency="50ms")
+
+    async def driver() -> None:
+        await rig.timeline.run_until(10.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver)
+        coid = await rig.place(Side.BUY, "100")
+        assert await rig.exchange.cancel_all(SYMBOL) == 1  # the place arrived first, then the cancel-all
+        assert trio.current_time() == pytest.approx(0.05)
+        assert rig.kinds(coid) == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]
+        assert await rig.exchange.open_orders(SYMBOL) == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_finish_delivers_what_is_on_its_way_and_acts_at_once_after(autojump_clock: object) -> None:
+    rig = Rig(entry_latency="1s", response_latency="1s")
+    coid = await rig.place(Side.BUY, "100")
+    assert rig.events == [] and len(rig.timeline) == 1
+    rig.exchange.finish()
+    assert rig.kinds(coid) == [OrderEventKind.ACCEPTED]
+    assert await rig.exchange.cancel_all(SYMBOL) == 1
+    assert rig.kinds(coid) == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]

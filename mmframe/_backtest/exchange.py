@@ -21,7 +21,10 @@ size.
 **Latency.** An order or a cancel reaches the exchange ``entry_latency`` after the engine sent it; what the exchange
 says (accepted, filled, cancelled) reaches the engine ``response_latency`` after it happened; market data reaches
 the engine ``data_latency`` after the exchange saw it. Each is a constant or a seeded draw from a distribution
-(:class:`Latency`). ``cancel_all`` and ``open_orders`` (the engine's start and its way out) act at once.
+(:class:`Latency`), and nothing overtakes what was sent before it on the same way (one connection delivers in
+order: a cancel never arrives before its place, a fill never before the acceptance). ``cancel_all`` waits its turn
+like a cancel; ``open_orders`` answers at once. When the data ends (:meth:`SimExchange.finish`) what is still on
+its way arrives at once.
 
 An order that crosses the displayed depth when it arrives takes liquidity: it fills against the displayed levels up
 to its price (taker fee, the displayed prices), which are used up until the next snapshot; a post-only order that
@@ -305,6 +308,13 @@ class Timeline:
         with trio.move_on_at(when):
             await self._wake.wait()
 
+    def run_all(self) -> None:
+        """Run every scheduled action now, in order (and those they schedule)."""
+        heap = self._heap
+        while heap:
+            _, _, action, args = heapq.heappop(heap)
+            action(*args)
+
     def due_by(self, when: float) -> bool:
         """Whether something is scheduled at or before *when*."""
         return bool(self._heap) and self._heap[0][0] <= when
@@ -353,6 +363,7 @@ class SimExchange:
         self._tape_ids = itertools.count(1)
         self._entry = None if config.entry_latency.zero else config.entry_latency
         self._response = None if config.response_latency.zero else config.response_latency
+        self._last_entry = self._last_response = -math.inf  # requests and events keep their order (see _arrival)
         #: Messages the engine sent, per symbol: ``places``, ``cancels`` (one per order named), ``cancel_alls``.
         self.messages: dict[str, dict[str, int]] = {}
         #: Order events emitted (delivered now or scheduled): the driver lets the engine run after any.
@@ -380,7 +391,7 @@ class SimExchange:
             if self._entry is None:
                 self._place(request)
             else:
-                self.timeline.at(trio.current_time() + self._entry.sample(self._rng), self._place, request)
+                self.timeline.at(self._arrival(), self._place, request)
 
     async def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
@@ -388,12 +399,28 @@ class SimExchange:
         if self._entry is None:
             self._cancel(symbol, tuple(client_order_ids))
         else:
-            self.timeline.at(trio.current_time() + self._entry.sample(self._rng), self._cancel, symbol,
+            self.timeline.at(self._arrival(), self._cancel, symbol,
                              tuple(client_order_ids))
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
+        """Cancel every order of ours under *prefix*; with an entry latency the request reaches the exchange in its
+        turn, after what was sent before it (a place still on its way is cancelled too), and this returns then."""
         await trio.lowlevel.checkpoint()
         self._count(symbol)["cancel_alls"] += 1
+        if self._entry is None:
+            return self._cancel_all(symbol, prefix)
+        done = trio.Event()
+        result: list[int] = []
+
+        def arrive() -> None:
+            result.append(self._cancel_all(symbol, prefix))
+            done.set()
+
+        self.timeline.at(self._arrival(), arrive)
+        await done.wait()
+        return result[0]
+
+    def _cancel_all(self, symbol: str, prefix: str) -> int:
         state = self._symbols.get(symbol)
         if state is None:
             return 0
@@ -402,6 +429,12 @@ class SimExchange:
             state.ahead.pop(order.client_order_id, None)
             self._emit(self._cancelled(state, symbol, order))
         return len(cancelled)
+
+    def finish(self) -> None:
+        """The data has ended: what is still on its way arrives now, in order, and from here on the exchange acts
+        at once (the engine's way out needs no driver to run the timeline)."""
+        self._entry = self._response = None
+        self.timeline.run_all()
 
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
         await trio.lowlevel.checkpoint()
@@ -766,9 +799,20 @@ class SimExchange:
         return OrderEvent(OrderEventKind.CANCELLED, order.client_order_id, symbol, filled,
                           order.order_id, None, order.reason, timestamp=self.wall())
 
+    def _arrival(self) -> float:
+        """When a request sent now reaches the exchange: after a drawn delay, but never before one sent earlier (one
+        connection delivers in order, so a cancel never overtakes the place it cancels)."""
+        assert self._entry is not None
+        when = max(trio.current_time() + self._entry.sample(self._rng), self._last_entry)
+        self._last_entry = when
+        return when
+
     def _emit(self, event: OrderEvent) -> None:
         self.emitted += 1
         if self._response is None:
             self._listeners.emit(event)
         else:
-            self.timeline.at(trio.current_time() + self._response.sample(self._rng), self._listeners.emit, event)
+            assert self._response is not None
+            when = max(trio.current_time() + self._response.sample(self._rng), self._last_response)
+            self._last_response = when
+            self.timeline.at(when, self._listeners.emit, event)

@@ -392,6 +392,7 @@ async def _synthetic_chunk(
                     exchange.hit(symbol, Side.BUY, size)
                 trackers[i].sample(t + dt / 2 - t0, mid, spread=False)
         await timeline.run_until(t0 + model.steps * dt)
+        exchange.finish()
 
     await _with_engine(specs, exchange, hub, wall, drive, strategies)
     figures = [
@@ -530,6 +531,7 @@ async def _replay(
         push = hub.push
         on_data = exchange.on_data
         when = now = t0
+        last_data = t0
         woken = False  # the engine has something to handle since it last ran (data it follows, order events)
         emitted = exchange.emitted
         for event in events:
@@ -564,7 +566,9 @@ async def _replay(
             if data_latency is None:
                 push(item)
             else:
-                timeline.at(when + data_latency.sample(latency_rng), push, item)
+                # market data keeps its order too: a later update never overtakes an earlier one
+                last_data = max(when + data_latency.sample(latency_rng), last_data)
+                timeline.at(last_data, push, item)
             count += 1
             if when >= next_sample:
                 next_sample = when + sample_every
@@ -574,6 +578,7 @@ async def _replay(
                     progress(count)
         end = max(trio.current_time(), when) + 1.0  # the last events' answers
         await run_until(end)
+        exchange.finish()
         for i, tracker in enumerate(trackers):
             tracker.sample(end - t0, mids[i])
 
