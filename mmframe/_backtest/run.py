@@ -409,9 +409,16 @@ def _synthetic_worker(
 ) -> tuple[list[PathFigures], dict[str, list[Any]] | None]:
     import logging
 
-    logging.getLogger("mmframe").setLevel(logging.WARNING)
-    return _virtual(functools.partial(  # type: ignore[no-any-return]
-        _synthetic_chunk, template, model, exchange_config, seed, paths, keep_series, strategies))
+    # A thousand markets starting and stopping say so at INFO, one line each: a study keeps to warnings (the level
+    # is put back for a caller in this process).
+    logger = logging.getLogger("mmframe")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        return _virtual(functools.partial(  # type: ignore[no-any-return]
+            _synthetic_chunk, template, model, exchange_config, seed, paths, keep_series, strategies))
+    finally:
+        logger.setLevel(level)
 
 
 def run_synthetic(
