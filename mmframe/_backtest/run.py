@@ -154,10 +154,12 @@ class _Tracker:
             {"t": [], "mid": [], "pnl": [], "inventory": [], "bid": [], "ask": []} if keep else None
         )
 
-    def sample(self, t: float, mid: float | None, *, spread: bool = True) -> None:
+    def sample(self, t: float, mid: float | None, *, spread: bool = True,
+               quotes: tuple[Decimal | None, Decimal | None] | None = None) -> None:
+        """Sample now (our best quotes as they stand, or *quotes*: those that stood during the step)."""
         exchange = self.exchange
         position = exchange.position(self.symbol)
-        bid, ask = exchange.best_quotes(self.symbol)
+        bid, ask = exchange.best_quotes(self.symbol) if quotes is None else quotes
         if spread and bid is not None and ask is not None:
             self.spread_sum += float(ask - bid)
             self.spread_n += 1
@@ -390,7 +392,7 @@ async def _synthetic_chunk(
                     exchange.hit(symbol, Side.SELL, size)
                 if ask is not None and hit_ask < min(1.0, A * exp(-k * (float(ask) - mid)) * dt):
                     exchange.hit(symbol, Side.BUY, size)
-                trackers[i].sample(t + dt / 2 - t0, mid, spread=False)
+                trackers[i].sample(t + dt / 2 - t0, mid, spread=False, quotes=(bid, ask))
         await timeline.run_until(t0 + model.steps * dt)
         exchange.finish()
 

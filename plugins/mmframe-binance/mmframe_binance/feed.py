@@ -8,7 +8,9 @@ Every message comes wrapped as ``{"stream": "<name>", "data": <payload>}`` and i
 
 * ``<symbol>@bookTicker`` (``{"u", "s", "b", "B", "a", "A"}``) → a :class:`~mmframe.PriceTick` whose price is the
   exact mid ``(b + a) / 2``, with ``bid`` and ``ask`` set. A crossed or locked book (``b >= a``) is rejected.
-* ``<symbol>@trade`` (``{"e": "trade", "E", "s", "t", "p", "q", "T", "m"}``) → a :class:`~mmframe.PriceTick` at ``p``.
+* ``<symbol>@trade`` (``{"e": "trade", "E", "s", "t", "p", "q", "T", "m"}``) → a :class:`~mmframe.PriceTick` at
+  ``p``, and the public :class:`~mmframe.Trade` itself (``m`` true: the buyer was the maker, a seller hit the bid)
+  for a strategy's ``on_trade`` and ``mmframe feed record``.
 * ``<symbol>@depth<levels>`` or ``<symbol>@depth<levels>@100ms`` (``{"lastUpdateId", "bids", "asks"}``, no symbol
   in it: the stream name says whose book it is) → a :class:`~mmframe.DepthSnapshot`, best levels first, with
   ``sequence = lastUpdateId``. Binance names the 1000 ms partial-depth stream without a speed suffix.
@@ -61,7 +63,7 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from mmframe import DepthSnapshot, MarketData, PriceTick, Subscription
+from mmframe import DepthSnapshot, MarketData, PriceTick, Side, Subscription, Trade
 from mmframe.config import positive_seconds
 from mmframe.feedtools import (
     Backoff,
@@ -546,8 +548,19 @@ class BinanceFeed:
                 raise BadMessage(f"e must be 'trade', got {data.get('e')!r}")
             _check_symbol(data, lower)
             price = parse_price(_text(data, "p"), "p (price)")
-            parse_quantity(_text(data, "q"), "q (quantity)")
-            return [PriceTick(exchange=EXCHANGE, symbol=s, price=price, timestamp=now) for s in symbols]
+            quantity = parse_quantity(_text(data, "q"), "q (quantity)")
+            maker = data.get("m")
+            if not isinstance(maker, bool):
+                raise BadMessage(f"m (buyer is the maker) must be true or false, got {maker!r}")
+            side = Side.SELL if maker else Side.BUY  # the aggressor: a seller hit the bid when the buyer made
+            trade_id = data.get("t")
+            ticks: list[MarketData] = [PriceTick(exchange=EXCHANGE, symbol=s, price=price, timestamp=now)
+                                       for s in symbols]
+            if quantity <= 0:
+                return ticks
+            return ticks + [Trade(exchange=EXCHANGE, symbol=s, price=price, quantity=quantity, side=side,
+                                  timestamp=now, trade_id="" if trade_id is None else str(trade_id))
+                            for s in symbols]
         snapshot = _depth(data, symbols[0], now)
         return [snapshot, *(attrs.evolve(snapshot, symbol=s) for s in symbols[1:])]
 

@@ -24,7 +24,7 @@ from mmframe_binance.testing import FakeBinance, FakeBinanceRest
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 import mmframe
-from mmframe import DepthSnapshot, MarketData, PriceTick
+from mmframe import DepthSnapshot, MarketData, PriceTick, Side, Trade
 from mmframe.config import structure_config
 from mmframe.testing import load_plugins
 
@@ -103,9 +103,13 @@ async def test_book_ticker_trade_and_depth_become_exact_items(nursery: trio.Nurs
     assert (tick.exchange, tick.symbol) == ("binance", "BTCUSDT")
     assert (tick.price, tick.bid, tick.ask) == (Decimal("25.35855"), Decimal("25.3519"), Decimal("25.3652"))
 
-    await fake.trade("BTCUSDT", "25.36000000", "0.5")
-    trade = await btc.next()
-    assert isinstance(trade, PriceTick) and trade.price == Decimal("25.36") and trade.bid is None
+    await fake.trade("BTCUSDT", "25.36000000", "0.5", buyer_maker=True)
+    tick = await btc.next()
+    assert isinstance(tick, PriceTick) and tick.price == Decimal("25.36") and tick.bid is None
+    trade = await btc.next()  # and the trade itself: the buyer made, so a seller hit the bid
+    assert isinstance(trade, Trade)
+    assert (trade.price, trade.quantity, trade.side, trade.trade_id) == (Decimal("25.36"), Decimal("0.5"), Side.SELL,
+                                                                         "1")
 
     await fake.depth("BTCUSDT", bids=[("0.0023", "5"), ("0.0024", "10"), ("0.0022", "0")],
                      asks=[("0.0027", "1"), ("0.0026", "100")], last_update_id=160)
@@ -116,7 +120,7 @@ async def test_book_ticker_trade_and_depth_become_exact_items(nursery: trio.Nurs
     assert depth.asks == ((Decimal("0.0026"), Decimal("100")), (Decimal("0.0027"), Decimal("1")))
 
     stats = feed.symbol_statistics("BTCUSDT")
-    assert (stats.messages, stats.rejected, stats.last_price, stats.connected) == (3, 0, Decimal("25.36"), True)
+    assert (stats.messages, stats.rejected, stats.last_price, stats.connected) == (4, 0, Decimal("25.36"), True)
     assert feed.statistics().streams == ("btcusdt@bookTicker", "btcusdt@depth5", "btcusdt@trade")
 
 
@@ -418,6 +422,8 @@ async def test_a_trade_with_a_bad_price_is_rejected(nursery: trio.Nursery, fake:
     await fake.trade("BTCUSDT", "abc", "1")
     await fake.trade("BTCUSDT", "30000.01", "1")
     assert (await btc.next()).price == Decimal("30000.01")
+    trade = await btc.next()
+    assert isinstance(trade, Trade) and trade.side is Side.BUY and trade.price == Decimal("30000.01")
     assert btc.pending() == 0 and feed.symbol_statistics("BTCUSDT").rejected == 2
 
 
