@@ -11,10 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
-from mmframe import DepthSnapshot, Market, PriceTick, Side, Trade
+from mmframe import DepthSnapshot, Market, PriceTick, Quote, Side, Strategy, Trade
 from mmframe._backtest.exchange import ExchangeConfig
 from mmframe._backtest.record import RecordWriter
 from mmframe._backtest.run import SyntheticModel, run_replay, run_synthetic
@@ -266,3 +267,40 @@ def test_the_reader_builds_the_models_it_checked_field_for_field() -> None:
     values = ("binance", "BTCUSDT", Decimal("1.5"), Decimal("2"), Side.SELL, 1.0, "7")
     built = record._built(Trade, record._TRADE_FIELDS, values)
     assert built == Trade(*values) and hash(built) == hash(Trade(*values))
+
+
+class JoinLastTrade(Strategy):
+    """Bids at the last public trade's price: what it quotes changes at its refresh, not with any tick."""
+
+    name = "join_last_trade"
+    wake_on_depth = False
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    last: Decimal | None = None
+
+    def on_trade(self, trade: Trade, ctx: Any) -> None:
+        self.last = trade.price
+
+    def desired_orders(self, ctx: Any) -> list[Quote]:
+        mid = ctx.index_price
+        if mid is None:
+            return []
+        return [Quote(Side.BUY, self.last if self.last is not None else mid - 1, Decimal("0.5"))]
+
+
+def test_a_market_requoting_on_its_own_timer_is_caught_up_before_a_trade(tmp_path: Path) -> None:
+    """No tick after t = 0, yet the market's refresh (every second) moves its bid to the last trade's price: a
+    sale at that price at t = 5 fills it, as live (the replay must not judge the trade by the quotes of t = 0)."""
+    path = tmp_path / "r.jsonl.gz"
+    with RecordWriter(path, source="t") as writer:
+        writer.write(PriceTick("x", "BTCUSDT", Decimal("100.5"), START), START)
+        writer.write(Trade("x", "BTCUSDT", Decimal("100"), Decimal("1"), Side.SELL, START + 0.5), START + 0.5)
+        writer.write(Trade("x", "BTCUSDT", Decimal("101"), Decimal("1"), Side.BUY, START + 0.6), START + 0.6)
+        writer.write(Trade("x", "BTCUSDT", Decimal("100"), Decimal("1"), Side.SELL, START + 5), START + 5)
+    spec = MarketSpec(market=BTC, strategy="join_last_trade", index_symbol="BTCUSDT",
+                      risk=RiskLimits(price_band=None), stale_after=60)
+    figures, _, _ = run_replay([spec], path, ExchangeConfig(), strategies=[JoinLastTrade])
+    assert figures[0].fills == 1 and figures[0].final_inventory == 0.5

@@ -254,7 +254,7 @@ async def test_a_snapshot_crossing_our_order_fills_it_for_up_to_the_displayed_qu
     rig.depth(bids=[("99", "5")], asks=[("101", "5")])
     coid = await rig.place(Side.BUY, "100", "3")
     rig.depth(bids=[("99", "5")], asks=[("99.5", "1"), ("100", "1"), ("100.5", "9")])  # sellers at or below 100
-    assert rig.fills(coid) == [(D("100"), D("2"))]
+    assert rig.fills(coid) == [(D("100"), D("1")), (D("100"), D("1"))]  # the ask at 100, then the one at 99.5
     assert rig.exchange.position(SYMBOL).base == 2
     # what met our bid is gone from the displayed book: a taker buy now starts at 100.5
     taker = await rig.place(Side.SELL, "98", "1")  # crosses the displayed bids at 99
@@ -310,11 +310,80 @@ async def test_a_cancel_all_waits_its_turn_and_cancels_a_place_on_its_way(autoju
         nursery.cancel_scope.cancel()
 
 
-async def test_finish_delivers_what_is_on_its_way_and_acts_at_once_after(autojump_clock: object) -> None:
+async def test_finish_rejects_orders_on_their_way_delivers_the_rest_and_acts_at_once_after(
+    autojump_clock: object,
+) -> None:
     rig = Rig(entry_latency="1s", response_latency="1s")
-    coid = await rig.place(Side.BUY, "100")
-    assert rig.events == [] and len(rig.timeline) == 1
+    rig.depth(asks=[("100", "5")])
+    early = await rig.place(Side.BUY, "99")
+
+    async def driver() -> None:
+        await rig.timeline.run_until(1.5)  # the first order arrives (t = 1), its acceptance is on its way
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver)
+        await trio.sleep(1.2)
+        late = await rig.place(Side.BUY, "100")  # would take the displayed ask, if it ever arrived
+        await trio.sleep(0.1)
+        assert rig.events == [] and len(rig.timeline) == 2
     rig.exchange.finish()
-    assert rig.kinds(coid) == [OrderEventKind.ACCEPTED]
-    assert await rig.exchange.cancel_all(SYMBOL) == 1
-    assert rig.kinds(coid) == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]
+    # the order still on its way never reached the exchange within the data; the acceptance on its way arrives
+    assert rig.kinds(early) == [OrderEventKind.ACCEPTED]
+    assert rig.kinds(late) == [OrderEventKind.REJECTED] and rig.exchange.position(SYMBOL).base == 0
+    assert await rig.exchange.cancel_all(SYMBOL) == 1  # at once from now on
+    assert rig.kinds(early) == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]
+
+
+
+async def test_a_crossing_snapshot_fills_each_order_only_from_the_levels_that_reach_it() -> None:
+    rig = Rig()
+    top = await rig.place(Side.BUY, "100", "1.0")
+    lower = await rig.place(Side.BUY, "99.8", "1.0")
+    rig.depth(asks=[("99.5", "0.1"), ("99.9", "10")])  # 99.9 reaches only the bid at 100; 99.5 reaches both
+    assert rig.fills(top) == [(D("100"), D("1.0"))]
+    assert rig.fills(lower) == [(D("99.8"), D("0.1"))]
+    assert rig.exchange.position(SYMBOL).base == D("1.1")
+
+
+async def test_zero_levels_are_no_liquidity() -> None:
+    rig = Rig()
+    rig.depth(bids=[("99", "2")], asks=[("100", "0"), ("101", "3")])
+    post = await rig.place(Side.BUY, "100", type=OrderType.POST_ONLY)
+    assert rig.kinds(post) == [OrderEventKind.ACCEPTED]  # nothing at 100 to cross
+
+
+async def test_fills_are_whole_lots_of_our_quantity_step() -> None:
+    rig = Rig(queue_model="proportional")
+    rig.depth(bids=[("100", "3")])
+    coid = await rig.place(Side.BUY, "100", "5")  # whole units
+    rig.depth(bids=[("100", "7")])  # 4 behind us
+    rig.depth(bids=[("100", "6")])  # one cancelled: 3/7 of it from ahead of us, ahead = 2.571...
+    rig.trade(Side.SELL, "3", "100")  # 2.571 ahead, then 0.43 of a lot: none of ours yet
+    assert rig.fills(coid) == []
+    rig.trade(Side.SELL, "2", "100")
+    assert rig.fills(coid) == [(D("100"), D("2"))]
+    assert all(e.fill is None or e.fill.quantity == e.fill.quantity.to_integral_value() for e in rig.events)
+
+
+async def test_an_order_that_crossed_keeps_its_id_for_life() -> None:
+    rig = Rig()
+    rig.depth(asks=[("100", "1")])
+    coid = await rig.place(Side.BUY, "100", "3")  # takes 1, rests 2
+    rig.trade(Side.SELL, "1", "99")
+    await rig.exchange.cancel(SYMBOL, [coid])
+    ids = {e.order_id for e in rig.events if e.client_order_id == coid}
+    assert len(ids) == 1, ids
+    assert [e.filled_quantity for e in rig.events if e.client_order_id == coid][-1] == 3  # all filled: no cancel
+
+
+async def test_a_client_order_id_used_again_is_ignored() -> None:
+    rig = Rig()
+    rig.depth(asks=[("100", "5")])
+    coid = await rig.place(Side.BUY, "100", "1")  # filled at once as a taker
+    again = OrderRequest(coid, SYMBOL, Side.BUY, OrderType.LIMIT, D("1"), D("100"))
+    await rig.exchange.place([again])
+    assert rig.exchange.position(SYMBOL).base == 1
+    for n in range(1_200):  # the tape's own orders do not push ours out of memory
+        rig.trade(Side.BUY, "1", str(200 + n))
+    await rig.exchange.place([again])
+    assert rig.exchange.position(SYMBOL).base == 1

@@ -44,8 +44,9 @@ import itertools
 import logging
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
 import attrs
@@ -308,11 +309,16 @@ class Timeline:
         with trio.move_on_at(when):
             await self._wake.wait()
 
-    def run_all(self) -> None:
-        """Run every scheduled action now, in order (and those they schedule)."""
+    def run_all(self, skip: Callable[..., None] | None = None, instead: Callable[..., None] | None = None) -> None:
+        """Run every scheduled action now, in order (and those they schedule); an action equal to *skip* runs
+        *instead* (with its arguments) in its place."""
         heap = self._heap
         while heap:
             _, _, action, args = heapq.heappop(heap)
+            if skip is not None and action == skip:
+                if instead is not None:
+                    instead(*args)
+                continue
             action(*args)
 
     def due_by(self, when: float) -> bool:
@@ -328,10 +334,12 @@ class Timeline:
 class _Symbol:
     """One symbol's state: our orders' book, how much public quantity is ahead of each, the displayed depth."""
 
-    __slots__ = ("ahead", "asks", "bids", "book", "fee_rates", "offset", "position", "traded")
+    __slots__ = ("ahead", "asks", "bids", "book", "fee_rates", "offset", "order_ids", "position", "quantum", "traded")
 
     def __init__(self, symbol: str, fee_rates: tuple[Decimal, Decimal]) -> None:
-        self.book = OrderBook(symbol, remember_finished=1_000)
+        # No memory of finished orders: the tape's own orders would push ours out (SimExchange._seen catches a
+        # client order id used again).
+        self.book = OrderBook(symbol, remember_finished=0)
         self.ahead: dict[str, Decimal] = {}  # client order id -> public quantity ahead of it at its price
         self.bids: dict[Decimal, Decimal] = {}  # the displayed depth (the latest snapshot, less what we took)
         self.asks: dict[Decimal, Decimal] = {}
@@ -339,8 +347,12 @@ class _Symbol:
         self.fee_rates = fee_rates
         self.position = Position()
         #: What an order that crossed the displayed book filled as a taker before the rest went on our book (the
-        #: book counts only what it holds): added to the filled quantity it reports.
+        #: book counts only what it holds): added to the filled quantity it reports; and the id it was accepted under.
         self.offset: dict[str, Decimal] = {}
+        self.order_ids: dict[str, str] = {}
+        #: The quantity step of our orders (their quantities are written at the market's precision): a fill is
+        #: never a fraction of it.
+        self.quantum = Decimal(1)
 
 
 class SimExchange:
@@ -364,6 +376,9 @@ class SimExchange:
         self._entry = None if config.entry_latency.zero else config.entry_latency
         self._response = None if config.response_latency.zero else config.response_latency
         self._last_entry = self._last_response = -math.inf  # requests and events keep their order (see _arrival)
+        #: Our client order ids already used (the engine never reuses one; a duplicate is ignored, as on a real
+        #: engine), the latest 200,000.
+        self._seen: OrderedDict[str, None] = OrderedDict()
         #: Messages the engine sent, per symbol: ``places``, ``cancels`` (one per order named), ``cancel_alls``.
         self.messages: dict[str, dict[str, int]] = {}
         #: Order events emitted (delivered now or scheduled): the driver lets the engine run after any.
@@ -431,23 +446,36 @@ class SimExchange:
         return len(cancelled)
 
     def finish(self) -> None:
-        """The data has ended: what is still on its way arrives now, in order, and from here on the exchange acts
-        at once (the engine's way out needs no driver to run the timeline)."""
+        """The data has ended. An order still on its way never reached the exchange within it: it is rejected
+        ("the data ended first"); cancels and events on their way arrive now, in order; and from here on the
+        exchange acts at once (the engine's way out needs no driver to run the timeline)."""
         self._entry = self._response = None
-        self.timeline.run_all()
+        self.timeline.run_all(skip=self._place, instead=self._never_arrived)
+
+    def _never_arrived(self, request: OrderRequest) -> None:
+        self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol,
+                              reason="the data ended before the order reached the exchange", timestamp=self.wall()))
 
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
+        """Our open orders. With a response latency it answers once the events sent before the question have
+        arrived: an order whose fill is still on its way is never missing from the answer before its fill arrives
+        (the engine's reconciliation would take it for gone)."""
         await trio.lowlevel.checkpoint()
+        if self._response is not None and self._last_response > trio.current_time():
+            caught_up = trio.Event()
+            self.timeline.at(self._last_response, caught_up.set)
+            await caught_up.wait()
         state = self._symbols.get(symbol)
         if state is None:
             return []
         out = []
         for o in state.book.open_orders(prefix, owner=OWNER):
+            coid = o.client_order_id
             request = o.payload if isinstance(o.payload, OrderRequest) else OrderRequest(
-                o.client_order_id, symbol, o.side, o.type, o.quantity, o.price)
-            filled = o.filled_quantity + state.offset.get(o.client_order_id, _ZERO)
+                coid, symbol, o.side, o.type, o.quantity, o.price)
+            filled = o.filled_quantity + state.offset.get(coid, _ZERO)
             out.append(Order(request=request, status=OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.OPEN,
-                             filled_quantity=filled, order_id=o.order_id))
+                             filled_quantity=filled, order_id=state.order_ids.get(coid, o.order_id)))
         return out
 
     async def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
@@ -505,8 +533,8 @@ class SimExchange:
         if state is None:
             state = self._symbol(symbol)
         old_bids, old_asks = state.bids, state.asks
-        state.bids = dict(depth.bids)
-        state.asks = dict(depth.asks)
+        state.bids = {p: q for p, q in depth.bids if q > 0}  # a level of 0 is no liquidity (a removed level)
+        state.asks = {p: q for p, q in depth.asks if q > 0}
         if state.ahead:
             model = self.config.queue_model
             lowest_bid = depth.bids[-1][0] if depth.bids else None
@@ -530,10 +558,10 @@ class SimExchange:
         state.traded.clear()
         book = state.book
         bid = book.best_bid
-        if bid is not None and depth.asks and depth.asks[0][0] <= bid:
+        if bid is not None and state.asks and min(state.asks) <= bid:
             self._crossed_by(state, symbol, Side.SELL, bid, state.asks)
         ask = book.best_ask
-        if ask is not None and depth.bids and depth.bids[0][0] >= ask:
+        if ask is not None and state.bids and max(state.bids) >= ask:
             self._crossed_by(state, symbol, Side.BUY, ask, state.bids)
 
     def _crossed_by(self, state: _Symbol, symbol: str, aggressor: Side, ours: Decimal,
@@ -541,22 +569,18 @@ class SimExchange:
         """The displayed book now shows others' orders at or through our best price on the other side: on the real
         book those orders would have met ours first. They fill our orders (maker, at our prices) for up to their
         displayed quantity, which they use up."""
+        # Level by level from the least aggressive: a displayed ask at p meets our bids at p or above, so the asks
+        # nearest our price take the bids they alone can reach before the deeper asks take what is left.
         if aggressor is Side.SELL:
-            levels = sorted((p, q) for p, q in displayed.items() if p <= ours)
+            levels = sorted(((p, q) for p, q in displayed.items() if p <= ours), reverse=True)
         else:
-            levels = sorted(((p, q) for p, q in displayed.items() if p >= ours), reverse=True)
-        if not levels:
-            return
-        quantity = sum((q for _, q in levels), _ZERO)
-        # up to that quantity, every order of ours at or through the most aggressive of those prices
-        filled = self._take(state, symbol, aggressor, quantity, levels[0][0], maker=True) if quantity > 0 else _ZERO
-        for price, size in levels:  # the displayed orders that met ours are gone
+            levels = sorted((p, q) for p, q in displayed.items() if p >= ours)
+        for price, size in levels:
+            filled = self._take(state, symbol, aggressor, size, price, maker=True)
             if filled <= 0:
-                break
-            used = min(size, filled)
-            filled -= used
-            if size > used:
-                displayed[price] = size - used
+                continue
+            if size > filled:
+                displayed[price] = size - filled  # the displayed orders that met ours are gone
             else:
                 del displayed[price]
 
@@ -581,8 +605,9 @@ class SimExchange:
             return False
         book = state.book
         bid, ask = book.best_bid, book.best_ask
-        return (bid is not None and bool(depth.asks) and depth.asks[0][0] <= bid) or (
-            ask is not None and bool(depth.bids) and depth.bids[0][0] >= ask)
+        if bid is not None and any(q > 0 and p <= bid for p, q in depth.asks):
+            return True
+        return ask is not None and any(q > 0 and p >= ask for p, q in depth.bids)
 
     def on_trade(self, trade: Trade, symbol: str | None = None) -> None:
         """A public trade: it consumes the displayed queue at its price and may fill our orders (see the module
@@ -627,7 +652,7 @@ class SimExchange:
                     break
                 mine = min(left, order.remaining_quantity)
                 fill += mine
-                left -= mine
+                left -= mine  # (a fractional ahead can make this a fraction of a lot: _take rounds it down)
             for order in at_price:
                 coid = order.client_order_id
                 if coid in ahead:
@@ -661,6 +686,9 @@ class SimExchange:
               *, maker: bool) -> Decimal:
         """Fill our resting orders on the side *aggressor* meets, best price first and in time priority, for up to
         *quantity* (at their own prices): a tape order on our book. Emits our fills; returns what was filled."""
+        quantity = quantity.quantize(state.quantum, ROUND_DOWN)  # never a fraction of a lot of ours
+        if quantity <= 0:
+            return _ZERO
         result = state.book.submit(
             client_order_id=f"{TAPE}-{next(self._tape_ids)}", owner=TAPE, side=aggressor,
             type=OrderType.MARKET if limit is None else OrderType.IOC, price=limit, quantity=quantity,
@@ -674,11 +702,13 @@ class SimExchange:
             filled += trade.quantity
             coid = party.client_order_id
             offset = state.offset.get(coid, _ZERO) if state.offset else _ZERO
+            order_id = state.order_ids.get(coid, party.order_id) if state.order_ids else party.order_id
             self._fill(state, symbol, coid, party.side, trade.price, trade.quantity, rate,
-                       Liquidity.MAKER, party.filled_quantity + offset, trade.maker_filled, party.order_id)
+                       Liquidity.MAKER, party.filled_quantity + offset, trade.maker_filled, order_id)
             if trade.maker_filled:
                 state.ahead.pop(coid, None)
                 state.offset.pop(coid, None)
+                state.order_ids.pop(coid, None)
         return filled
 
     def _fill(self, state: _Symbol, symbol: str, coid: str, side: Side, price: Decimal, quantity: Decimal,
@@ -696,7 +726,16 @@ class SimExchange:
 
     def _place(self, request: OrderRequest) -> None:
         symbol, coid = request.symbol, request.client_order_id
+        seen = self._seen
+        if coid in seen:
+            return  # a client order id used before: nothing happens, as on the reference engine
+        seen[coid] = None
+        if len(seen) > 200_000:
+            seen.popitem(last=False)
         state = self._symbol(symbol)
+        exponent = request.quantity.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < state.quantum.as_tuple().exponent:  # type: ignore[operator]
+            state.quantum = Decimal(1).scaleb(exponent)
         crossing = self._crossing(state, request)
         if crossing:
             self._place_crossing(state, request, crossing)
@@ -737,8 +776,6 @@ class SimExchange:
         the next snapshot); what is left rests (a limit order, first at its new price) or expires (IOC, market). A
         post-only order is rejected."""
         symbol, coid = request.symbol, request.client_order_id
-        if state.book.get(coid) is not None or coid in state.offset:
-            return  # a duplicate client order id: nothing happens, as on the book
         if request.type is OrderType.POST_ONLY:
             self._emit(OrderEvent(OrderEventKind.REJECTED, coid, symbol, reason="post-only order would cross the book",
                                   timestamp=self.wall()))
@@ -753,7 +790,7 @@ class SimExchange:
         rate = state.fee_rates[1]
         left, taken = request.quantity, _ZERO
         for price, size in levels:
-            qty = min(left, size)
+            qty = min(left, size).quantize(state.quantum, ROUND_DOWN)
             if qty <= 0:
                 continue
             left -= qty
@@ -779,6 +816,7 @@ class SimExchange:
                                   timestamp=self.wall()))
             return
         state.offset[coid] = taken
+        state.order_ids[coid] = order_id  # the id it was accepted under, in every later event
         state.ahead[coid] = _ZERO
 
     def _cancel(self, symbol: str, client_order_ids: tuple[str, ...]) -> None:
@@ -795,9 +833,11 @@ class SimExchange:
                 self._emit(self._cancelled(state, symbol, order))
 
     def _cancelled(self, state: _Symbol, symbol: str, order: RestingOrder) -> OrderEvent:
-        filled = order.filled_quantity + state.offset.pop(order.client_order_id, _ZERO)
-        return OrderEvent(OrderEventKind.CANCELLED, order.client_order_id, symbol, filled,
-                          order.order_id, None, order.reason, timestamp=self.wall())
+        coid = order.client_order_id
+        filled = order.filled_quantity + state.offset.pop(coid, _ZERO)
+        order_id = state.order_ids.pop(coid, order.order_id)
+        return OrderEvent(OrderEventKind.CANCELLED, coid, symbol, filled, order_id, None, order.reason,
+                          timestamp=self.wall())
 
     def _arrival(self) -> float:
         """When a request sent now reaches the exchange: after a drawn delay, but never before one sent earlier (one

@@ -427,7 +427,10 @@ def _seconds(data: dict[str, Any], key: str) -> float:
 
 
 def _levels(data: dict[str, Any], key: str) -> tuple[tuple[Decimal, Decimal], ...]:
+    """``bids`` (best, the highest, first) or ``asks`` (the lowest first): pairs of a positive price and a quantity
+    of at least 0, each price strictly beyond the one before."""
     levels = data[key]
+    descending = key == "bids"
     if type(levels) is not list:
         raise _Bad(f"{key} must be a list of [price, quantity] pairs, got {_what(levels)}")
     out = []
@@ -440,6 +443,9 @@ def _levels(data: dict[str, Any], key: str) -> tuple[tuple[Decimal, Decimal], ..
             raise _Bad(f"{key}[{i}] is not a pair of decimals: {level!r}") from None
         if not (price.is_finite() and quantity.is_finite() and price > 0 and quantity >= 0):
             raise _Bad(f"{key}[{i}] needs a positive price and a quantity of at least 0, got {level!r}")
+        if out and (price >= out[-1][0] if descending else price <= out[-1][0]):
+            raise _Bad(f"{key}[{i}] at {level[0]} is not beyond {out[-1][0]}: {key} go best first "
+                       f"({'highest' if descending else 'lowest'} first), each price once")
         out.append((price, quantity))
     return tuple(out)
 

@@ -539,7 +539,9 @@ async def _replay(
         run_until = timeline.run_until
         push = hub.push
         on_data = exchange.on_data
+        statistics = trio.lowlevel.current_statistics
         when = now = t0
+        next_timer = now + statistics().seconds_to_next_deadline
         last_data = t0
         woken = False  # the engine has something to handle since it last ran (data it follows, order events)
         emitted = exchange.emitted
@@ -549,15 +551,19 @@ async def _replay(
             targets = by_feed_symbol.get(item.symbol)
             # The clock moves to the event's time — the engine handles everything due until then — unless nothing
             # needs the engine before this event does: nothing woke it since it last ran, nothing is scheduled until
-            # then, and the event can neither wake a market nor fill one of our orders (a trade wakes no market; a
-            # depth snapshot wakes only a strategy that decides on depth).
+            # then (the exchange's timeline, a market's own timers), and the event can neither wake a market nor
+            # fill one of our orders (a trade wakes no market; a depth snapshot wakes only a strategy that decides
+            # on depth).
             if when > now and (
                 woken
                 or timeline.due_by(when)
                 or _needs_engine(item, symbols_of.get(item.symbol), exchange, depth_wakes)
+                or next_timer <= when  # a market's own timer (its refresh) is due
             ):
                 await run_until(when)
                 now = trio.current_time()
+                # the markets' timers change only while they run: the next one is known until the next yield
+                next_timer = now + statistics().seconds_to_next_deadline
                 woken = False
             if targets is not None:
                 if not isinstance(item, PriceTick):
