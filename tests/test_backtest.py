@@ -15,10 +15,10 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from mmframe import DepthSnapshot, Market, PriceTick, Quote, Side, Strategy, Trade
+from mmframe import ConfigError, DepthSnapshot, Market, PriceTick, Quote, Side, Strategy, Trade
 from mmframe._backtest.exchange import ExchangeConfig
 from mmframe._backtest.record import RecordWriter
-from mmframe._backtest.run import SyntheticModel, run_replay, run_synthetic
+from mmframe._backtest.run import BacktestError, SyntheticModel, run_replay, run_synthetic
 from mmframe._cli import cli
 from mmframe._engine.risk import RiskLimits
 from mmframe._engine.spec import MarketSpec
@@ -304,3 +304,66 @@ def test_a_market_requoting_on_its_own_timer_is_caught_up_before_a_trade(tmp_pat
                       risk=RiskLimits(price_band=None), stale_after=60)
     figures, _, _ = run_replay([spec], path, ExchangeConfig(), strategies=[JoinLastTrade])
     assert figures[0].fills == 1 and figures[0].final_inventory == 0.5
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"dt": 2}, "longer than the horizon"),
+        ({"dt": 0.3}, "whole number of steps"),
+        ({"s0": 2}, "too close to zero"),
+        ({"sigma": True}, "must be a number"),
+        ({"s0": "abc"}, "must be a number"),
+        ({"dt": 1e-7}, "at most"),
+        ({"trade_size": "0.5"}, "quantity step"),
+    ],
+)
+def test_a_model_that_cannot_run_as_asked_is_refused(model: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_synthetic(as_spec(), SyntheticModel.from_mapping(model), ExchangeConfig(), paths=1)
+
+
+def test_the_market_fees_hold_on_every_path_and_latency_draws_are_the_paths_own() -> None:
+    model = SyntheticModel(horizon=0.2)
+    fees = ExchangeConfig(fees={"AS/USD": {"maker": "0.001", "taker": "0.001"}})
+    figures, _ = run_synthetic(as_spec(), model, fees, paths=3, seed=2)
+    assert all(f.fees > 0 for f in figures)
+    late = ExchangeConfig(entry_latency={"dist": "exponential", "mean": "2ms"}, seed=5)
+    few, _ = run_synthetic(as_spec(), model, late, paths=2, seed=2)
+    many, _ = run_synthetic(as_spec(), model, late, paths=6, seed=2)
+    assert few == many[:2]  # a path is the same whatever else runs beside it
+
+
+def test_a_recording_without_the_market_s_symbol_or_with_a_huge_gap_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "eth.jsonl.gz"
+    with RecordWriter(other) as writer:
+        writer.write(PriceTick("x", "ETHUSDT", Decimal("2000"), START), START)
+    with pytest.raises(BacktestError, match=r"no event of BTCUSDT.*ETHUSDT"):
+        run_replay([follow_spec()], other, ExchangeConfig())
+    gap = tmp_path / "gap.jsonl.gz"
+    with RecordWriter(gap) as writer:
+        writer.write(PriceTick("x", "BTCUSDT", Decimal("30000"), START), START)
+        writer.write(PriceTick("x", "BTCUSDT", Decimal("30000"), START * 1000), START * 1000)  # milliseconds
+    with pytest.raises(BacktestError, match=r"line 3: t jumps .* milliseconds"):
+        run_replay([follow_spec()], gap, ExchangeConfig())
+
+
+def test_the_cli_checks_its_outputs_and_its_store_before_running(recording: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    market = json.dumps({"symbol": "BTC/USDT", "tick_size": "0.1", "price_precision": 1, "quantity_precision": 3})
+    config = json.dumps({"base_quantity": "0.5", "depth_levels": 3, "spread_percent": "0.00005"})
+    args = ["backtest", "--strategy", "external_index_follow", "--config", config, "--market-json", market,
+            "--data", str(recording)]
+    result = runner.invoke(cli, [*args, "--out", str(tmp_path / "nodir" / "s.json")])
+    assert result.exit_code == 2 and "not a writable directory" in result.output
+    out, report = tmp_path / "s.json", tmp_path / "r.html"
+    result = runner.invoke(cli, [*args, "--out", str(out), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["source"]["events"] == 120 + 1200 * 3 and report.exists()
+    assert out.stat().st_mode & 0o044  # readable by others, as the umask allows: not a private temporary file
+    missing = tmp_path / "missing.sqlite"
+    result = runner.invoke(cli, ["backtest", "--market", "BTC/USDT", "--sqlite", str(missing), "--data",
+                                 str(recording)])
+    assert result.exit_code == 2 and "no such file" in result.output and not missing.exists()
+    result = runner.invoke(cli, [*args, "--exchange", json.dumps({"fees": {"ETH/USDT": {"maker": "0"}}})])
+    assert result.exit_code == 2 and "not the market's symbol" in result.output

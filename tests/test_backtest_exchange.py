@@ -310,7 +310,7 @@ async def test_a_cancel_all_waits_its_turn_and_cancels_a_place_on_its_way(autoju
         nursery.cancel_scope.cancel()
 
 
-async def test_finish_rejects_orders_on_their_way_delivers_the_rest_and_acts_at_once_after(
+async def test_finish_expires_orders_on_their_way_delivers_the_rest_and_acts_at_once_after(
     autojump_clock: object,
 ) -> None:
     rig = Rig(entry_latency="1s", response_latency="1s")
@@ -329,7 +329,7 @@ async def test_finish_rejects_orders_on_their_way_delivers_the_rest_and_acts_at_
     rig.exchange.finish()
     # the order still on its way never reached the exchange within the data; the acceptance on its way arrives
     assert rig.kinds(early) == [OrderEventKind.ACCEPTED]
-    assert rig.kinds(late) == [OrderEventKind.REJECTED] and rig.exchange.position(SYMBOL).base == 0
+    assert rig.kinds(late) == [OrderEventKind.EXPIRED] and rig.exchange.position(SYMBOL).base == 0
     assert await rig.exchange.cancel_all(SYMBOL) == 1  # at once from now on
     assert rig.kinds(early) == [OrderEventKind.ACCEPTED, OrderEventKind.CANCELLED]
 

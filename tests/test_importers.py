@@ -226,3 +226,13 @@ def test_info_command_names_the_bad_line(tmp_path: Path, feed: click.Group) -> N
     RecordWriter(empty).close()
     result = CliRunner().invoke(feed, ["info", str(empty)])
     assert result.exit_code == 0 and "no events" in result.output
+
+
+@pytest.mark.parametrize("time_text", ["17040672000\u00b2", "99999999999999999999999"])
+def test_an_odd_time_is_a_bad_row(tmp_path: Path, time_text: str) -> None:
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text(f"1,100.0,1.0,100.0,1704067200000,True\n2,100.0,1.0,100.0,{time_text},False\n")
+    out = tmp_path / "out.jsonl.gz"
+    with pytest.raises(RecordError, match="row 2: time"):
+        import_binance_trades(csv_path, out, symbol="BTCUSDT")
+    assert not out.exists()

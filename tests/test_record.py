@@ -325,3 +325,14 @@ def test_the_writer_refuses_what_is_not_market_data(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="timestamp must be finite"):
             writer.write(tick, T0)
         assert writer.written == 0 and writer.last_t is None
+
+
+def test_one_recorder_at_a_time_writes_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl.gz"
+    with RecordWriter(path) as first:
+        with pytest.raises(RecordError, match="another recorder is writing to it"):
+            RecordWriter(path)
+        first.write(PriceTick("x", "BTCUSDT", Decimal("1"), 1_700_000_000.0), 1_700_000_000.0)
+    with RecordWriter(path) as second:  # free again once the first is closed
+        second.write(PriceTick("x", "BTCUSDT", Decimal("2"), 1_700_000_001.0), 1_700_000_001.0)
+    assert [e.item.price for e in read_record(path)] == [Decimal("1"), Decimal("2")]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,11 @@ def load_spec_file(path: str | os.PathLike[str]) -> MarketSpec:
 
 def _spec(data: Mapping[str, Any], where: str) -> MarketSpec:
     data = dict(data)
-    market = _market(data.pop("market", None) or {})
+    market_fields = data.pop("market", None)
+    if not isinstance(market_fields, dict):
+        raise ConfigError(f"{where}: 'market' must be an object: {{\"symbol\": ..., \"tick_size\": ..., "
+                          f"\"price_precision\": ..., \"quantity_precision\": ...}}, got {market_fields!r}")
+    market = _market(market_fields)
     strategy = data.pop("strategy", None)
     if not isinstance(strategy, str) or not strategy:
         raise ConfigError(f"{where}: 'strategy' (the strategy's name) is missing")
@@ -96,6 +102,8 @@ def synthetic_market(data: Mapping[str, Any] | None = None) -> Market:
 
 
 def _store_spec(symbol: str, db: str | None, sqlite: str | None, env_file: str) -> MarketSpec:
+    if sqlite is not None and db is None and not Path(sqlite).is_file():
+        raise ConfigError(f"--sqlite {sqlite}: no such file (a backtest reads a store, it never makes one)")
     settings = load_settings({"db": db, "sqlite": sqlite}, env_file=env_file)
     store = None
     try:
@@ -117,20 +125,6 @@ def _store_spec(symbol: str, db: str | None, sqlite: str | None, env_file: str) 
         if name.upper().replace("/", "") == wanted:
             return spec_from_row(row, settings)
     raise ConfigError(f"no market {symbol} in the store (it has {', '.join(sorted(names)) or 'none'})")
-
-
-def _write_json(path: str, data: Any) -> None:
-    """Write *data* to *path* whole or not at all: a temporary file beside it, renamed."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out, indent=1, default=str)
-            out.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jobs(value: str) -> int:
@@ -224,13 +218,16 @@ def backtest_command(
         else:
             if strategy is None:
                 raise click.UsageError("name the strategy (--strategy), or give --spec or --market")
-            market = synthetic_market() if model else _market({})
-            spec = MarketSpec(market=market, strategy=strategy,
+            base = dict(SYNTHETIC_MARKET) if model else {}
+            if not model and not market_json:
+                raise click.UsageError("describe the market (--market-json with symbol, tick_size, price_precision, "
+                                       "quantity_precision), or give --spec or --market")
+            market = _market({**base, **_json_arg(market_json, "--market-json")})
+            spec = MarketSpec(market=market, strategy=strategy, index_symbol=market.symbol.replace("/", ""),
                               risk=RiskLimits(price_band=None) if model else RiskLimits())
-        if market_json:
+        if market_json and (spec_file or market_name):
             fields = _json_arg(market_json, "--market-json")
-            base = attrs.asdict(spec.market, recurse=False) if (spec_file or market_name) else dict(
-                SYNTHETIC_MARKET if model else {})
+            base = attrs.asdict(spec.market, recurse=False)
             spec = attrs.evolve(spec, market=_market({**{k: v for k, v in base.items()
                                                           if k not in ("base_asset", "quote_asset")}, **fields}))
         if strategy is not None:
@@ -243,11 +240,21 @@ def backtest_command(
         structure_config(dict(spec.strategy_config), cls.Config)  # a bad config fails here, naming the key
         exchange = ExchangeConfig(**_json_arg(exchange_json, "--exchange"), seed=seed) if exchange_json else \
             ExchangeConfig(seed=seed)
+        stray = set(exchange.fees) - {spec.market.symbol}
+        if stray:
+            raise ConfigError(f"--exchange fees name {', '.join(sorted(stray))}, not the market's symbol "
+                              f"{spec.market.symbol}")
     except TypeError as exc:
         raise click.UsageError(f"--exchange: {exc}") from None
     except MMFrameError as exc:
         raise click.UsageError(str(exc)) from None
     show = progress if progress is not None else sys.stderr.isatty()
+    targets = [Path(p) for p in (out, report) if p]
+    for target in targets:  # a path that cannot be written fails now, not after the run
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir() or not os.access(parent, os.W_OK) or target.is_dir():
+            raise click.UsageError(f"cannot write {target}: {parent} is not a writable directory"
+                                   if not target.is_dir() else f"cannot write {target}: it is a directory")
     started = time.perf_counter()
     header: dict[str, Any] = {
         "strategy": spec.strategy,
@@ -256,41 +263,96 @@ def backtest_command(
         "exchange": exchange.describe(),
         "seed": seed,
     }
+    warnings: list[str] = []
     try:
-        if model is not None:
-            synthetic = MODELS[model].from_mapping(_json_arg(model_config, "--model-config"))
-            with click.progressbar(length=paths, label="paths", file=sys.stderr) if show else _NoBar() as bar:
-                figures, series = run_synthetic(spec, synthetic, exchange, paths=paths, seed=seed,
-                                                jobs=min(_jobs(jobs), paths), progress=bar.update)
-            header.update(mode="synthetic", model=synthetic.describe())
-        else:
-            assert data_file is not None
-            with click.progressbar(length=0, label="events", file=sys.stderr, show_pos=True,
-                                   show_percent=False, show_eta=False) if show else _NoBar() as bar:
-                seen = [0]
+        with _terminated_as_interrupt():
+            if model is not None:
+                synthetic = MODELS[model].from_mapping(_json_arg(model_config, "--model-config"))
+                with click.progressbar(length=paths, label="paths", file=sys.stderr) if show else _NoBar() as bar:
+                    figures, series = run_synthetic(spec, synthetic, exchange, paths=paths, seed=seed,
+                                                    jobs=min(_jobs(jobs), paths), progress=bar.update, notes=warnings)
+                header.update(mode="synthetic", model=synthetic.describe())
+            else:
+                assert data_file is not None
 
                 def moved(count: int) -> None:
-                    bar.update(count - seen[0])
-                    seen[0] = count
+                    if show:
+                        click.echo(f"\r{count:,} events", nl=False, err=True)
 
                 figures, series, source = run_replay([spec], data_file, exchange, progress=moved)
-            header.update(mode="replay", source=source)
+                if show:
+                    click.echo("", err=True)
+                warnings.extend(source.pop("warnings", []))
+                header.update(mode="replay", source=source)
     except (RecordError, BacktestError, ConfigError) as exc:
         click.echo(f"Error: {exc}", err=True)
         click.echo("Nothing was written.", err=True)
         sys.exit(1)
     header["elapsed_seconds"] = time.perf_counter() - started
+    if warnings:
+        header["warnings"] = warnings
     summary = summarize(figures, series, **header)
-    if out:
-        _write_json(out, summary)
-    if report:
-        from .report import write_report
-
-        write_report(summary, report)
+    _write_outputs(summary, out, report)
     print_figures(summary)
+    for line in warnings[:10]:
+        click.echo(f"Warning: {line}", err=True)
+    if len(warnings) > 10:
+        click.echo(f"Warning: and {len(warnings) - 10} more (in the summary's warnings)", err=True)
     for path, what in ((out, "summary"), (report, "report")):
         if path:
             click.echo(f"{what}: {path}")
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does (worker processes are ended, nothing is written)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a test runner's): leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_outputs(summary: Mapping[str, Any], out: str | None, report: str | None) -> None:
+    """Write the summary and the report both or neither: each to a temporary file beside its target, renamed once
+    both are complete; permissions as the umask says."""
+    pending: list[tuple[str, Path]] = []
+    try:
+        if out:
+            text = json.dumps(summary, indent=1, default=str) + "\n"
+            pending.append((_temporary(out, text), Path(out)))
+        if report:
+            from .report import render_html
+
+            pending.append((_temporary(report, render_html(summary)), Path(report)))
+        for tmp, target in pending:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in pending:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _temporary(path: str, text: str) -> str:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 class _NoBar:

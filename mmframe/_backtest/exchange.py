@@ -334,9 +334,10 @@ class Timeline:
 class _Symbol:
     """One symbol's state: our orders' book, how much public quantity is ahead of each, the displayed depth."""
 
-    __slots__ = ("ahead", "asks", "bids", "book", "fee_rates", "offset", "order_ids", "position", "quantum", "traded")
+    __slots__ = ("ahead", "asks", "bids", "book", "fee_rates", "last_entry", "last_response", "offset", "order_ids",
+                 "position", "quantum", "rng", "traded")
 
-    def __init__(self, symbol: str, fee_rates: tuple[Decimal, Decimal]) -> None:
+    def __init__(self, symbol: str, fee_rates: tuple[Decimal, Decimal], seed: int) -> None:
         # No memory of finished orders: the tape's own orders would push ours out (SimExchange._seen catches a
         # client order id used again).
         self.book = OrderBook(symbol, remember_finished=0)
@@ -353,6 +354,10 @@ class _Symbol:
         #: The quantity step of our orders (their quantities are written at the market's precision): a fill is
         #: never a fraction of it.
         self.quantum = Decimal(1)
+        #: The symbol's own latency draws, and the arrival of its last request and event (each symbol's way keeps
+        #: its order; a symbol's draws never depend on another's: a path of a study is the same in any company).
+        self.rng = random.Random(f"{seed}:{symbol}")
+        self.last_entry = self.last_response = -math.inf
 
 
 class SimExchange:
@@ -370,12 +375,10 @@ class SimExchange:
         self.wall = wall
         self._symbols: dict[str, _Symbol] = {}
         self._listeners = OrderEventListeners(log)
-        self._rng = random.Random(config.seed)
         self._trade_ids = itertools.count(1)
         self._tape_ids = itertools.count(1)
         self._entry = None if config.entry_latency.zero else config.entry_latency
         self._response = None if config.response_latency.zero else config.response_latency
-        self._last_entry = self._last_response = -math.inf  # requests and events keep their order (see _arrival)
         #: Our client order ids already used (the engine never reuses one; a duplicate is ignored, as on a real
         #: engine), the latest 200,000.
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -406,7 +409,7 @@ class SimExchange:
             if self._entry is None:
                 self._place(request)
             else:
-                self.timeline.at(self._arrival(), self._place, request)
+                self.timeline.at(self._arrival(request.symbol), self._place, request)
 
     async def cancel(self, symbol: str, client_order_ids: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
@@ -414,7 +417,7 @@ class SimExchange:
         if self._entry is None:
             self._cancel(symbol, tuple(client_order_ids))
         else:
-            self.timeline.at(self._arrival(), self._cancel, symbol,
+            self.timeline.at(self._arrival(symbol), self._cancel, symbol,
                              tuple(client_order_ids))
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
@@ -431,7 +434,7 @@ class SimExchange:
             result.append(self._cancel_all(symbol, prefix))
             done.set()
 
-        self.timeline.at(self._arrival(), arrive)
+        self.timeline.at(self._arrival(symbol), arrive)
         await done.wait()
         return result[0]
 
@@ -446,14 +449,14 @@ class SimExchange:
         return len(cancelled)
 
     def finish(self) -> None:
-        """The data has ended. An order still on its way never reached the exchange within it: it is rejected
+        """The data has ended. An order still on its way never reached the exchange within it: it expires
         ("the data ended first"); cancels and events on their way arrive now, in order; and from here on the
         exchange acts at once (the engine's way out needs no driver to run the timeline)."""
         self._entry = self._response = None
         self.timeline.run_all(skip=self._place, instead=self._never_arrived)
 
     def _never_arrived(self, request: OrderRequest) -> None:
-        self._emit(OrderEvent(OrderEventKind.REJECTED, request.client_order_id, request.symbol,
+        self._emit(OrderEvent(OrderEventKind.EXPIRED, request.client_order_id, request.symbol,
                               reason="the data ended before the order reached the exchange", timestamp=self.wall()))
 
     async def open_orders(self, symbol: str, prefix: str = "") -> list[Order]:
@@ -461,11 +464,11 @@ class SimExchange:
         arrived: an order whose fill is still on its way is never missing from the answer before its fill arrives
         (the engine's reconciliation would take it for gone)."""
         await trio.lowlevel.checkpoint()
-        if self._response is not None and self._last_response > trio.current_time():
-            caught_up = trio.Event()
-            self.timeline.at(self._last_response, caught_up.set)
-            await caught_up.wait()
         state = self._symbols.get(symbol)
+        if self._response is not None and state is not None and state.last_response > trio.current_time():
+            caught_up = trio.Event()
+            self.timeline.at(state.last_response, caught_up.set)
+            await caught_up.wait()
         if state is None:
             return []
         out = []
@@ -673,7 +676,7 @@ class SimExchange:
     def _symbol(self, symbol: str) -> _Symbol:
         state = self._symbols.get(symbol)
         if state is None:
-            state = self._symbols[symbol] = _Symbol(symbol, self.config.fee_rates(symbol))
+            state = self._symbols[symbol] = _Symbol(symbol, self.config.fee_rates(symbol), self.config.seed)
         return state
 
     def _count(self, symbol: str) -> dict[str, int]:
@@ -839,12 +842,13 @@ class SimExchange:
         return OrderEvent(OrderEventKind.CANCELLED, coid, symbol, filled, order_id, None, order.reason,
                           timestamp=self.wall())
 
-    def _arrival(self) -> float:
-        """When a request sent now reaches the exchange: after a drawn delay, but never before one sent earlier (one
-        connection delivers in order, so a cancel never overtakes the place it cancels)."""
+    def _arrival(self, symbol: str) -> float:
+        """When a request for *symbol* sent now reaches the exchange: after a drawn delay, but never before one sent
+        earlier (one connection delivers in order, so a cancel never overtakes the place it cancels)."""
         assert self._entry is not None
-        when = max(trio.current_time() + self._entry.sample(self._rng), self._last_entry)
-        self._last_entry = when
+        state = self._symbol(symbol)
+        when = max(trio.current_time() + self._entry.sample(state.rng), state.last_entry)
+        state.last_entry = when
         return when
 
     def _emit(self, event: OrderEvent) -> None:
@@ -852,7 +856,7 @@ class SimExchange:
         if self._response is None:
             self._listeners.emit(event)
         else:
-            assert self._response is not None
-            when = max(trio.current_time() + self._response.sample(self._rng), self._last_response)
-            self._last_response = when
+            state = self._symbol(event.symbol)
+            when = max(trio.current_time() + self._response.sample(state.rng), state.last_response)
+            state.last_response = when
             self.timeline.at(when, self._listeners.emit, event)

@@ -34,6 +34,9 @@ import attrs
 from .._models import PriceTick, Side, Trade
 from .record import RecordError, RecordWriter, StrPath
 
+#: The latest trade time the importer takes (2100-01-01 in epoch microseconds).
+LATEST_US = 4_102_444_800 * 1_000_000
+
 __all__ = ["BINANCE_TRADE_COLUMNS", "ImportReport", "import_binance_trades"]
 
 BINANCE_TRADE_COLUMNS = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match")
@@ -165,16 +168,19 @@ def _convert(
                                   f"is_best_match]), got {len(row)}")
                 trade_id, price_text, qty_text, quote_text, time_text, maker_text = row[:6]
                 trade_id = trade_id.strip()
-                if not trade_id.isdigit():
+                if not (trade_id.isascii() and trade_id.isdigit()):
                     raise _BadRow(f"id must be a whole number, got {trade_id!r}")
                 price = _decimal(price_text, "price", positive=True)
                 quantity = _decimal(qty_text, "qty", positive=True)
                 _decimal(quote_text, "quote_qty", positive=False)
                 time_text = time_text.strip()
-                if not time_text.isdigit():
+                if not (time_text.isascii() and time_text.isdigit()):
                     raise _BadRow(f"time must be whole epoch milliseconds or microseconds, got {time_text!r}")
                 stamp = int(time_text)
                 stamp_us = stamp if stamp > MICROSECONDS_ABOVE else stamp * 1000
+                if stamp_us > LATEST_US:
+                    raise _BadRow(f"time {time_text} is after 2100 in milliseconds and in microseconds: not an epoch "
+                                  "time Binance writes")
                 if stamp_us < last_us:
                     raise _BadRow(f"time {time_text} is earlier than the row before's: the file must be in "
                                   "time order")

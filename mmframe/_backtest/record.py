@@ -29,6 +29,7 @@ going backwards, a missing header, a file cut off in the middle of a compressed 
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import json.scanner
@@ -164,20 +165,27 @@ class RecordWriter:
         self._last_t = -math.inf
         self._dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
         try:
-            existing = self.path.stat().st_size > 0
-        except FileNotFoundError:
-            existing = False
-        except OSError as exc:
-            raise RecordError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
-        if existing:
-            self._last_t, complete = _tail(self.path)
-            if not complete:
-                self._buffer.append("\n")  # a hand-made file's last line lacks its newline: end it first
-                self._buffered += 1
-        try:
             self._file: IO[bytes] | None = open(self.path, "ab")  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise RecordError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
+        try:
+            # One writer at a time: two appending at once would interleave their members and their times.
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            raise RecordError(f"{self.path}: another recorder is writing to it") from None
+        try:
+            existing = os.fstat(self._file.fileno()).st_size > 0
+            if existing:
+                self._last_t, complete = _tail(self.path)
+                if not complete:
+                    self._buffer.append("\n")  # a hand-made file's last line lacks its newline: end it first
+                    self._buffered += 1
+        except BaseException:
+            self._file.close()
+            self._file = None
+            raise
         if not existing:
             header: dict[str, Any] = {"format": FORMAT, "version": VERSION}
             if source:

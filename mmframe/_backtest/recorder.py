@@ -176,7 +176,10 @@ def _leaf(exc: BaseException) -> BaseException:
 def _when(t: float | None) -> str:
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):  # beyond the calendar (a time in the wrong unit): say it as it is
+        return f"{t!r} epoch seconds (not a date)"
 
 
 def _counts(kinds: Mapping[str, int]) -> str:

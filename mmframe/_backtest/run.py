@@ -17,7 +17,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -28,7 +27,7 @@ from .._engine.manager import StrategyManager
 from .._engine.spec import MarketSpec, MarketState
 from .._errors import ConfigError, MMFrameError
 from .._hookspecs import hookimpl
-from .._models import DepthSnapshot, Market, MarketData, PriceTick, Side, Trade
+from .._models import DepthSnapshot, Market, MarketData, PriceTick, Side, Trade, to_decimal
 from .._plugins import get_strategies, make_plugin_manager
 from ..protocols import Subscription
 from .exchange import ExchangeConfig, SimExchange, Timeline
@@ -48,6 +47,17 @@ SYNTHETIC_EPOCH = 1_700_000_000.0
 
 #: Most points a series of the summary keeps (min/max kept per bucket when it has more).
 MAX_SERIES_POINTS = 2_000
+
+#: Most steps of a synthetic path, and the largest starting mid.
+MAX_STEPS = 1_000_000
+MAX_S0 = Decimal("1e12")
+
+#: Most points a synthetic path's series samples before the summary thins it (a step each, up to this many).
+MAX_RAW_POINTS = 20_000
+
+#: The largest gap between two events of a recording a replay accepts (seconds): beyond it a `t` is most likely
+#: in the wrong unit (milliseconds), and every market would step through the gap a refresh at a time.
+MAX_GAP = 7 * 86_400.0
 
 
 class BacktestError(MMFrameError):
@@ -155,7 +165,7 @@ class _Tracker:
         )
 
     def sample(self, t: float, mid: float | None, *, spread: bool = True,
-               quotes: tuple[Decimal | None, Decimal | None] | None = None) -> None:
+               quotes: tuple[Decimal | None, Decimal | None] | None = None, series: bool = True) -> None:
         """Sample now (our best quotes as they stand, or *quotes*: those that stood during the step)."""
         exchange = self.exchange
         position = exchange.position(self.symbol)
@@ -170,14 +180,15 @@ class _Tracker:
             self.peak = pnl
         elif self.peak - pnl > self.drawdown:
             self.drawdown = self.peak - pnl
-        series = self.series
-        if series is not None:
-            series["t"].append(round(t, 6))
-            series["mid"].append(mid)
-            series["pnl"].append(pnl)
-            series["inventory"].append(float(position.base))
-            series["bid"].append(None if bid is None else float(bid))
-            series["ask"].append(None if ask is None else float(ask))
+        kept = self.series
+        if kept is not None and series:
+            series_ = kept
+            series_["t"].append(round(t, 6))
+            series_["mid"].append(mid)
+            series_["pnl"].append(pnl)
+            series_["inventory"].append(float(position.base))
+            series_["bid"].append(None if bid is None else float(bid))
+            series_["ask"].append(None if ask is None else float(ask))
 
     def figures(self, path: int, seed: int, mark: float | None) -> PathFigures:
         exchange = self.exchange
@@ -213,9 +224,10 @@ async def _with_engine(
     drive: Callable[[], Any],
     strategies: Sequence[type] = (),
     pm: Any = None,
-) -> None:
+) -> dict[str, str]:
     """Start an engine with *specs* on *exchange*, run *drive*, then check that no market failed and stop. *pm*: a
-    plugin manager made by :func:`_plugin_manager` for *hub* (default: a new one)."""
+    plugin manager made by :func:`_plugin_manager` for *hub* (default: a new one). Returns, for each market that
+    never placed an order, what its strategy's status says (its ``waiting``, if it has one)."""
     if pm is None:
         pm = _plugin_manager(hub, strategies)
     manager = StrategyManager(exchange, pm, instance_id="bt", wall=wall)
@@ -227,9 +239,14 @@ async def _with_engine(
                 if status.error or status.state in (MarketState.FAILED, MarketState.HALTED):
                     raise BacktestError(f"market {spec.label} did not start: {status.error or status.state}")
             await drive()
+            idle: dict[str, str] = {}
             for status in manager.status():
                 if status.state in (MarketState.FAILED, MarketState.HALTED):
                     raise BacktestError(f"market {status.symbol} {status.state} during the backtest: {status.error}")
+                if status.orders_placed == 0:
+                    waiting = status.strategy_status.get("waiting") if status.strategy_status else None
+                    idle[status.symbol] = str(waiting) if waiting else "its strategy asked for no order"
+            return idle
         finally:
             with trio.CancelScope(shield=True):
                 await manager.aclose()
@@ -303,12 +320,24 @@ class SyntheticModel:
                   "k": self.k > 0, "s0": self.s0 > 0, "trade_size": self.trade_size > 0}
         for name, good in checks.items():
             value = getattr(self, name)
-            if not good or not math.isfinite(float(value)):
+            if not math.isfinite(float(value)) or not good:
                 raise ConfigError(f"model {name} out of range: {value!r}")
-        if self.horizon / self.dt > 10_000_000:
-            raise ConfigError(f"model horizon/dt is {self.horizon / self.dt:.0f} steps: at most 10,000,000")
-        if self.sigma * math.sqrt(self.dt) * 10 > float(self.s0):
-            raise ConfigError("model sigma·√dt is too large for s0: the mid would go below zero")
+        if self.dt > self.horizon:
+            raise ConfigError(f"model dt ({self.dt}) is longer than the horizon ({self.horizon})")
+        steps = self.horizon / self.dt
+        if abs(steps - round(steps)) > 1e-6 * steps:
+            raise ConfigError(f"model horizon ({self.horizon}) is not a whole number of steps of dt ({self.dt}): "
+                              f"{steps:.4f}")
+        if round(steps) > MAX_STEPS:
+            raise ConfigError(f"model horizon/dt is {round(steps):,} steps: at most {MAX_STEPS:,}")
+        # A path moves by at most sigma * sqrt(horizon) * 8 in all but a vanishing share of paths (8 standard
+        # deviations); a mid that could reach zero is refused rather than failing a path halfway.
+        if self.sigma * math.sqrt(self.horizon) * 8 >= float(self.s0):
+            raise ConfigError(f"model s0 ({self.s0}) is too close to zero for sigma {self.sigma} over {self.horizon} "
+                              f"s: the mid could fall below zero (s0 must exceed 8·sigma·√horizon = "
+                              f"{8 * self.sigma * math.sqrt(self.horizon):.4g})")
+        if self.s0 > MAX_S0:
+            raise ConfigError(f"model s0 ({self.s0}) is too large: at most {MAX_S0}")
 
     @property
     def steps(self) -> int:
@@ -324,10 +353,22 @@ class SyntheticModel:
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"unknown model keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-        try:
-            return cls(**{k: (v if k in ("s0", "trade_size") else float(v)) for k, v in values.items()})
-        except (TypeError, ValueError, ArithmeticError) as exc:
-            raise ConfigError(f"model: {exc}") from None
+        fields: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ConfigError(f"model {key} must be a number, got {value!r}")
+            try:
+                fields[key] = to_decimal(value, name=key) if key in ("s0", "trade_size") else float(value)
+            except (TypeError, ValueError, ArithmeticError):
+                raise ConfigError(f"model {key} must be a number, got {value!r}") from None
+        return cls(**fields)
+
+    def check_market(self, market: Market) -> None:
+        """Refuse a ``trade_size`` the market cannot fill whole lots of."""
+        step = market.quantity_step
+        if self.trade_size % step != 0:
+            raise ConfigError(f"model trade_size {self.trade_size} is not a whole number of the market's quantity "
+                              f"step {step}: an arrival could fill none of it")
 
 
 def path_seed(seed: int, path: int) -> int:
@@ -344,13 +385,17 @@ async def _synthetic_chunk(
     template: MarketSpec, model: SyntheticModel, exchange_config: ExchangeConfig, seed: int, paths: Sequence[int],
     keep_series: bool,
     strategies: Sequence[type] = (),
-) -> tuple[list[PathFigures], dict[str, list[Any]] | None]:
+) -> tuple[list[PathFigures], dict[str, list[Any]] | None, list[str]]:
     timeline = Timeline()
     hub = FeedHub()
 
     def wall() -> float:
         return SYNTHETIC_EPOCH + trio.current_time()
 
+    template_fees = exchange_config.fees.get(template.market.symbol)
+    if template_fees is not None:  # the market's fees hold for every path (each a market of its own symbol)
+        exchange_config = attrs.evolve(exchange_config, fees={
+            _path_market(template.market, path).symbol: template_fees for path in paths})
     exchange = SimExchange(exchange_config, timeline, wall)
     specs = []
     for path in paths:
@@ -392,23 +437,27 @@ async def _synthetic_chunk(
                     exchange.hit(symbol, Side.SELL, size)
                 if ask is not None and hit_ask < min(1.0, A * exp(-k * (float(ask) - mid)) * dt):
                     exchange.hit(symbol, Side.BUY, size)
-                trackers[i].sample(t + dt / 2 - t0, mid, spread=False, quotes=(bid, ask))
+                trackers[i].sample(t + dt / 2 - t0, mid, spread=False, quotes=(bid, ask),
+                                   series=n % stride == 0)
         await timeline.run_until(t0 + model.steps * dt)
         exchange.finish()
 
-    await _with_engine(specs, exchange, hub, wall, drive, strategies)
+    stride = max(1, model.steps // MAX_RAW_POINTS)
+    idle = await _with_engine(specs, exchange, hub, wall, drive, strategies)
     figures = [
         tracker.figures(path, s, mid) for tracker, path, s, mid in zip(trackers, paths, seeds, mids, strict=True)
     ]
     series = next((t.series for t in trackers if t.series is not None), None)
-    return figures, series
+    notes = [f"path {path}: no order placed ({idle[spec.market.symbol]})" for path, spec in zip(paths, specs,
+             strict=True) if spec.market.symbol in idle]
+    return figures, series, notes
 
 
 def _synthetic_worker(
     template: MarketSpec, model: SyntheticModel, exchange_config: ExchangeConfig, seed: int, paths: Sequence[int],
     keep_series: bool,
     strategies: Sequence[type] = (),
-) -> tuple[list[PathFigures], dict[str, list[Any]] | None]:
+) -> tuple[list[PathFigures], dict[str, list[Any]] | None, list[str]]:
     import logging
 
     # A thousand markets starting and stopping say so at INFO, one line each: a study keeps to warnings (the level
@@ -423,6 +472,25 @@ def _synthetic_worker(
         logger.setLevel(level)
 
 
+def _worker_started() -> None:
+    """In a worker process: die with the process that started it (Linux), and leave Ctrl-C to it (it ends the
+    pool)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's terminate still ends it with the run
+        pass
+
+
+def _run_chunk(args: tuple[Any, ...]) -> tuple[list[PathFigures], dict[str, list[Any]] | None, list[str]]:
+    return _synthetic_worker(*args)
+
+
 def run_synthetic(
     template: MarketSpec,
     model: SyntheticModel,
@@ -434,38 +502,48 @@ def run_synthetic(
     batch: int = 250,
     progress: Callable[[int], None] | None = None,
     strategies: Sequence[type] = (),
+    notes: list[str] | None = None,
 ) -> tuple[list[PathFigures], dict[str, list[Any]] | None]:
     """Run *paths* paths of *model* with *template*'s strategy (its market's symbol, tick and precisions; each path
-    a market of its own), at most *batch* paths per engine, on *jobs* worker processes (1: in this process).
-    Returns every path's figures, in path order, and path 0's series. The result depends on *seed* alone.
+    a market of its own), at most *batch* paths per engine, shared evenly by *jobs* worker processes (1: in this
+    process). Returns every path's figures, in path order, and path 0's series. The result depends on *seed* alone.
     *strategies*: strategy classes to register besides the installed plugins' (importable classes: they travel to
-    the worker processes by name)."""
+    the worker processes by name). *notes* collects a line for each path that placed no order.
+
+    Ctrl-C (or an error) ends the worker processes at once; a worker whose parent dies ends with it."""
     if paths < 1:
         raise ConfigError("paths must be at least 1")
+    model.check_market(template.market)
+    batch = max(1, min(batch, -(-paths // max(1, jobs))))
     chunks = [list(range(start, min(paths, start + batch))) for start in range(0, paths, batch)]
     results: list[PathFigures] = []
     series: dict[str, list[Any]] | None = None
+
+    def take(done: tuple[list[PathFigures], dict[str, list[Any]] | None, list[str]]) -> None:
+        nonlocal series
+        figures, chunk_series, chunk_notes = done
+        results.extend(figures)
+        series = series or chunk_series
+        if notes is not None:
+            notes.extend(chunk_notes)
+        if progress is not None:
+            progress(len(figures))
+
+    work = [(template, model, exchange_config, seed, chunk, 0 in chunk, tuple(strategies)) for chunk in chunks]
     if jobs <= 1 or len(chunks) == 1:
-        for chunk in chunks:
-            figures, chunk_series = _synthetic_worker(template, model, exchange_config, seed, chunk, 0 in chunk,
-                                                      strategies)
-            results.extend(figures)
-            series = series or chunk_series
-            if progress is not None:
-                progress(len(chunk))
+        for args in work:
+            take(_run_chunk(args))
         return results, series
     import multiprocessing
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_synthetic_worker, template, model, exchange_config, seed, chunk, 0 in chunk,
-                               strategies) for chunk in chunks]
-        for future in futures:
-            figures, chunk_series = future.result()
-            results.extend(figures)
-            series = series or chunk_series
-            if progress is not None:
-                progress(len(figures))
+    pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(chunks)), initializer=_worker_started)
+    try:
+        for done in pool.imap(_run_chunk, work):
+            take(done)
+        pool.close()
+    finally:
+        pool.terminate()  # at once on Ctrl-C or an error: queued chunks are not run
+        pool.join()
     return results, series
 
 
@@ -506,7 +584,8 @@ async def _replay(
     sample_every: float,
     progress: Callable[[int], None] | None,
     strategies: Sequence[type],
-) -> tuple[list[PathFigures], dict[str, list[Any]] | None, int]:
+    path: str,
+) -> tuple[list[PathFigures], dict[str, list[Any]] | None, int, dict[str, Any]]:
     timeline = Timeline()
     hub = FeedHub()
 
@@ -532,8 +611,11 @@ async def _replay(
     latency_rng = random.Random(exchange_config.seed ^ 0xDA7A)
     count = 0
 
+    others: set[str] = set()  # feed symbols of the recording no market follows
+    followed = 0  # events of the symbols the markets follow
+
     async def drive() -> None:
-        nonlocal count
+        nonlocal count, followed
         t0 = trio.current_time()
         next_sample = t0
         run_until = timeline.run_until
@@ -545,10 +627,21 @@ async def _replay(
         last_data = t0
         woken = False  # the engine has something to handle since it last ran (data it follows, order events)
         emitted = exchange.emitted
+        last_t = first_t
         for event in events:
+            if event.t - last_t > MAX_GAP:
+                raise BacktestError(
+                    f"{path}, line {event.line}: t jumps {event.t - last_t:,.0f} s after the event before: more than "
+                    f"{MAX_GAP / 86_400:.0f} days without data (a time in milliseconds instead of seconds?); replay "
+                    "the parts on each side of the gap separately")
+            last_t = event.t
             when = t0 + (event.t - first_t)
             item = event.item
             targets = by_feed_symbol.get(item.symbol)
+            if targets is None:
+                others.add(item.symbol)
+            else:
+                followed += 1
             # The clock moves to the event's time — the engine handles everything due until then — unless nothing
             # needs the engine before this event does: nothing woke it since it last ran, nothing is scheduled until
             # then (the exchange's timeline, a market's own timers), and the event can neither wake a market nor
@@ -597,9 +690,14 @@ async def _replay(
         for i, tracker in enumerate(trackers):
             tracker.sample(end - t0, mids[i])
 
-    await _with_engine(specs, exchange, hub, wall, drive, strategies, pm)
+    idle = await _with_engine(specs, exchange, hub, wall, drive, strategies, pm)
+    if not followed:
+        wanted = ", ".join(sorted(by_feed_symbol))
+        raise BacktestError(f"{path}: no event of {wanted}, the feed symbol the market follows (the recording holds "
+                            f"{', '.join(sorted(others)) or 'no symbol'}): set the market's index_symbol")
+    notes = {"idle": idle}
     figures = [tracker.figures(i, exchange_config.seed, mids[i]) for i, tracker in enumerate(trackers)]
-    return figures, trackers[0].series, count
+    return figures, trackers[0].series, count, notes
 
 
 def run_replay(
@@ -630,9 +728,10 @@ def run_replay(
             yield event
 
     started = time.perf_counter()
-    figures, series, count = _virtual(functools.partial(
-        _replay, specs, chained(), exchange_config, first.t, sample_every, progress, strategies))
+    figures, series, count, notes = _virtual(functools.partial(
+        _replay, specs, chained(), exchange_config, first.t, sample_every, progress, strategies, os.fspath(path)))
     info.update(events=count, last_t=last[0].t, replay_seconds=time.perf_counter() - started)
+    info["warnings"] = [f"market {symbol} placed no order: {why}" for symbol, why in notes["idle"].items()]
     return figures, series, info
 
 
