@@ -35,6 +35,7 @@ from mmframe._backtest.record import RecordWriter
 from mmframe._backtest.run import SyntheticModel, run_replay, run_synthetic
 from mmframe._engine.risk import RiskLimits
 from mmframe._engine.spec import MarketSpec
+from mmframe.testing import load_plugins
 
 from .common import log, result, seed_config
 
@@ -84,6 +85,7 @@ REPLAYED = {
 
 
 def replay_one(path: Path, strategy: str) -> dict[str, Any]:
+    load_plugins()  # the plugins imported, as the mmframe command has them before it replays: the replay is timed
     spec = MarketSpec(market=BTC, strategy=strategy, strategy_config=REPLAYED[strategy], index_symbol="BTCUSDT",
                       risk=RiskLimits(price_band=None), refresh_interval=1.0, stale_after=10.0)
     started = time.perf_counter()

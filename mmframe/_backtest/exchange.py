@@ -331,19 +331,39 @@ class Timeline:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _liquid(levels: tuple[tuple[Decimal, Decimal], ...]) -> dict[Decimal, Decimal]:
+    """A side of a snapshot as price -> quantity, without its levels of 0."""
+    book = dict(levels)
+    if _ZERO in book.values():
+        return {p: q for p, q in book.items() if q > 0}
+    return book
+
+
+def _best(levels: tuple[tuple[Decimal, Decimal], ...]) -> Decimal | None:
+    """The best price of a side of a snapshot (best first) that holds something."""
+    for price, quantity in levels:
+        if quantity > 0:
+            return price
+    return None
+
+
 class _Symbol:
     """One symbol's state: our orders' book, how much public quantity is ahead of each, the displayed depth."""
 
-    __slots__ = ("ahead", "asks", "bids", "book", "fee_rates", "last_entry", "last_response", "offset", "order_ids",
-                 "position", "quantum", "rng", "traded")
+    __slots__ = ("_asks", "_bids", "ahead", "book", "fee_rates", "last_entry", "last_response", "offset", "order_ids",
+                 "position", "quantum", "raw_asks", "raw_bids", "rng", "traded")
 
     def __init__(self, symbol: str, fee_rates: tuple[Decimal, Decimal], seed: int) -> None:
         # No memory of finished orders: the tape's own orders would push ours out (SimExchange._seen catches a
         # client order id used again).
         self.book = OrderBook(symbol, remember_finished=0)
         self.ahead: dict[str, Decimal] = {}  # client order id -> public quantity ahead of it at its price
-        self.bids: dict[Decimal, Decimal] = {}  # the displayed depth (the latest snapshot, less what we took)
-        self.asks: dict[Decimal, Decimal] = {}
+        # The displayed depth: the latest snapshot's levels, and (made when first needed: most snapshots are only
+        # looked at) price -> quantity, less what we took since.
+        self.raw_bids: tuple[tuple[Decimal, Decimal], ...] = ()
+        self.raw_asks: tuple[tuple[Decimal, Decimal], ...] = ()
+        self._bids: dict[Decimal, Decimal] | None = {}
+        self._asks: dict[Decimal, Decimal] | None = {}
         self.traded: dict[Decimal, Decimal] = {}  # public quantity traded at a price since the latest snapshot
         self.fee_rates = fee_rates
         self.position = Position()
@@ -358,6 +378,23 @@ class _Symbol:
         #: its order; a symbol's draws never depend on another's: a path of a study is the same in any company).
         self.rng = random.Random(f"{seed}:{symbol}")
         self.last_entry = self.last_response = -math.inf
+
+    @property
+    def bids(self) -> dict[Decimal, Decimal]:
+        if self._bids is None:
+            self._bids = _liquid(self.raw_bids)  # a level of 0 is no liquidity (a removed level)
+        return self._bids
+
+    @property
+    def asks(self) -> dict[Decimal, Decimal]:
+        if self._asks is None:
+            self._asks = _liquid(self.raw_asks)
+        return self._asks
+
+    def show(self, depth: DepthSnapshot) -> None:
+        """The new snapshot's levels (the dicts are made again when next asked for)."""
+        self.raw_bids, self.raw_asks = depth.bids, depth.asks
+        self._bids = self._asks = None
 
 
 class SimExchange:
@@ -535,10 +572,11 @@ class SimExchange:
         state = self._symbols.get(symbol)
         if state is None:
             state = self._symbol(symbol)
-        old_bids, old_asks = state.bids, state.asks
-        state.bids = {p: q for p, q in depth.bids if q > 0}  # a level of 0 is no liquidity (a removed level)
-        state.asks = {p: q for p, q in depth.asks if q > 0}
-        if state.ahead:
+        if not state.ahead:
+            state.show(depth)
+        else:
+            old_bids, old_asks = state.bids, state.asks
+            state.show(depth)
             model = self.config.queue_model
             lowest_bid = depth.bids[-1][0] if depth.bids else None
             highest_ask = depth.asks[-1][0] if depth.asks else None
@@ -561,11 +599,15 @@ class SimExchange:
         state.traded.clear()
         book = state.book
         bid = book.best_bid
-        if bid is not None and state.asks and min(state.asks) <= bid:
-            self._crossed_by(state, symbol, Side.SELL, bid, state.asks)
+        if bid is not None:
+            best = _best(depth.asks)
+            if best is not None and best <= bid:
+                self._crossed_by(state, symbol, Side.SELL, bid, state.asks)
         ask = book.best_ask
-        if ask is not None and state.bids and max(state.bids) >= ask:
-            self._crossed_by(state, symbol, Side.BUY, ask, state.bids)
+        if ask is not None:
+            best = _best(depth.bids)
+            if best is not None and best >= ask:
+                self._crossed_by(state, symbol, Side.BUY, ask, state.bids)
 
     def _crossed_by(self, state: _Symbol, symbol: str, aggressor: Side, ours: Decimal,
                     displayed: dict[Decimal, Decimal]) -> None:
@@ -607,10 +649,16 @@ class SimExchange:
         if state is None:
             return False
         book = state.book
-        bid, ask = book.best_bid, book.best_ask
-        if bid is not None and any(q > 0 and p <= bid for p, q in depth.asks):
-            return True
-        return ask is not None and any(q > 0 and p >= ask for p, q in depth.bids)
+        bid = book.best_bid
+        if bid is not None:
+            best = _best(depth.asks)
+            if best is not None and best <= bid:
+                return True
+        ask = book.best_ask
+        if ask is not None:
+            best = _best(depth.bids)
+            return best is not None and best >= ask
+        return False
 
     def on_trade(self, trade: Trade, symbol: str | None = None) -> None:
         """A public trade: it consumes the displayed queue at its price and may fill our orders (see the module

@@ -12,11 +12,12 @@ over worker processes.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -613,14 +614,16 @@ async def _replay(
 
     others: set[str] = set()  # feed symbols of the recording no market follows
     followed = 0  # events of the symbols the markets follow
+    last_seen = first_t  # the last event's t
 
     async def drive() -> None:
-        nonlocal count, followed
+        nonlocal count, followed, last_seen
         t0 = trio.current_time()
         next_sample = t0
         run_until = timeline.run_until
         push = hub.push
         on_data = exchange.on_data
+        on_trade = exchange.on_trade
         statistics = trio.lowlevel.current_statistics
         when = now = t0
         next_timer = now + statistics().seconds_to_next_deadline
@@ -659,17 +662,22 @@ async def _replay(
                 next_timer = now + statistics().seconds_to_next_deadline
                 woken = False
             if targets is not None:
-                if not isinstance(item, PriceTick):
-                    for i in targets:
-                        on_data(item, specs[i].market.symbol)
-                    if exchange.emitted != emitted:
-                        emitted = exchange.emitted
+                kind = type(item)
+                if kind is Trade:  # most events: no mid, no wake
+                    for symbol in symbols_of[item.symbol]:
+                        on_trade(item, symbol)  # type: ignore[arg-type]
+                else:
+                    if kind is not PriceTick:
+                        for symbol in symbols_of[item.symbol]:
+                            on_data(item, symbol)
+                    mid = _mid_of(item)
+                    if mid is not None:
+                        for i in targets:
+                            mids[i] = mid
+                    if kind is PriceTick or depth_wakes[item.symbol]:
                         woken = True
-                mid = _mid_of(item)
-                if mid is not None:
-                    for i in targets:
-                        mids[i] = mid
-                if isinstance(item, PriceTick) or (isinstance(item, DepthSnapshot) and depth_wakes[item.symbol]):
+                if exchange.emitted != emitted:
+                    emitted = exchange.emitted
                     woken = True
             if data_latency is None:
                 push(item)
@@ -684,6 +692,7 @@ async def _replay(
                     tracker.sample(when - t0, mids[i])
                 if progress is not None:
                     progress(count)
+        last_seen = last_t
         end = max(trio.current_time(), when) + 1.0  # the last events' answers
         await run_until(end)
         exchange.finish()
@@ -695,7 +704,7 @@ async def _replay(
         wanted = ", ".join(sorted(by_feed_symbol))
         raise BacktestError(f"{path}: no event of {wanted}, the feed symbol the market follows (the recording holds "
                             f"{', '.join(sorted(others)) or 'no symbol'}): set the market's index_symbol")
-    notes = {"idle": idle}
+    notes = {"idle": idle, "last_t": last_seen}
     figures = [tracker.figures(i, exchange_config.seed, mids[i]) for i, tracker in enumerate(trackers)]
     return figures, trackers[0].series, count, notes
 
@@ -719,18 +728,12 @@ def run_replay(
         raise BacktestError(f"{path}: the recording holds no event")
     specs = [backtest_spec(spec, exchange_config.seed + i) for i, spec in enumerate(specs)]
     info: dict[str, Any] = {"file": os.fspath(path), "first_t": first.t}
-    last = [first]
-
-    def chained() -> Iterator[RecordedEvent]:
-        yield first
-        for event in events:
-            last[0] = event
-            yield event
 
     started = time.perf_counter()
     figures, series, count, notes = _virtual(functools.partial(
-        _replay, specs, chained(), exchange_config, first.t, sample_every, progress, strategies, os.fspath(path)))
-    info.update(events=count, last_t=last[0].t, replay_seconds=time.perf_counter() - started)
+        _replay, specs, itertools.chain((first,), events), exchange_config, first.t, sample_every, progress,
+        strategies, os.fspath(path)))
+    info.update(events=count, last_t=notes["last_t"], replay_seconds=time.perf_counter() - started)
     info["warnings"] = [f"market {symbol} placed no order: {why}" for symbol, why in notes["idle"].items()]
     return figures, series, info
 
