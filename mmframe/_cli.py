@@ -19,7 +19,7 @@ import trio
 
 from . import __version__, _convert
 from ._backtest.cli import backtest_command
-from ._backtest.recorder import add_record_commands
+from ._backtest.recorder import add_record_commands, feed_config, feed_symbols
 from ._control.serve import serve as serve_with_api
 from ._demo import demo_sink_options, require_demo_strategy, write_demo
 from ._engine.manager import StrategyManager
@@ -411,19 +411,8 @@ def feed_publish(exchange: str, symbols: str, ws_url: str | None, config_json: s
 
     setup_logging(log_level)
     settings = _load({}, env_file)
-    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    if not names:
-        raise click.UsageError("--symbols names no symbol")
-    config: dict[str, Any] = {}
-    if config_json:
-        try:
-            config = json.loads(config_json)
-        except ValueError as exc:
-            raise click.UsageError(f"--config is not JSON: {exc}") from None
-        if not isinstance(config, dict):
-            raise click.UsageError("--config must be a JSON object")
-    if ws_url is not None:
-        config["ws_url"] = ws_url
+    names = feed_symbols(symbols)
+    config = feed_config(config_json, ws_url)
     try:
         cls = get_feeds(get_plugin_manager()).get_or_raise(exchange)
         instance = cls(structure_config(config, cls.Config))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 
 class MMFrameError(Exception):
@@ -31,3 +32,18 @@ class InvalidTransition(MMFrameError):
 
 class UnknownPlugin(MMFrameError, LookupError):
     """A strategy, feed or sink name that no installed plugin registers."""
+
+
+@contextmanager
+def unwrapped() -> Iterator[None]:
+    """Raise the one exception a trio nursery wrapped in an exception group as itself (an assertion of a test's,
+    a backtest's error), so that whoever catches it by type sees it; a group of several is raised as it is."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from None

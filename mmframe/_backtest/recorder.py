@@ -114,14 +114,16 @@ def add_record_commands(feed_group: click.Group) -> None:
     feed_group.add_command(feed_info)
 
 
-def _symbols(text: str) -> list[str]:
+def feed_symbols(text: str) -> list[str]:
+    """``--symbols``: comma-separated, upper-cased; a usage error when it names none."""
     names = [s.strip().upper() for s in text.split(",") if s.strip()]
     if not names:
         raise click.UsageError("--symbols names no symbol")
     return names
 
 
-def _config(config_json: str | None, ws_url: str | None) -> dict[str, Any]:
+def feed_config(config_json: str | None, ws_url: str | None) -> dict[str, Any]:
+    """``--config`` (a JSON object) with ``--ws-url`` over it; a usage error for anything else."""
     config: dict[str, Any] = {}
     if config_json:
         try:
@@ -215,8 +217,8 @@ def feed_record(exchange: str, symbols: str, out: str, duration: float | None, f
         settings = load_settings({}, env_file=env_file)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    names = _symbols(symbols)
-    instance = _make_feed(exchange, _config(config_json, ws_url), settings, names)
+    names = feed_symbols(symbols)
+    instance = _make_feed(exchange, feed_config(config_json, ws_url), settings, names)
     name = instance.name if isinstance(instance, Named) else exchange
     try:
         writer = RecordWriter(out, source=f"feed:{name}")

@@ -26,7 +26,7 @@ import trio
 
 from .._engine.manager import StrategyManager
 from .._engine.spec import MarketSpec, MarketState
-from .._errors import ConfigError, MMFrameError
+from .._errors import ConfigError, MMFrameError, unwrapped
 from .._hookspecs import hookimpl
 from .._models import DepthSnapshot, Market, MarketData, PriceTick, Side, Trade, to_decimal
 from .._plugins import get_strategies, make_plugin_manager
@@ -272,14 +272,8 @@ def _virtual(fn: Callable[[], Any], seed: int = 0) -> Any:
     trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     trio_run._r.seed(seed)
     try:
-        return trio.run(fn, clock=MockClock(autojump_threshold=0))
-    except BaseExceptionGroup as group:
-        inner: BaseException = group
-        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-            inner = inner.exceptions[0]
-        if inner is group:
-            raise
-        raise inner from None
+        with unwrapped():
+            return trio.run(fn, clock=MockClock(autojump_threshold=0))
     finally:
         trio_run._ALLOW_DETERMINISTIC_SCHEDULING = allowed  # type: ignore[misc]
         trio_run._r.setstate(state)

@@ -7,8 +7,8 @@ Everything here is core code on the private engine; what a test sees is :class:`
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from .._default_plugins.paper import PaperSink
 from .._engine.manager import StrategyManager
 from .._engine.spec import MarketSpec, MarketStatus
 from .._engine.tracker import best_first
-from .._errors import PluginError
+from .._errors import PluginError, unwrapped
 from .._hookspecs import hookimpl
 from .._models import DepthSnapshot, Fill, Market, MarketKey, Order, OrderType, PriceTick, Side, Trade, to_decimal
 from .._plugins import PluginInfo, get_feeds, get_sinks, get_strategies, list_plugins, make_plugin_manager
@@ -441,7 +441,7 @@ async def run_engine(
 ) -> AsyncIterator[Harness]:
     """:func:`start_engine` as an ``async with``: on the way out every market is stopped (its orders cancelled)
     and the engine with it."""
-    with _unwrapped():
+    with unwrapped():
         async with trio.open_nursery() as nursery:
             harness = await start_engine(
                 nursery, *plugins, sink=sink, strategies=strategies, feeds=feeds, instance_id=instance_id,
@@ -453,21 +453,6 @@ async def run_engine(
                 with trio.CancelScope(shield=True):
                     await harness.aclose()
                 nursery.cancel_scope.cancel()
-
-
-@contextmanager
-def _unwrapped() -> Iterator[None]:
-    """Raise the one exception a nursery wrapped in an exception group (an assertion of the test's, say) as itself,
-    so that ``pytest.raises`` and the test's report see it."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        inner: BaseException = group
-        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-            inner = inner.exceptions[0]
-        if inner is group:
-            raise
-        raise inner from None
 
 
 @asynccontextmanager

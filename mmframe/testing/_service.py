@@ -10,9 +10,10 @@ from typing import Any
 import trio
 
 from .._default_plugins.paper import PaperSink
+from .._errors import unwrapped
 from ..protocols import OrderSink
 from ._fakes import ScriptedFeed
-from ._harness import Harness, _FillRecorder, _plugin_manager, _unwrapped
+from ._harness import Harness, _FillRecorder, _plugin_manager
 from ._sql import save_description
 
 __all__ = ["DEFAULT_API_TOKEN", "ServiceHarness", "run_service"]
@@ -123,7 +124,7 @@ async def run_service(
         store.init()
         sink = sink if sink is not None else PaperSink()
         service = Service(Settings(**values), store, pm, sink)
-        with _unwrapped():
+        with unwrapped():
             async with trio.open_nursery() as nursery:
                 binds = await nursery.start(serve, service)
                 engine = Harness(service.manager, sink, recorder)
