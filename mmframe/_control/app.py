@@ -33,6 +33,7 @@ from .._plugins import get_routes, list_plugins
 from .._service.cluster import ClusterUnavailable
 from .._service.service import MarketRecord, ReloadRefused, Service, UnknownMarket
 from . import shapes
+from .dashboard import Dashboard, dashboard_routes
 from .metrics import make_registry, render_metrics
 
 __all__ = ["MAX_JSON_DEPTH", "ApiError", "ApiResponse", "create_app", "json_too_deep", "serve_api"]
@@ -371,6 +372,7 @@ def create_app(service: Service) -> Starlette:
         Route("/api/v1/cluster", cluster, methods=["GET"]),
         Route("/api/v1/plugins", plugins, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *dashboard_routes(),
     ]
     taken = {(r.path, m) for r in routes for m in (r.methods or ())}
     for route in get_routes(service.pm):
@@ -390,6 +392,7 @@ def create_app(service: Service) -> Starlette:
     )
     app.state.service = service
     app.state.metrics = make_registry(service)
+    app.state.dashboard = Dashboard(service)
     return app
 
 
@@ -405,11 +408,16 @@ async def serve_api(service: Service, *, task_status: trio.TaskStatus[list[str]]
     config.graceful_timeout = 1.0
 
     app = create_app(service)
+    dashboard: Dashboard = app.state.dashboard
+    service.pm.register(dashboard, name="mmframe.dashboard")  # the recent order events and fills it shows
 
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(dashboard.run)
         binds = await nursery.start(serve, app, config)
         for bind in binds:
             log.info("HTTP API server listening on %s", bind.split("://", 1)[-1])
         task_status.started(binds)
         await service.closed.wait()
         nursery.cancel_scope.cancel()
+    if service.pm.is_registered(dashboard):
+        service.pm.unregister(dashboard)
