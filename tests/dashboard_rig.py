@@ -55,8 +55,10 @@ class DemoServer:
 
 
 @contextmanager
-def demo_server(tmp: Path, *, hostile: bool = False) -> Iterator[DemoServer]:
-    """``mmframe serve --demo`` on a free port; with *hostile*, ETH/USDT's local symbol is :data:`HOSTILE`."""
+def demo_server(tmp: Path, *, hostile: bool = False, clash: bool = False) -> Iterator[DemoServer]:
+    """``mmframe serve --demo`` on a free port; with *hostile*, ETH/USDT's local symbol is :data:`HOSTILE`; with
+    *clash*, a third market (9003_1) follows BTC/USDT's index with a strategy that does not exist: it fails to load
+    and shows BTC/USDT's symbol."""
     db = tmp / "demo.sqlite"
     database_url = f"sqlite:///{db}"
     env = {**os.environ, "MMFRAME_API_TOKEN": TOKEN}
@@ -69,6 +71,12 @@ def demo_server(tmp: Path, *, hostile: bool = False) -> Iterator[DemoServer]:
 
         describe_market(database_url, 9002, symbol=HOSTILE, tick_size="0.01", price_precision=2,
                         quantity_precision=4)
+    if clash:
+        import sqlite3
+
+        with sqlite3.connect(db) as connection:
+            connection.execute("INSERT INTO strategy_currency (currency_id, index_symbol, index_source, market_status,"
+                               " market_type, default_strategy) VALUES (9003, 'BTCUSDT', 1, 1, 1, 999)")
     port = free_port()
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -77,7 +85,8 @@ def demo_server(tmp: Path, *, hostile: bool = False) -> Iterator[DemoServer]:
     )
     server = DemoServer(f"http://127.0.0.1:{port}", database_url)
     try:
-        server.wait(lambda: sum(r["state"] == "running" for r in server.rows().values()) >= (1 if hostile else 2))
+        server.wait(lambda: sum(row["state"] == "running" for row in server.get("/api/v1/dashboard/markets")["markets"])
+                    >= (1 if hostile else 2))
         yield server
     finally:
         server.client.close()

@@ -89,3 +89,20 @@ def test_the_package_ships_the_page(tmp_path: Path) -> None:
     assert {"index.html", "app.js", "app.css"} <= {entry.name for entry in folder.iterdir()}
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert '"_control/dashboard/*"' in pyproject  # in the wheel's package data
+
+
+def test_history_is_compact_and_bounded_and_status_values_stay_json() -> None:
+    import math
+
+    from mmframe._control.dashboard import HISTORY, History, _jsonable
+
+    history = History()
+    for n in range(HISTORY * 2):
+        history.add(1_700_000_000.0 + n, math.nan if n % 2 else 100.0 + n, float(n), -1.0)
+    columns = history.columns()
+    assert len(columns["t"]) == HISTORY and columns["t"][-1] == 1_700_000_000.0 + HISTORY * 2 - 1
+    assert columns["index"][-1] is None and columns["index"][-2] == pytest.approx(100.0 + HISTORY * 2 - 2)
+    assert len(history) <= HISTORY + HISTORY // 4
+    status = {"sigma": math.nan, "h": math.inf, "nested": [math.nan, 1.5, {"x": -math.inf}], "ok": True}
+    assert _jsonable(status) == {"sigma": None, "h": None, "nested": [None, 1.5, {"x": None}], "ok": True}
+    json.dumps(_jsonable(status), allow_nan=False)  # a browser can parse it

@@ -152,6 +152,23 @@ def test_a_hostile_symbol_renders_as_text_and_runs_nothing(browser: Any, tmp_pat
         context.close()
 
 
+def test_the_buttons_act_on_the_market_shown_even_when_another_shares_its_symbol(browser: Any,
+                                                                                 tmp_path: Path) -> None:
+    """A market that failed to load shows its index's symbol, BTC/USDT's: its Stop must not stop BTC/USDT."""
+    with demo_server(tmp_path, clash=True) as clashing:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(clashing.url + "/#market=9003_1")
+        save_token(page, TOKEN)
+        page.get_by_test_id("market-title").filter(has_text="failed").wait_for()
+        page.get_by_test_id("btn-stop").click()
+        page.get_by_test_id("message").filter(has_text="stop").wait_for()
+        page.wait_for_timeout(500)
+        states = {row["id"]: row["state"] for row in clashing.get("/api/v1/dashboard/markets")["markets"]}
+        assert states["9001_1"] == "running" and states["9003_1"] == "failed"
+        context.close()
+
+
 def test_screenshots_for_the_docs(page: Any, server: DemoServer) -> None:
     """Writes docs/dashboard-markets.png and docs/dashboard-market.png when MMFRAME_DASHBOARD_SCREENSHOTS is set
     (how the README's pictures were made); otherwise only checks that both views render."""

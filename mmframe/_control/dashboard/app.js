@@ -440,6 +440,8 @@
       if (id !== currentId || seq !== detailSeq) return;
       lastDetail = data;
       renderDetail(data);
+      const m = $("message");  // a load error shown earlier (the server restarting) is over now
+      if (m.textContent.startsWith("Could not load market")) { m.textContent = ""; m.className = "message"; }
     } catch (e) {
       if (id !== currentId || seq !== detailSeq) return;
       if (e.status === 404) {
@@ -806,7 +808,8 @@
     if (!Object.keys(changes).length) { topError("Nothing changed.", "info"); return; }
     const saveBtn = $("config-save");
     saveBtn.disabled = true;
-    const r = await post(`${API}/strategy/config/update`, { symbol: row.symbol, market_type: row.market_type, config: changes }, "save the config");
+    // by id: two markets can share a symbol (one that failed to load shows its index's), never an id
+    const r = await post(`${API}/strategy/config/update`, { symbol: row.id, market_type: row.market_type, config: changes }, "save the config");
     saveBtn.disabled = false;
     if (r.needToken) {
       pendingAction = () => $("config-save").click();
@@ -840,7 +843,7 @@
   function marketAction(verb) {
     const row = (lastDetail && lastDetail.row) || rows.get(currentId);
     if (!row) { say("The market is not loaded yet.", "error"); return; }
-    act(`${API}/strategy/${verb}`, { symbol: row.symbol, market_type: row.market_type }, `${verb} ${row.symbol}`, (r) => {
+    act(`${API}/strategy/${verb}`, { symbol: row.id, market_type: row.market_type }, `${verb} ${row.symbol}`, (r) => {
       if (r.ok && verb === "reload") { pendingConfig = null; editorConfigJson = null; editorDirty = false; }
       refreshDetail();
     });
