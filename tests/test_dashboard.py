@@ -80,6 +80,9 @@ def test_the_stream_sends_a_snapshot_then_deltas_of_what_changed(server: DemoSer
     assert [kind for kind, _ in deltas] == ["delta", "delta"]
     assert all(set(delta) == {"changed", "removed", "time"} for _, delta in deltas)
     assert any(delta["changed"] for _, delta in deltas)  # the demo's markets move every second
+    for _, delta in deltas:  # a changed row is its id and what changed: never the fields that stay the same
+        for part in delta["changed"]:  # type: ignore[attr-defined]
+            assert "id" in part and "strategy" not in part and "symbol" not in part and len(part) > 1
 
 
 def test_the_package_ships_the_page(tmp_path: Path) -> None:

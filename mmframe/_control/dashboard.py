@@ -5,7 +5,8 @@
 - ``GET /api/v1/dashboard/markets``: one row per market (state, index, our best quotes, inventory, PnL, fills,
   orders a second, feed age, the sink's state, the owner in a cluster).
 - ``GET /api/v1/dashboard/stream``: server-sent events: a ``snapshot`` of every row, then every second a ``delta``
-  of the rows that changed (at 1,000 markets a second's delta is what moved, not the whole table).
+  of the rows that changed, each with its id and only the fields that changed (at 1,000 markets a second's delta
+  is what moved, not the whole table).
 - ``GET /api/v1/dashboard/market?id=…``: one market: our ladder, the local book's depth, its history this session
   (index, PnL, inventory, sampled every second, bounded), its recent fills and order events, its strategy's status
   and its effective config.
@@ -30,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from .._engine.spec import MarketStatus
 from .._hookspecs import hookimpl
 from .._models import Fill, Market, MarketKey, Order, OrderEvent, Side
 from .._service.service import MarketRecord, Service
@@ -120,7 +122,6 @@ class Dashboard:
         """Sample every market every :data:`SAMPLE_INTERVAL` seconds until cancelled."""
         while True:
             self.sample()
-            self.latest = self.rows()
             sampled, self.sampled = self.sampled, trio.Event()
             sampled.set()
             await trio.sleep(SAMPLE_INTERVAL)
@@ -136,8 +137,10 @@ class Dashboard:
         for recent in (self.events, self.fills):
             for key in [key for key in recent if key not in keys]:
                 del recent[key]
+        rows = []
         for record in list(records.values()):
             status = self.service.status_of(record)
+            rows.append((record, status))
             if status is None:
                 continue
             history = self.history.get(record.id)
@@ -150,6 +153,7 @@ class Dashboard:
             if before is not None and now > before[0]:
                 self.rates[record.id] = max(0.0, (count - before[1]) / (now - before[0]))
             self._orders[record.id] = (now, count)
+        self.latest = [self._row(record, status) for record, status in rows]
 
     # ---- rows --------------------------------------------------------------------------------------------------
 
@@ -167,8 +171,12 @@ class Dashboard:
         return sides[Side.BUY][:LEVELS], sides[Side.SELL][:LEVELS]
 
     def row(self, record: MarketRecord) -> dict[str, Any]:
+        """*record*'s row now."""
+        return self._row(record, self.service.status_of(record))
+
+    def _row(self, record: MarketRecord, status: MarketStatus | None) -> dict[str, Any]:
+        """*record*'s row from its *status* (a sample reads each market's status once)."""
         service = self.service
-        status = service.status_of(record)
         bids, asks = self._ours(record)
         bid = bids[0][0] if bids else None
         ask = asks[0][0] if asks else None
@@ -267,6 +275,13 @@ class History:
                 "inventory": finite(self.inventory)}
 
 
+def _changes(before: dict[str, Any] | None, row: dict[str, Any]) -> dict[str, Any]:
+    """What of *row* differs from *before*, with its id (all of it for a new row): what a delta sends."""
+    if before is None:
+        return row
+    return {"id": row["id"], **{key: value for key, value in row.items() if before.get(key) != value}}
+
+
 def _jsonable(value: Any) -> Any:
     """*value* as JSON can carry it: decimals and anything else as text, a non-finite float (a strategy's status
     may hold one) as ``null`` (a browser's JSON parser refuses ``NaN``)."""
@@ -346,7 +361,8 @@ async def stream(request: Request) -> Response:
             if closed.is_set():
                 return
             rows = {row["id"]: row for row in dashboard.latest or dashboard.rows()}
-            changed = [row for market_id, row in rows.items() if last.get(market_id) != row]
+            changed = [_changes(last.get(market_id), row) for market_id, row in rows.items()
+                       if last.get(market_id) != row]
             removed = [market_id for market_id in last if market_id not in rows]
             last = rows
             delta = {"changed": changed, "removed": removed, "time": time.time()}

@@ -289,12 +289,15 @@
     for (const id of (data && data.removed) || []) {
       if (rows.delete(id)) reorder = true;
     }
-    const changed = (data && data.changed) || [];
-    for (const r of changed) {
-      const prev = rows.get(r.id);
+    // A changed row carries its id and the fields that changed since the last delta (a new row: all of them).
+    const changed = [];
+    for (const part of (data && data.changed) || []) {
+      const prev = rows.get(part.id);
+      const r = prev ? Object.assign({}, prev, part) : part;
       if (!prev || prev.symbol !== r.symbol || prev.market_type !== r.market_type) reorder = true;
       else if (filterText && matches(prev) !== matches(r)) reorder = true;
       rows.set(r.id, r);
+      changed.push(r);
     }
     if (reorder) {
       sorted = null;
