@@ -46,6 +46,7 @@ from ._models import Fill, Liquidity, OrderEvent, OrderEventKind, OrderStatus, O
 
 __all__ = [
     "SELF_TRADE_PREVENTION",
+    "AmendResult",
     "Levels",
     "OrderBook",
     "OrderState",
@@ -232,6 +233,18 @@ class SubmitResult:
     @property
     def filled_quantity(self) -> Decimal:
         return sum((t.quantity for t in self.trades), _ZERO)
+
+
+@attrs.frozen
+class AmendResult:
+    """What :meth:`OrderBook.amend` did: ``accepted`` (and then whether the order ``kept_priority``: its place in
+    its level's queue), or refused with a ``reason``; ``order`` is the order's state afterwards (``None`` for an
+    order that is not open)."""
+
+    accepted: bool
+    order: OrderState | None
+    reason: str = ""
+    kept_priority: bool = False
 
 
 @attrs.define(slots=True, eq=False)
@@ -463,6 +476,65 @@ class OrderBook:
         """Take an open order off the book; its state after the cancel, or ``None`` if it is not open."""
         order = self._withdraw(client_order_id, reason)
         return None if order is None else order.snapshot()
+
+    def amend(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        owner: str | None = None,
+    ) -> AmendResult:
+        """Change an open order's price and/or quantity in place (``None``: unchanged).
+
+        - A smaller quantity at the same price keeps the order's place in its queue; anything else (a new price, a
+          larger quantity) moves it to the back of its (new) price level.
+        - The new quantity must exceed what the order has filled already; refused otherwise, and for an order that
+          is not open (filled, cancelled, unknown) or is not *owner*'s.
+        - An amend never takes liquidity: a new price that would trade is refused, as self-trade prevention when
+          one of the owner's own orders is within reach, else as crossing the book.
+        """
+        order = self._live.get(client_order_id)
+        if order is None:
+            return AmendResult(False, None, "the order is not open (filled, cancelled or unknown)")
+        if owner is not None and order.owner != owner:
+            return AmendResult(False, None, "the order is not open (filled, cancelled or unknown)")
+        new_price = order.price if price is None else price
+        new_quantity = order.quantity if quantity is None else quantity
+        for name, value in (("price", new_price), ("quantity", new_quantity)):
+            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+                return AmendResult(False, order.snapshot(), f"{name} must be a positive finite decimal, got {value!r}")
+        if new_quantity <= order.filled_quantity:
+            return AmendResult(False, order.snapshot(), f"already filled {order.filled_quantity}: the new quantity "
+                                                        f"{new_quantity} must exceed it")
+        assert order.price is not None and new_price is not None
+        book_side = self._sides[order.side]
+        level = book_side.levels[order.price]
+        if new_price == order.price and new_quantity <= order.quantity:
+            level.total -= order.quantity - new_quantity
+            order.quantity = new_quantity
+            self._sequence += 1
+            return AmendResult(True, order.snapshot(), kept_priority=True)
+        probe = attrs.evolve(order, price=new_price)
+        if self._crosses(probe):
+            reason = "the new price would cross the book (an amend never takes liquidity)"
+            for opposite in self._sides[order.side.opposite].best_first():
+                if not self._reaches(probe, opposite.price):
+                    break
+                if any(o.is_open and o.owner == order.owner for o in opposite.orders):
+                    reason = f"{SELF_TRADE_PREVENTION}: the new price would trade with the owner's own order"
+                    break
+            return AmendResult(False, order.snapshot(), reason)
+        level.orders.remove(order)
+        level.total -= order.remaining_quantity
+        level.live -= 1
+        if level.live == 0:
+            book_side.remove_level(level)
+        order.price, order.quantity = new_price, new_quantity
+        self._sequence += 1
+        order.sequence = self._sequence
+        book_side.add(order)
+        return AmendResult(True, order.snapshot(), kept_priority=False)
 
     def _withdraw(self, client_order_id: str, reason: str = "cancelled") -> RestingOrder | None:
         """:meth:`cancel` without its snapshot: the book's (now finished) record of the order, or ``None``."""

@@ -8,6 +8,7 @@ priority, order types, self-trade prevention always on, idempotent client order 
 from __future__ import annotations
 
 from ._book import SELF_TRADE_PREVENTION as SELF_TRADE_PREVENTION
+from ._book import AmendResult as AmendResult
 from ._book import Levels as Levels
 from ._book import OrderBook as OrderBook
 from ._book import OrderState as OrderState
@@ -21,6 +22,7 @@ from ._takers import TakerOrder as TakerOrder
 
 __all__ = [
     "SELF_TRADE_PREVENTION",
+    "AmendResult",
     "Levels",
     "OrderBook",
     "OrderState",
