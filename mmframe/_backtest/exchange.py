@@ -423,8 +423,9 @@ class SimExchange:
         self.messages: dict[str, dict[str, int]] = {}
         #: Order events emitted (delivered now or scheduled): the driver lets the engine run after any.
         self.emitted = 0
-        #: Per symbol: orders placed, orders that got at least one fill, quantity placed.
-        self.placed: dict[str, list[Any]] = {}
+        #: Per symbol: orders placed, and orders that got at least one fill.
+        self.placed: dict[str, int] = {}
+        self.filled_orders: dict[str, int] = {}
 
     # ---- the OrderSink -----------------------------------------------------------------------------------------
 
@@ -440,9 +441,7 @@ class SimExchange:
         for request in requests:
             counts = self._count(request.symbol)
             counts["places"] += 1
-            placed = self.placed.setdefault(request.symbol, [0, set(), _ZERO])
-            placed[0] += 1
-            placed[2] += request.quantity
+            self.placed[request.symbol] = self.placed.get(request.symbol, 0) + 1
             if self._entry is None:
                 self._place(request)
             else:
@@ -767,9 +766,8 @@ class SimExchange:
         now = self.wall()
         fee = price * quantity * rate
         state.position = state.position.after(side, price, quantity, fee)
-        placed = self.placed.get(symbol)
-        if placed is not None:
-            placed[1].add(coid)
+        if cumulative == quantity:  # the order's first fill
+            self.filled_orders[symbol] = self.filled_orders.get(symbol, 0) + 1
         fill = Fill(f"bt-{next(self._trade_ids)}", coid, symbol, side, price=price, quantity=quantity,
                     liquidity=liquidity, fee=fee, timestamp=now)
         self._emit(OrderEvent(OrderEventKind.FILLED if complete else OrderEventKind.PARTIALLY_FILLED, coid, symbol,

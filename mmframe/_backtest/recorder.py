@@ -27,6 +27,7 @@ from .._bus.feed import RedisFeed
 from .._errors import ConfigError, MMFrameError
 from .._models import MarketData
 from .._plugins import get_feeds, get_plugin_manager
+from .._service.specs import BUS_FEED, bus_defaults
 from .._settings import Settings, load_settings
 from ..config import structure_config
 from ..logs import setup_logging
@@ -138,15 +139,9 @@ def feed_config(config_json: str | None, ws_url: str | None) -> dict[str, Any]:
 
 
 def _bus_defaults(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The ``redis`` feed follows the market Redis of ``MARKET_REDIS_*`` and the exchange of ``MMFRAME_EXCHANGE``
-    unless ``--config`` says otherwise (as ``mmframe serve`` does)."""
-    config = dict(config)
-    address = settings.market_redis
-    if address is not None:
-        for key, value in (("host", address.host), ("port", address.port), ("db", address.db),
-                           ("password", address.password)):
-            if value is not None:
-                config.setdefault(key, value)
+    """The ``redis`` feed follows the market Redis of ``MARKET_REDIS_*`` (as ``mmframe serve``'s markets do) and the
+    exchange of ``MMFRAME_EXCHANGE`` unless ``--config`` says otherwise."""
+    config = bus_defaults(BUS_FEED, config, settings)
     if settings.exchange:
         config.setdefault("exchange", settings.exchange.strip().lower())
     return config

@@ -183,18 +183,17 @@ class _Tracker:
             self.drawdown = self.peak - pnl
         kept = self.series
         if kept is not None and series:
-            series_ = kept
-            series_["t"].append(round(t, 6))
-            series_["mid"].append(mid)
-            series_["pnl"].append(pnl)
-            series_["inventory"].append(float(position.base))
-            series_["bid"].append(None if bid is None else float(bid))
-            series_["ask"].append(None if ask is None else float(ask))
+            kept["t"].append(round(t, 6))
+            kept["mid"].append(mid)
+            kept["pnl"].append(pnl)
+            kept["inventory"].append(float(position.base))
+            kept["bid"].append(None if bid is None else float(bid))
+            kept["ask"].append(None if ask is None else float(ask))
 
     def figures(self, path: int, seed: int, mark: float | None) -> PathFigures:
         exchange = self.exchange
         position = exchange.position(self.symbol)
-        placed = exchange.placed.get(self.symbol, [0, set(), Decimal(0)])
+        placed = exchange.placed.get(self.symbol, 0)
         pnl = float(position.pnl(Decimal(repr(mark)) if mark is not None else None))
         return PathFigures(
             path=path,
@@ -204,8 +203,8 @@ class _Tracker:
             fills=position.fills,
             volume=float(position.volume),
             messages=exchange.message_count(self.symbol),
-            orders_placed=placed[0],
-            fill_ratio=len(placed[1]) / placed[0] if placed[0] else 0.0,
+            orders_placed=placed,
+            fill_ratio=exchange.filled_orders.get(self.symbol, 0) / placed if placed else 0.0,
             max_drawdown=self.drawdown,
             average_spread=self.spread_sum / self.spread_n if self.spread_n else None,
             fees=float(position.fees),

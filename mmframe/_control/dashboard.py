@@ -35,7 +35,7 @@ from .._engine.spec import MarketStatus
 from .._hookspecs import hookimpl
 from .._models import Fill, Market, MarketKey, Order, OrderEvent, Side
 from .._service.service import MarketRecord, Service
-from ..protocols import KeepsLocalBooks, Position, ReportsDegraded
+from ..protocols import KeepsLocalBooks, ReportsDegraded
 
 __all__ = ["Dashboard", "dashboard_routes"]
 
@@ -77,14 +77,14 @@ def _age(seconds: float | None) -> float | None:
 
 class Dashboard:
     """What the dashboard shows beyond the API's figures: per market, a bounded history and the recent order events
-    and fills (an observer plugin of the engine's hooks), and the figures of the previous sample (orders a
+    and fills (an observer of the engine's order_event hook), and the figures of the previous sample (orders a
     second)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
         self.history: dict[str, History] = {}
-        self.events: dict[MarketKey, deque[dict[str, Any]]] = {}
-        self.fills: dict[MarketKey, deque[dict[str, Any]]] = {}
+        self.events: dict[MarketKey, deque[tuple[OrderEvent, Side, Decimal | None, Decimal]]] = {}
+        self.fills: dict[MarketKey, deque[Fill]] = {}
         self._orders: dict[str, tuple[float, int]] = {}  # id -> (when, orders placed + cancelled) at the last sample
         self.rates: dict[str, float] = {}
         #: Every market's row as of the latest sample, shared by every open stream (at 1,000 markets a row set
@@ -96,25 +96,17 @@ class Dashboard:
 
     @hookimpl
     def order_event(self, market: Market, event: OrderEvent, order: Order) -> None:
-        recent = self.events.get(market.key)
+        """Keep the event (on every order event of the service: a tuple appended, the rest done when a page asks)."""
+        key = market.key
+        recent = self.events.get(key)
         if recent is None:
-            recent = self.events[market.key] = deque(maxlen=RECENT)
-        fill = event.fill
-        recent.append({
-            "t": event.timestamp, "kind": str(event.kind), "client_order_id": event.client_order_id,
-            "side": str(order.side), "price": _text(fill.price if fill is not None else order.price),
-            "quantity": _text(fill.quantity if fill is not None else order.quantity), "reason": event.reason,
-        })
-
-    @hookimpl
-    def order_filled(self, market: Market, fill: Fill, position: Position) -> None:
-        recent = self.fills.get(market.key)
-        if recent is None:
-            recent = self.fills[market.key] = deque(maxlen=RECENT)
-        recent.append({
-            "t": fill.timestamp, "side": str(fill.side), "price": str(fill.price), "quantity": str(fill.quantity),
-            "fee": str(fill.fee), "liquidity": str(fill.liquidity),
-        })
+            recent = self.events[key] = deque(maxlen=RECENT)
+        recent.append((event, order.side, order.price, order.quantity))
+        if event.fill is not None:
+            fills = self.fills.get(key)
+            if fills is None:
+                fills = self.fills[key] = deque(maxlen=RECENT)
+            fills.append(event.fill)
 
     # ---- sampling ----------------------------------------------------------------------------------------------
 
@@ -233,8 +225,8 @@ class Dashboard:
             "ladder": {"bids": bids, "asks": asks},
             "book": book,
             "history": history.columns(),
-            "events": list(reversed(self.events.get(key, ()))) if key is not None else [],
-            "fills": list(reversed(self.fills.get(key, ()))) if key is not None else [],
+            "events": [_event_row(*entry) for entry in reversed(self.events.get(key, ()))] if key else [],
+            "fills": [_fill_row(fill) for fill in reversed(self.fills.get(key, ()))] if key else [],
             "strategy_status": _jsonable(status.strategy_status) if status is not None else {},
             "config": _jsonable(record.row.effective_config),
         }
@@ -273,6 +265,20 @@ class History:
 
         return {"t": list(self.t[start:]), "index": finite(self.index), "pnl": finite(self.pnl),
                 "inventory": finite(self.inventory)}
+
+
+def _event_row(event: OrderEvent, side: Side, price: Decimal | None, quantity: Decimal) -> dict[str, Any]:
+    fill = event.fill
+    return {
+        "t": event.timestamp, "kind": str(event.kind), "client_order_id": event.client_order_id, "side": str(side),
+        "price": _text(fill.price if fill is not None else price),
+        "quantity": _text(fill.quantity if fill is not None else quantity), "reason": event.reason,
+    }
+
+
+def _fill_row(fill: Fill) -> dict[str, Any]:
+    return {"t": fill.timestamp, "side": str(fill.side), "price": str(fill.price), "quantity": str(fill.quantity),
+            "fee": str(fill.fee), "liquidity": str(fill.liquidity)}
 
 
 def _changes(before: dict[str, Any] | None, row: dict[str, Any]) -> dict[str, Any]:

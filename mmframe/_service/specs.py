@@ -23,6 +23,7 @@ from ..protocols import Named
 __all__ = [
     "BUS_FEED",
     "MarketOptions",
+    "bus_defaults",
     "check_feeds",
     "choose_feed",
     "market_from_row",
@@ -154,11 +155,11 @@ def choose_feed(
     if feed == BUS_FEED:
         if exchange:
             feed_config.setdefault("exchange", exchange)
-        feed_config = _bus_defaults(feed, feed_config, settings)
+        feed_config = bus_defaults(feed, feed_config, settings)
     return feed, feed_config, index_symbol
 
 
-def _bus_defaults(feed: str, config: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def bus_defaults(feed: str, config: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """A ``redis`` feed's connection defaults to ``MARKET_REDIS_*``; other feeds' configs are left as they are."""
     config = dict(config)
     address = settings.market_redis
@@ -190,7 +191,7 @@ def spec_from_row(row: MarketRow, settings: Settings, feeds: Mapping[str, Any] |
                           "(price:update:{exchange}:{symbol}): set external_exchange in the strategy config, "
                           "MMFRAME_EXCHANGE, or feed_config.exchange")
     sources = tuple(
-        attrs.evolve(source, feed_config=_bus_defaults(source.feed, source.feed_config, settings))
+        attrs.evolve(source, feed_config=bus_defaults(source.feed, source.feed_config, settings))
         for source in options.index_sources
     )
     values = {
