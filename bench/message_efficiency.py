@@ -18,6 +18,11 @@ outermost quote on that side).
 With the seed's config both modes rebuild the ladder at the current index at least once a second
 (``maintenance_interval`` 1 s), and the path ticks once a second, so on this path both rest exactly the target
 ladder whenever they are sampled; what ``reconcile`` saves is the levels whose rounded price did not change.
+
+**Amend.** ``messages`` is ``reconcile`` with a sink used as one that cannot amend (``MarketSpec.amend`` off): every
+moved level is a cancel and a place. ``amend_messages`` replays the same path with amends on (the paper sink can
+amend): a moved level is one amend, so the figure counts ``orders_placed + orders_cancelled + orders_amended``;
+``amend_ratio`` is it over the replace-all count, and ``amend_max_dev`` its maximum deviation, sampled the same way.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ def recorded_path(seconds: int | None = None) -> list[tuple[int, Decimal]]:
     return prices if seconds is None else prices[:seconds]
 
 
-def spec(mode: str) -> MarketSpec:
-    """As the plugin tests' ``helpers.spec``: the seed's config plus *mode*."""
+def spec(mode: str, *, amend: bool = False) -> MarketSpec:
+    """As the plugin tests' ``helpers.spec``: the seed's config plus *mode*; *amend*: moves are amends."""
     return MarketSpec(
         market=BTC,
         strategy="external_index_follow",
@@ -69,6 +74,7 @@ def spec(mode: str) -> MarketSpec:
         refresh_interval=1.0,
         stale_after=10.0,
         seed=7,
+        amend=amend,
     )
 
 
@@ -92,7 +98,7 @@ def deviation(sink: PaperSink, target: list[Any]) -> tuple[Decimal, bool]:
     return worst, incomplete
 
 
-async def replay(prices: list[tuple[int, Decimal]], mode: str) -> dict[str, Any]:
+async def replay(prices: list[tuple[int, Decimal]], mode: str, amend: bool = False) -> dict[str, Any]:
     BenchFeed.instances.clear()
     pm = make_plugin_manager(load_entrypoints=False, plugins=(mmframe_external_index_follow, FeedPlugin()))
     sink = PaperSink()
@@ -103,7 +109,7 @@ async def replay(prices: list[tuple[int, Decimal]], mode: str) -> dict[str, Any]
     samples = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
-        await manager.start_market(spec(mode))
+        await manager.start_market(spec(mode, amend=amend))
         feed = BenchFeed.instances[-1]
         start = trio.current_time()
         target: list[Any] | None = None
@@ -124,6 +130,8 @@ async def replay(prices: list[tuple[int, Decimal]], mode: str) -> dict[str, Any]
     return {
         "placed": status.orders_placed,
         "cancelled": status.orders_cancelled,
+        "amended": status.orders_amended,
+        "amends_rejected": status.amends_rejected,
         "max_dev": max_dev,
         "incomplete": incomplete,
         "samples": samples,
@@ -140,8 +148,11 @@ def run(size: str = "full") -> dict[str, Any]:
     ours = trio.run(replay, prices, "reconcile", clock=clock)
     clock = trio.testing.MockClock(autojump_threshold=0)
     seeds = trio.run(replay, prices, "replace_all", clock=clock)
-    messages = (ours["placed"] + ours["cancelled"]) / hours
-    baseline = (seeds["placed"] + seeds["cancelled"]) / hours
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    amending = trio.run(replay, prices, "reconcile", True, clock=clock)
+    messages = (ours["placed"] + ours["cancelled"] + ours["amended"]) / hours
+    baseline = (seeds["placed"] + seeds["cancelled"] + seeds["amended"]) / hours
+    amend_messages = (amending["placed"] + amending["cancelled"] + amending["amended"]) / hours
     tick = BTC.tick_size
     return result(
         NAME,
@@ -149,6 +160,15 @@ def run(size: str = "full") -> dict[str, Any]:
         messages=round(messages),
         baseline_messages=round(baseline),
         ratio=round(messages / baseline, 4),
+        amend_messages=round(amend_messages),
+        amend_ratio=round(amend_messages / baseline, 4),
+        amend_max_dev=float(amending["max_dev"]),
+        amend_max_dev_ticks=float(amending["max_dev"] / BTC.tick_size),
+        amend_incomplete_samples=amending["incomplete"],
+        amend_amends=amending["amended"],
+        amend_places=amending["placed"],
+        amend_cancels=amending["cancelled"],
+        amends_rejected=amending["amends_rejected"],
         max_dev=float(ours["max_dev"]),
         baseline_max_dev=float(seeds["max_dev"]),
         max_dev_ticks=float(ours["max_dev"] / tick),
@@ -162,5 +182,5 @@ def run(size: str = "full") -> dict[str, Any]:
         baseline_cancels=seeds["cancelled"],
         seconds=len(prices),
         path=str(PATH.relative_to(ROOT)),
-        units={"messages": "places + cancels per hour", "max_dev": "quote currency (USDT)"},
+        units={"messages": "places + cancels (+ amends) per hour", "max_dev": "quote currency (USDT)"},
     )

@@ -18,6 +18,7 @@ from ._errors import MMFrameError as MMFrameError
 from ._errors import PluginError as PluginError
 from ._errors import UnknownPlugin as UnknownPlugin
 from ._hookspecs import hookimpl as hookimpl
+from ._models import AmendRequest as AmendRequest
 from ._models import DepthSnapshot as DepthSnapshot
 from ._models import Fill as Fill
 from ._models import Liquidity as Liquidity
@@ -47,6 +48,7 @@ from .protocols import Subscription as Subscription
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmendRequest",
     "ConfigError",
     "DepthSnapshot",
     "ExchangeFeed",

@@ -133,6 +133,11 @@ class OrderEventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    #: The order's price and/or quantity changed in place (``price`` and ``quantity`` say to what); its status is
+    #: unchanged.
+    AMENDED = "amended"
+    #: An amend was refused (``reason`` says why): the order stands as it was before the amend was sent.
+    AMEND_REJECTED = "amend_rejected"
 
 
 class Liquidity(enum.StrEnum):
@@ -286,6 +291,22 @@ class OrderRequest:
             raise ValueError(f"quantity must be positive, got {self.quantity}")
 
 
+@attrs.frozen
+class AmendRequest:
+    """A change of one resting order, as sent to a sink that can amend (:class:`~mmframe.protocols.AmendsOrders`).
+
+    ``price`` is the order's new price and ``quantity`` its new *total* quantity (what has filled included, as the
+    order's ``quantity`` counts it): both absolute, so sending the same amend twice changes nothing the second
+    time. A smaller quantity at the same price keeps the order's place in the queue; anything else moves it to the
+    back of its new price level.
+    """
+
+    client_order_id: str
+    symbol: str
+    price: Decimal = _decimal_field(validator=above_zero)
+    quantity: Decimal = _decimal_field(validator=above_zero)
+
+
 @attrs.frozen(hash=False)
 class Order:
     """An order as the market's order tracker knows it: the tracker's own record of the order, one object for the
@@ -350,7 +371,8 @@ class OrderEvent:
     """Something the sink tells us about one of our orders.
 
     ``filled_quantity`` is cumulative; a ``partially_filled`` or ``filled`` event carries the ``fill`` that caused
-    it. ``cancelled``, ``expired`` and ``rejected`` carry a ``reason``.
+    it. ``cancelled``, ``expired``, ``rejected`` and ``amend_rejected`` carry a ``reason``; ``amended`` carries the
+    order's new ``price`` and (total) ``quantity``.
     """
 
     kind: OrderEventKind
@@ -361,6 +383,8 @@ class OrderEvent:
     fill: Fill | None = None
     reason: str = ""
     timestamp: float = attrs.field(factory=time.time)
+    price: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(to_decimal))
+    quantity: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(to_decimal))
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from ._models import (
+    AmendRequest,
     DepthSnapshot,
     Fill,
     Market,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # feedtools and _latency import this module; at run time the 
     from .feedtools import FeedSymbolStats
 
 __all__ = [
+    "AmendsOrders",
     "BoundsRequestTime",
     "Engine",
     "ExchangeFeed",
@@ -276,6 +278,24 @@ class Named(Protocol):
     """A component (or component class) with the name it reports under: a feed's channel name, a sink's label."""
 
     name: str
+
+
+@runtime_checkable
+class AmendsOrders(Protocol):
+    """A sink that can change a resting order's price and quantity in one message (the match engine's
+    ``orders/amend``, OKX's amend-order, Binance's keep-priority amend): a market then moves a quote it no longer
+    wants to the price of one it wants with one amend instead of a cancel and a place, and a quantity decrease at the
+    same price keeps the order's place in the queue.
+
+    ``amend`` returns once the sink has taken the requests in hand; they are applied in order, each against the book
+    the ones before it left. Every request ends in exactly one ``amended`` event (with the order's new ``price`` and
+    ``quantity``) or one ``amend_rejected`` event (with the reason; the order stands as before) for its order, besides
+    the order's own events (a fill that raced the amend, its end). An amend to the order's current price and quantity
+    changes nothing (it answers ``amended``): retrying one is safe. An amend never takes liquidity: one whose new
+    price would trade is refused (self-trade prevention names itself when the order it would meet is ours). A sink
+    without this ability gets a cancel and a place instead."""
+
+    async def amend(self, requests: Sequence[AmendRequest]) -> None: ...
 
 
 @runtime_checkable

@@ -7,7 +7,11 @@ listeners subscribed for the order's symbol and client-id prefix:
   quantity and its :class:`~mmframe.Fill` (``taker`` liquidity), the resting counterparty's own
   ``maker`` fill right after it; then ``expired`` for what an IOC or market order could not fill or what
   self-trade prevention expired. A refused order gets ``rejected`` with the reason;
-- ``cancelled`` for each order ``cancel`` or ``cancel_all`` took off the book.
+- ``cancelled`` for each order ``cancel`` or ``cancel_all`` took off the book;
+- ``amended`` (with the new price and quantity) for each amend ``amend`` applied, ``amend_rejected`` with the reason
+  for each it refused: the sink can amend (:class:`~mmframe.protocols.AmendsOrders`), by the book's rules
+  (:meth:`mmframe.book.OrderBook.amend`: a smaller quantity at the same price keeps the queue place; an amend never
+  takes liquidity).
 
 A duplicate client order id produces no event, nor does cancelling an order that is not open. The sink acts only on
 its own ``owner``'s orders: an id another participant's order holds (``submit_external``) makes our place
@@ -36,6 +40,7 @@ from .._book import OrderBook, OrderState, RestingOrder, SubmitResult, SubmitSta
 from .._hookspecs import hookimpl
 from .._listeners import OrderEventListeners, OrderListener
 from .._models import (
+    AmendRequest,
     DepthSnapshot,
     Order,
     OrderEvent,
@@ -140,6 +145,28 @@ class PaperSink:
             order = book._withdraw(coid)
             if order is not None:
                 self._emit_cancelled(symbol, order)
+
+    async def amend(self, requests: Sequence[AmendRequest]) -> None:
+        """Amend our orders in order (:class:`~mmframe.protocols.AmendsOrders`): each gets ``amended`` or
+        ``amend_rejected`` at once."""
+        await trio.lowlevel.checkpoint()
+        owner = self.config.owner
+        for request in requests:
+            coid, symbol = request.client_order_id, request.symbol
+            book = self._books.get(symbol)
+            if book is None:
+                self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol,
+                                      reason="the order is not open (filled, cancelled or unknown)"))
+                continue
+            result = book.amend(coid, price=request.price, quantity=request.quantity, owner=owner)
+            state = result.order
+            if not result.accepted or state is None:
+                self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol,
+                                      filled_quantity=state.filled_quantity if state is not None else _ZERO,
+                                      order_id=state.order_id if state is not None else None, reason=result.reason))
+                continue
+            self._emit(OrderEvent(OrderEventKind.AMENDED, coid, symbol, state.filled_quantity, state.order_id,
+                                  price=state.price, quantity=state.quantity))
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         await trio.lowlevel.checkpoint()
@@ -307,6 +334,8 @@ def _to_order(symbol: str, state: OrderState) -> Order:
             quantity=state.quantity,
             price=state.price,
         )
+    elif request.price != state.price or request.quantity != state.quantity:
+        request = attrs.evolve(request, price=state.price, quantity=state.quantity)  # amended since it was placed
     return Order(
         request=request,
         status=OrderStatus.PARTIALLY_FILLED if state.filled_quantity else OrderStatus.OPEN,

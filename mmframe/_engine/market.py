@@ -43,6 +43,7 @@ from .._models import (
 )
 from ..feedtools import FeedSymbolStats
 from ..protocols import (
+    AmendsOrders,
     ExchangeFeed,
     GatesRequests,
     OrderSink,
@@ -52,6 +53,7 @@ from ..protocols import (
     Strategy,
 )
 from .audit import OrderAudit
+from .budget import MessageBudget, share
 from .clientid import ClientIds
 from .context import MarketContext
 from .gating import closed, gated
@@ -135,7 +137,14 @@ class MarketRunner:
         self.client_prefix = client_prefix
         self.hook = hook
         self.tracker = OrderTracker()
-        self.reconciler = Reconciler(spec.market, spec.tolerance)
+        #: Whether moves are amends (the spec allows it and the sink can, AmendsOrders) or cancels and places.
+        self.amends = spec.amend and isinstance(sink, AmendsOrders)
+        self.reconciler = Reconciler(spec.market, spec.tolerance,
+                                     amendable=self.tracker.amendable if self.amends else None)
+        self.budget = MessageBudget(spec.max_messages_per_second) if spec.max_messages_per_second else None
+        self.messages_held = 0  # what the last step's budget left for later (0: caught up)
+        self.behind_since: float | None = None  # since when the budget has held something back
+        self._budget_wake_at: float | None = None  # when the budget has room for what it held back
         self.gate = RiskGate(spec.market, spec.risk, hook.pre_trade_check if hook is not None else None)
         self.ctx = MarketContext(self)
         self.inbox = Inbox()
@@ -162,7 +171,8 @@ class MarketRunner:
         self.may_send = may_send
         self.fenced = False  # the gate was closed at the last look (logged once per change)
         self.counters: dict[str, int] = dict.fromkeys(
-            ("ticks", "ticks_rejected", "placed", "cancelled", "rejected", "vetoed", "deferred", "events"), 0
+            ("ticks", "ticks_rejected", "placed", "cancelled", "amended", "amend_rejected", "rejected", "vetoed",
+             "deferred", "events"), 0,
         )
         self._rejects_logged: tuple[float, int] = (-1e18, 0)  # (last "order rejected" line at, rejections since)
         self.quote_latency = LatencyHistogram()
@@ -243,6 +253,8 @@ class MarketRunner:
                 wake_at = min(next_refresh, self._next_local_depth) if depth_every else next_refresh
                 if self.audit.next_at is not None:
                     wake_at = min(wake_at, self.audit.next_at)
+                if self._budget_wake_at is not None:
+                    wake_at = min(wake_at, self._budget_wake_at)
                 with trio.move_on_at(wake_at):
                     await self.inbox.wait()
                 now = trio.current_time()
@@ -575,15 +587,19 @@ class MarketRunner:
             # the market below: money moved on an order we no longer understand).
             self.log.debug("%s for order %s, already %s", event.kind, event.client_order_id, tracked.status)
             return
-        if event.kind is not OrderEventKind.ACCEPTED:
-            self._decide_again = True  # more than an order we sent acknowledged: see _settle
+        kind = event.kind
+        if kind is not OrderEventKind.ACCEPTED and kind is not OrderEventKind.AMENDED:
+            self._decide_again = True  # more than what we sent acknowledged: see _settle
         if now is None:
             now = trio.current_time()
         order = self.tracker.apply(event, now)
         self.counters["events"] += 1  # every event applied: what observers (the audit trail) are handed
-        if event.kind is OrderEventKind.REJECTED:
+        if kind is OrderEventKind.REJECTED:
             self.counters["rejected"] += 1
             self._log_rejection(order.client_order_id, event.reason, now)
+        elif kind is OrderEventKind.AMEND_REJECTED:
+            self.counters["amend_rejected"] += 1
+            self.log.debug("amend of %s refused: %s", order.client_order_id, event.reason)
         hook = self.hook
         # A hook nobody implements is not called: a call costs more than applying the event.
         if hook is not None and hook.order_event.get_hookimpls():
@@ -611,7 +627,8 @@ class MarketRunner:
     # ---- sending ----------------------------------------------------------------------------------------------
 
     async def _execute(self, plan: Plan) -> None:
-        """Send *plan* and what the strategy submitted or cancelled meanwhile, through the pipeline."""
+        """Send *plan* and what the strategy submitted or cancelled meanwhile, through the pipeline (within the
+        market's message budget, if it has one)."""
         ctx = self.ctx
         immediate, ctx.submitted = ctx.submitted, []
         extra_cancels, ctx.cancel_requests = ctx.cancel_requests, []
@@ -620,21 +637,63 @@ class MarketRunner:
             # decide again (and put the levels back).
             self._decide_again = True
         now = trio.current_time()
-        await self.pipeline.cancel(plan.cancels, extra_cancels, now)
-        if not plan.places and not immediate:
-            return
-        if not self._may_send():  # the cancels took a while, and the right to send ended meanwhile
-            return
+        budget = self.budget
+        if budget is not None:
+            reference = self.last_tick.price if self.last_tick is not None else None
+            part = share(budget.room(now), plan, extra_cancels, immediate, reference)
+            plan, extra_cancels, immediate = part.plan, list(part.cancel_requests), list(part.immediate)
+            # What did not fit waits for the next steps: the strategy's own requests as they are, the plan's
+            # remainder by deciding again as soon as the window has room.
+            ctx.cancel_requests[:0] = part.held_cancel_requests
+            ctx.submitted[:0] = part.held_immediate
+            self.messages_held = part.held
+            if part.held:
+                if self.behind_since is None:
+                    self.behind_since = now
+            else:
+                self.behind_since = None
+            counters = self.counters
+            before = counters["placed"] + counters["cancelled"] + counters["amended"]
+            try:
+                await self._send(plan, extra_cancels, immediate, now)
+            finally:
+                budget.spend(now, counters["placed"] + counters["cancelled"] + counters["amended"] - before)
+                # Decide again once the window has room; never sooner than a message's share of the second (a
+                # step whose chosen orders were all vetoed spent nothing, and must not spin).
+                self._budget_wake_at = (
+                    max(budget.next_room_at(now), now + 1.0 / budget.rate) if part.held else None
+                )
+        else:
+            await self._send(plan, extra_cancels, immediate, now)
+
+    async def _send(self, plan: Plan, extra_cancels: list[str], immediate: list[tuple[str, Quote]],
+                    now: float) -> None:
+        cancels = plan.cancels
+        places = plan.places
+        counters = self.counters
         risk = self.spec.risk
         fresh = self.last_tick is not None and not self.stale and not self.doubt
-        counters = self.counters
+        reference = self.last_tick.price if fresh and self.last_tick is not None else None
+        settled = self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None
         refused = counters["vetoed"] + counters["deferred"]
+        await self.pipeline.cancel(cancels, extra_cancels, now)
         try:
+            if plan.amends:
+                if not self._may_send():  # the cancels took a while, and the right to send ended meanwhile
+                    return
+                # An order whose amend the gate refused is cancelled instead (its quote comes back next step).
+                not_amended = await self.pipeline.amend(
+                    plan.amends, now, reference=reference, position=self.position, settled=settled,
+                    book_mid=self.book_mid,
+                )
+                if not_amended:
+                    await self.pipeline.cancel(not_amended, (), now)
+            if not places and not immediate:
+                return
+            if not self._may_send():  # the cancels took a while, and the right to send ended meanwhile
+                return
             await self.pipeline.place(
-                plan.places, immediate, now,
-                reference=self.last_tick.price if fresh and self.last_tick is not None else None,
-                position=self.position,
-                settled=self.index.settled_price(now, risk.settled_after) if risk.settled_band is not None else None,
+                places, immediate, now, reference=reference, position=self.position, settled=settled,
                 book_mid=self.book_mid,
             )
         finally:
@@ -701,6 +760,10 @@ class MarketRunner:
             index_sources=self.index.status(trio.current_time()) if self.index.composite else (),
             orders_placed=c["placed"],
             orders_cancelled=c["cancelled"],
+            orders_amended=c["amended"],
+            amends_rejected=c["amend_rejected"],
+            messages_held=self.messages_held,
+            behind_seconds=0.0 if self.behind_since is None else trio.current_time() - self.behind_since,
             orders_rejected=c["rejected"],
             orders_vetoed=c["vetoed"],
             orders_deferred=c["deferred"],

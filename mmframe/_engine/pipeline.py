@@ -7,6 +7,11 @@ prevention included, then the ``pre_trade_check`` hook — and hands every order
 batch. An order of the desired book is checked for self-trade first, and one the check refuses is *deferred* (our
 own opposite order is still being cancelled: it is placed on a later step); every other refusal is a veto, counted
 and logged.
+
+With a sink that can amend, :meth:`OrderPipeline.amend` goes between the two: each amend is the order as it will
+be (its new price and quantity) through the same gate, once; those that pass go to the sink in one request, orders
+moving away from the other side first, so that none crosses one of ours on its way; an order whose amend the gate
+refuses is cancelled instead (its quote is placed, deferred or vetoed as a new order would be on a later step).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
-from .._models import Market, Order, OrderRequest, OrderStatus, OrderType, Quote
-from ..protocols import OrderSink, Position
+import attrs
+
+from .._models import AmendRequest, Market, Order, OrderRequest, OrderStatus, OrderType, Quote, Side
+from ..protocols import AmendsOrders, OrderSink, Position
 from .clientid import ClientIds
 from .risk import RiskContext, RiskGate
 from .tracker import OrderTracker
@@ -33,7 +40,8 @@ VETO_LOG_INTERVAL = 60.0
 class OrderPipeline:
     """One market's sending path (see the module docstring).
 
-    :param counters: the market's counters; this adds to ``cancelled``, ``placed``, ``vetoed`` and ``deferred``.
+    :param counters: the market's counters; this adds to ``cancelled``, ``placed``, ``amended``, ``vetoed`` and
+        ``deferred``.
     :param drain: applies the order events that arrived (an in-process sink confirms a cancel at once).
     """
 
@@ -62,6 +70,65 @@ class OrderPipeline:
         self.last_veto = ""
         self.interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
         self._veto_logged: dict[str, float] = {}
+        #: The sink, when it can amend (AmendsOrders) — checked once: a component's class does not change under it.
+        self.amender: AmendsOrders | None = sink if isinstance(sink, AmendsOrders) else None
+
+    def live_with_amends(self) -> list[Order]:
+        """Our live orders, and for each with an amend under way, the order as it stood before as well: until the
+        sink has answered, it may still rest there (what the self-trade check must see)."""
+        live = list(self.tracker.live())
+        for order, old in self.tracker.amends_pending():
+            live.append(attrs.evolve(order, request=old))
+        return live
+
+    async def amend(
+        self,
+        amends: Sequence[tuple[Order, Quote]],
+        now: float,
+        *,
+        reference: Decimal | None,
+        position: Position,
+        settled: Decimal | None = None,
+        book_mid: Decimal | None = None,
+    ) -> list[Order]:
+        """Amend each order of *amends* to its quote, through the risk gate once each; returns the orders whose amend
+        the gate refused (the caller cancels them)."""
+        amender = self.amender
+        if not amends or amender is None:
+            return [order for order, _ in amends]
+        # Orders moving away from the other side (a bid down, an ask up) first: each amend is applied against the
+        # book the ones before it left, so one moving towards the other side never meets an order of ours that is
+        # about to move away.
+        ordered = sorted(amends, key=lambda pair: 0 if _retreats(pair[0], pair[1].price) else 1)
+        live = self.live_with_amends()
+        refused: list[Order] = []
+        batch: list[AmendRequest] = []
+        tracker = self.tracker
+        symbol = self.market.symbol
+        for order, quote in ordered:
+            coid = order.client_order_id
+            quantity = order.filled_quantity + self._quantity(quote)
+            request = attrs.evolve(order.request, price=quote.price, quantity=quantity)
+            others = [o for o in live if o.request.client_order_id != coid]
+            context = RiskContext(reference, others, position, settled, book_mid)
+            refusal = self.gate.refusal(request, context, self_trade_first=True)
+            if refusal is not None:
+                # The order is not where the strategy wants it, and may not go there now: it is cancelled, and its
+                # quote is placed as a new order once the gate lets it (deferred: our opposite order is on its way
+                # out) or counted as vetoed like any order the gate refuses.
+                if refusal.self_trade:
+                    self.counters["deferred"] += 1
+                else:
+                    self._vetoed(request, refusal.reason, now)
+                refused.append(order)
+                continue
+            tracker.mark_amend_requested(coid, quote.price, quantity, now)
+            batch.append(AmendRequest(coid, symbol, quote.price, quantity))
+        if batch:
+            self.counters["amended"] += len(batch)
+            await amender.amend(batch)
+            self._drain()  # an in-process sink answers at once
+        return refused
 
     async def cancel(self, orders: Sequence[Order], requested: Sequence[str], now: float) -> None:
         """Cancel *orders* (the plan's), and those of *requested* (the strategy's own cancels) that are live and not
@@ -92,7 +159,7 @@ class OrderPipeline:
     ) -> None:
         """Place the strategy's *immediate* orders (ids already given) and the plan's *places*: each through the
         risk gate once, against our live orders and those placed before it in this batch."""
-        live = list(self.tracker.live())
+        live = self.live_with_amends() if self.amender is not None else list(self.tracker.live())
         batch: list[OrderRequest] = []
         add = self.tracker.add
         # One context for the batch: its live orders grow as orders pass (each is checked against those before it).
@@ -128,15 +195,20 @@ class OrderPipeline:
         for quote in places:
             yield self.ids.next(), quote, True
 
-    def _request(self, client_order_id: str, quote: Quote) -> OrderRequest:
-        """*quote* as the order sent: its quantity cut by up to its ``size_variation`` (at random, never below the
-        market's minimum)."""
+    def _quantity(self, quote: Quote) -> Decimal:
+        """*quote*'s quantity cut by up to its ``size_variation`` (at random, never below the market's minimum)."""
         market = self.market
         quantity = quote.quantity
         if quote.size_variation:
             cut = quote.size_variation * self.rng.randint(0, 10_000) / 10_000
             varied = market.round_quantity(quantity * (1 - cut))
             quantity = varied if varied > 0 and varied >= market.min_quantity else quantity
+        return quantity
+
+    def _request(self, client_order_id: str, quote: Quote) -> OrderRequest:
+        """*quote* as the order sent: its quantity cut by up to its ``size_variation``."""
+        market = self.market
+        quantity = self._quantity(quote)
         return OrderRequest(
             client_order_id=client_order_id,
             symbol=market.symbol,
@@ -170,3 +242,11 @@ class OrderPipeline:
         if now - self._veto_logged.get(key, -1e18) >= VETO_LOG_INTERVAL:
             self._veto_logged[key] = now
             self.log.warning("dropped a desired %s quote: %s", quote.side, reason)
+
+
+def _retreats(order: Order, price: Decimal) -> bool:
+    """Whether moving *order* to *price* takes it away from the other side of the book (or leaves its price)."""
+    current = order.price
+    if current is None:
+        return False
+    return price <= current if order.side is Side.BUY else price >= current

@@ -2,13 +2,15 @@
 
 A live order is *kept* when a desired quote on its side has a price within ``price_ticks`` ticks of it and a
 quantity within ``quantity_fraction`` of its remaining quantity: it keeps its queue priority and costs no
-message. Exact matches are paired first, then the closest in price. Every desired quote left over is placed;
-every live order left over is cancelled. An unchanged target therefore yields no action at all.
+message. Exact matches are paired first, then the closest in price. With a sink that can amend, a live order left
+over is then paired with the nearest desired quote left over on its side and *amended* to it: one message instead of
+a cancel and a place (a smaller quantity at the same price even keeps its place in the queue). Every desired quote
+left over is placed; every live order left over is cancelled. An unchanged target therefore yields no action at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 import attrs
@@ -40,21 +42,31 @@ class Tolerance:
 
 @attrs.frozen
 class Plan:
-    """What to send: ``cancels`` (live orders to cancel) and ``places`` (quotes to place); ``kept`` pairs each
-    kept live order with the quote it stands for."""
+    """What to send: ``cancels`` (live orders to cancel), ``amends`` (live orders to amend, each with the quote it
+    becomes) and ``places`` (quotes to place); ``kept`` pairs each kept live order with the quote it stands for."""
 
     cancels: tuple[Order, ...] = ()
     places: tuple[Quote, ...] = ()
     kept: tuple[tuple[Order, Quote], ...] = ()
+    amends: tuple[tuple[Order, Quote], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.cancels or self.places)
+        return bool(self.cancels or self.places or self.amends)
+
+    @property
+    def messages(self) -> int:
+        """What the plan costs on the wire: one message per cancel, amend and place."""
+        return len(self.cancels) + len(self.places) + len(self.amends)
 
 
 @attrs.define
 class Reconciler:
+    """:param amendable: whether a live order may be amended now (``None``: the sink cannot amend; every move is a
+        cancel and a place)."""
+
     market: Market
     tolerance: Tolerance = Tolerance()
+    amendable: Callable[[Order], bool] | None = None
 
     def plan(self, desired: Iterable[Quote], live: Sequence[Order]) -> Plan:
         """Diff *desired* against *live* (our resting or pending orders, none of them being cancelled)."""
@@ -69,9 +81,10 @@ class Reconciler:
         cancels: list[Order] = []
         places: list[Quote] = []
         kept: list[tuple[Order, Quote]] = []
+        amends: list[tuple[Order, Quote]] = []
         for side in (Side.BUY, Side.SELL):
-            self._side(wanted[side], have[side], cancels, places, kept)
-        return Plan(tuple(cancels), tuple(places), tuple(kept))
+            self._side(wanted[side], have[side], cancels, places, kept, amends)
+        return Plan(tuple(cancels), tuple(places), tuple(kept), tuple(amends))
 
     def within(self, order: Order, quote: Quote) -> bool:
         """True when *order* may stand for *quote*."""
@@ -91,6 +104,7 @@ class Reconciler:
         cancels: list[Order],
         places: list[Quote],
         kept: list[tuple[Order, Quote]],
+        amends: list[tuple[Order, Quote]],
     ) -> None:
         if not wanted:
             cancels.extend(have)
@@ -138,5 +152,40 @@ class Reconciler:
             unmatched = still
             if taken:
                 spare = [order for order in spare if id(order) not in taken]
+        if spare and unmatched and self.amendable is not None:
+            spare, unmatched = self._pair_amends(spare, unmatched, amends)
         cancels.extend(spare)
         places.extend(unmatched)
+
+    def _pair_amends(
+        self, spare: list[Order], unmatched: list[Quote], amends: list[tuple[Order, Quote]]
+    ) -> tuple[list[Order], list[Quote]]:
+        """Pair leftover live orders with leftover quotes of their side, nearest in price first (ties: the order and
+        the quote listed first), each pair one amend; an order that cannot be amended (not resting yet, an amend
+        already under way, another type or tag than the quote) is left to cancel. Returns what is left over."""
+        amendable = self.amendable
+        assert amendable is not None
+        candidates = [(i, o) for i, o in enumerate(spare) if o.price is not None and amendable(o)]
+        if not candidates:
+            return spare, unmatched
+        pairs = []
+        for i, order in candidates:
+            request = order.request
+            for j, quote in enumerate(unmatched):
+                if quote.type is request.type and quote.tag == request.tag:
+                    pairs.append((abs(quote.price - request.price), i, j))  # type: ignore[operator]
+        if not pairs:
+            return spare, unmatched
+        pairs.sort()
+        used_orders: set[int] = set()
+        used_quotes: set[int] = set()
+        for _, i, j in pairs:
+            if i in used_orders or j in used_quotes:
+                continue
+            used_orders.add(i)
+            used_quotes.add(j)
+            amends.append((spare[i], unmatched[j]))
+        return (
+            [o for i, o in enumerate(spare) if i not in used_orders],
+            [q for j, q in enumerate(unmatched) if j not in used_quotes],
+        )

@@ -81,6 +81,11 @@ class MarketSpec:
         asked for its cancel); a cancel not confirmed after ``reconcile_grace`` is sent again.
     :param reconcile_grace: seconds an order must have been sent (or its cancel asked) before a reconciliation
         judges it: what is still on its way to the book is never declared gone.
+    :param amend: move a resting order with one amend instead of a cancel and a place, when the sink can amend
+        (:class:`~mmframe.protocols.AmendsOrders`); ``False``: always cancel and place.
+    :param max_messages_per_second: the market's message budget: at most this many cancels, amends and places in
+        any one second; a step that would send more sends the levels nearest the touch first and leaves the far
+        levels for the next steps (``None``: no budget). See :mod:`mmframe._engine.budget`.
     """
 
     market: Market
@@ -104,6 +109,10 @@ class MarketSpec:
     seed: int | None = None
     reconcile_interval: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
     reconcile_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    amend: bool = True
+    max_messages_per_second: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
 
     @property
     def label(self) -> str:
@@ -172,6 +181,14 @@ class MarketStatus:
     index_sources: Sequence[Mapping[str, Any]] = ()
     orders_placed: int = 0
     orders_cancelled: int = 0
+    orders_amended: int = 0
+    """Amends sent: each one message, where a cancel and a place would have been two."""
+    amends_rejected: int = 0
+    """Amends the sink refused (the order stayed as it was, and is cancelled and placed instead)."""
+    messages_held: int = 0
+    """Messages the market's budget (``max_messages_per_second``) held back at its last step: 0 when caught up."""
+    behind_seconds: float = 0.0
+    """Seconds since the budget first held back what the market still has not sent (0 when caught up)."""
     orders_rejected: int = 0
     orders_vetoed: int = 0
     orders_deferred: int = 0

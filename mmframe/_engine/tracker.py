@@ -11,6 +11,13 @@
 A transition the table does not allow, a fill beyond the order's quantity or a cumulative fill that goes
 backwards raises :class:`~mmframe.InvalidTransition`: the sink and the tracker disagree about an order, and the
 market must stop rather than quote on a book it does not understand.
+
+An amend changes a resting order's price and quantity, not its status. The tracker shows the amended price and
+quantity as soon as the amend is sent (:meth:`OrderTracker.mark_amend_requested`: what the reconciler compares and
+the strategy sees), and keeps the order as it stood until the sink says: ``amended`` confirms (with the sink's
+values), ``amend_rejected`` puts the order back as it was. Meanwhile a fill may still come at the old price or up to
+the old quantity (the amend had not reached the book yet): a fill is checked against every price the order has had,
+and a fill that shows the amend cannot have applied puts the order back at once.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import attrs
 
 from .._errors import InvalidTransition
 from .._models import Order, OrderEvent, OrderEventKind, OrderRequest, OrderStatus, Side
+
+_AMENDED = OrderEventKind.AMENDED
+_AMEND_REJECTED = OrderEventKind.AMEND_REJECTED
 
 __all__ = ["ALLOWED", "OrderTracker"]
 
@@ -70,6 +80,14 @@ class OrderTracker:
     _orders: dict[str, Order] = attrs.field(factory=dict, init=False)
     _live: dict[str, Order] = attrs.field(factory=dict, init=False)
     _finished: list[str] = attrs.field(factory=list, init=False)
+    #: Orders with an amend under way: client id -> the request as it stood before (see mark_amend_requested).
+    _amending: dict[str, OrderRequest] = attrs.field(factory=dict, init=False)
+    #: Orders ever amended: client id -> the most generous price the order has had (the highest of a buy, the lowest
+    #: of a sell): no fill may be worse for us than that.
+    _price_bound: dict[str, Decimal] = attrs.field(factory=dict, init=False)
+    #: Orders whose amend the sink refused: never amended again (cancelled and placed instead), so that an amend the
+    #: sink will keep refusing (a price that would now trade) is not sent step after step.
+    _no_amend: set[str] = attrs.field(factory=set, init=False)
     #: Goes up with every change to any order (added, moved, filled, its cancel asked): two equal readings mean
     #: :meth:`quoting` would answer the same.
     version: int = attrs.field(default=0, init=False)
@@ -128,9 +146,88 @@ class OrderTracker:
         self.version += 1
         return order
 
+    def mark_amend_requested(self, client_order_id: str, price: Decimal, quantity: Decimal, now: float) -> Order:
+        """An amend of a resting order to *price* and *quantity* (its new total) is about to be sent: the order shows
+        them from now on; ``amend_rejected`` puts it back (see the module docstring)."""
+        order = self._require(client_order_id)
+        if not self.amendable(order):
+            raise InvalidTransition(f"order {client_order_id} is {order.status}"
+                                    f"{' and being cancelled' if order.cancel_requested else ''}"
+                                    f"{' with an amend under way' if client_order_id in self._amending else ''}: "
+                                    "it cannot be amended")
+        if quantity <= order.filled_quantity:
+            raise InvalidTransition(f"order {client_order_id}: an amend to {quantity} but {order.filled_quantity} "
+                                    "is filled already")
+        old = order.request
+        self._amending[client_order_id] = old
+        self._bound(order, old.price)
+        _set(order, "request", attrs.evolve(old, price=price, quantity=quantity))
+        self._bound(order, price)
+        _set(order, "updated_at", now)
+        self.version += 1
+        return order
+
+    def amendable(self, order: Order) -> bool:
+        """Whether *order* may be amended now: resting (acknowledged by the sink), not being cancelled, no amend of it
+        under way."""
+        status = order.status
+        return (
+            (status is S.OPEN or status is S.PARTIALLY_FILLED)
+            and not order.cancel_requested
+            and order.request.client_order_id not in self._amending
+            and order.request.client_order_id not in self._no_amend
+        )
+
+    def amend_pending(self, client_order_id: str) -> OrderRequest | None:
+        """The request as it stood before the order's amend under way, or ``None``."""
+        return self._amending.get(client_order_id)
+
+    def amends_pending(self) -> list[tuple[Order, OrderRequest]]:
+        """Every order with an amend under way, with its request as it stood before the amend."""
+        return [(self._orders[c], old) for c, old in self._amending.items() if c in self._orders]
+
+    def _bound(self, order: Order, price: Decimal | None) -> None:
+        if price is None:
+            return
+        coid = order.request.client_order_id
+        bound = self._price_bound.get(coid)
+        if bound is None or (price > bound if order.side is Side.BUY else price < bound):
+            self._price_bound[coid] = price
+
+    def _amend_event(self, order: Order, event: OrderEvent, now: float) -> Order:
+        coid = order.request.client_order_id
+        if event.kind is _AMEND_REJECTED:
+            self._no_amend.add(coid)
+            old = self._amending.pop(coid, None)
+            if old is not None:
+                _set(order, "request", old)
+                if order.filled_quantity > old.quantity:
+                    raise InvalidTransition(f"order {coid}: its amend was refused, but {order.filled_quantity} is "
+                                            f"filled of its quantity {old.quantity}")
+        else:
+            price, quantity = event.price, event.quantity
+            if price is None or quantity is None:
+                raise InvalidTransition(f"order {coid}: an amended event without the new price and quantity")
+            if quantity < order.filled_quantity:
+                raise InvalidTransition(f"order {coid}: amended to {quantity}, but {order.filled_quantity} is filled")
+            self._amending.pop(coid, None)
+            request = order.request
+            if request.price != price or request.quantity != quantity:
+                self._bound(order, request.price)
+                _set(order, "request", attrs.evolve(request, price=price, quantity=quantity))
+                self._bound(order, price)
+        if event.reason:
+            _set(order, "reason", event.reason)
+        _set(order, "updated_at", now)
+        return self._store(order)
+
     def apply(self, event: OrderEvent, now: float) -> Order:
         """Apply a sink event and return the order's new state."""
         order = self._require(event.client_order_id)
+        if event.kind is _AMENDED or event.kind is _AMEND_REJECTED:
+            if not order.status.is_live or order.status is S.PENDING:
+                raise InvalidTransition(f"order {order.client_order_id}: {event.kind} while it is {order.status}")
+            return self._amend_event(order, event, now)
         status = _EVENT_STATUS[event.kind]
         if event.kind is OrderEventKind.ACCEPTED and order.status in (S.OPEN, S.PARTIALLY_FILLED):
             # A retried acknowledgement of an order we already know is resting: harmless, nothing changes.
@@ -167,6 +264,14 @@ class OrderTracker:
                 f"order {order.client_order_id}: cumulative fill {event.filled_quantity} does not match "
                 f"{order.filled_quantity} + {fill.quantity}"
             )
+        old = self._amending.get(order.request.client_order_id) if self._amending else None
+        if old is not None and (
+            filled >= order.quantity if event.kind is OrderEventKind.PARTIALLY_FILLED else filled != order.quantity
+        ):
+            # A fill the amend under way cannot have come after (the sink refuses an amend to no more than what has
+            # filled): it reached the book first, and the amend will be refused. The order is as it was.
+            del self._amending[order.request.client_order_id]
+            _set(order, "request", old)
         if filled > order.quantity:
             raise InvalidTransition(
                 f"order {order.client_order_id}: filled {filled} is more than its quantity {order.quantity}"
@@ -177,10 +282,14 @@ class OrderTracker:
                 f"order {order.client_order_id}: {event.kind} but {filled} of {order.quantity} is filled"
             )
         if order.price is not None:
-            worse = fill.price > order.price if order.side is Side.BUY else fill.price < order.price
+            # An amended order may still fill at a price it had before (the fill raced the amend).
+            limit = self._price_bound.get(order.request.client_order_id, order.price) if self._price_bound else (
+                order.price
+            )
+            worse = fill.price > limit if order.side is Side.BUY else fill.price < limit
             if worse:
                 raise InvalidTransition(
-                    f"order {order.client_order_id}: {order.side} at {order.price} filled at {fill.price}"
+                    f"order {order.client_order_id}: {order.side} at {limit} filled at {fill.price}"
                 )
         previous_cost = (order.average_price or Decimal(0)) * order.filled_quantity
         average = (previous_cost + fill.price * fill.quantity) / filled
@@ -203,6 +312,12 @@ class OrderTracker:
         self._orders[coid] = order
         self.version += 1
         if order.status.is_terminal:
+            if self._amending:
+                self._amending.pop(coid, None)
+            if self._price_bound:
+                self._price_bound.pop(coid, None)
+            if self._no_amend:
+                self._no_amend.discard(coid)
             if self._live.pop(coid, None) is not None:
                 self._finished.append(coid)
                 if len(self._finished) > self.history * 2:

@@ -40,10 +40,13 @@ from mmframe.book import OrderBook, OrderState, SubmitResult, TakerFlow, Trade, 
 
 from .wire import (
     CLIENT_ORDER_ID_PATTERN,
+    MAX_AMENDS,
     MAX_BATCH_ORDERS,
+    WireAmend,
     WireError,
     WireOrder,
     account_from_wire,
+    amends_from_wire,
     decimal_to_wire,
     default_account,
     error_body,
@@ -55,6 +58,7 @@ from .wire import (
 )
 
 __all__ = [
+    "AmendResult",
     "CancelResult",
     "Engine",
     "PlaceResult",
@@ -104,6 +108,28 @@ class CancelResult:
         return {
             "client_order_id": self.client_order_id,
             "result": self.result,
+            "order": None if self.order is None else self.order.to_wire(),
+        }
+
+
+@attrs.frozen
+class AmendResult:
+    """The result for one entry of an amend: ``amended`` (``kept_priority``: the order kept its place in its
+    queue), ``rejected`` (``reason`` says why) or ``unknown``. (The engine's answer, not the book's
+    :class:`mmframe.book.AmendResult`.)"""
+
+    client_order_id: str
+    result: str
+    reason: str
+    kept_priority: bool
+    order: WireOrder | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "result": self.result,
+            "reason": self.reason,
+            "kept_priority": self.kept_priority,
             "order": None if self.order is None else self.order.to_wire(),
         }
 
@@ -208,8 +234,8 @@ class Engine:
 
     - ``rate_limit``: requests per second over a sliding 1 s window on ``/api/`` paths; beyond it the answer is
       429 ``rate_limited`` with ``Retry-After: 1``. 0 (the default) turns it off.
-    - ``fail_next``: the next N *mutating* requests (``orders/batch``, ``orders/cancel``, ``orders/cancel-all``)
-      answer ``fail_status`` (503 ``unavailable`` by default) without executing anything.
+    - ``fail_next``: the next N *mutating* requests (``orders/batch``, ``orders/cancel``, ``orders/cancel-all``,
+      ``orders/amend``) answer ``fail_status`` (503 ``unavailable`` by default) without executing anything.
     - ``force_429_next``: the next N mutating requests answer 429 with ``Retry-After: <retry_after>`` (seconds;
       a fraction such as ``0.2`` is written as is) without executing anything. Checked before ``fail_next``.
     - ``delay_after_execute``: seconds to sleep after executing a mutating request and before answering it: the
@@ -393,6 +419,62 @@ class Engine:
             out.append((coid, "unknown", None) if known is None else (coid, "not_open", known))
         return out
 
+    def amend(self, symbol: str, amends: Sequence[WireAmend], account: str | None = None) -> list[AmendResult]:
+        """Amend *account*'s orders on *symbol*, in order, each against the book the ones before it left: ``amended``
+        (with an ``amended`` event if the order changed), ``rejected`` or ``unknown`` (another account's order with
+        that id is unknown). *account* ``None``: each id's default account, as for a cancel."""
+        return [
+            AmendResult(coid, result, reason, kept, None if state is None else _wire_order(symbol, state))
+            for coid, result, reason, kept, state in self._amend(symbol, amends, account)
+        ]
+
+    def amend_wire(self, symbol: str, amends: Sequence[WireAmend], account: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`amend`, each result as the contract's result object (what ``POST /api/v1/orders/amend``
+        answers)."""
+        return [
+            {
+                "client_order_id": coid,
+                "result": result,
+                "reason": reason,
+                "kept_priority": kept,
+                "order": _order_to_wire(symbol, state),
+            }
+            for coid, result, reason, kept, state in self._amend(symbol, amends, account)
+        ]
+
+    def _amend(
+        self, symbol: str, amends: Sequence[WireAmend], account: str | None
+    ) -> list[tuple[str, str, str, bool, OrderState | None]]:
+        """``(client_order_id, result, reason, kept_priority, order)`` of each amend. The book does the matching
+        rules (:meth:`OrderBook.amend`); an amend that changes nothing answers ``amended``, keeps the order's place
+        and publishes nothing (a retried amend is harmless)."""
+        book = self.books.get(symbol)
+        out: list[tuple[str, str, str, bool, OrderState | None]] = []
+        for amend in amends:
+            coid = amend.client_order_id
+            owner = default_account(coid) if account is None else account
+            key = self.order_key(owner, coid)
+            state = book.get(key) if book is not None else None
+            if book is None or state is None:
+                out.append((coid, "unknown", "", False, None))
+                continue
+            if not state.is_open:
+                out.append((coid, "rejected", f"the order is not open ({state.status})", False, state))
+                continue
+            price = state.price if amend.price is None else amend.price
+            quantity = state.quantity if amend.quantity is None else amend.quantity
+            if price == state.price and quantity == state.quantity:
+                out.append((coid, "amended", "", True, state))
+                continue
+            result = book.amend(key, price=amend.price, quantity=amend.quantity, owner=owner)
+            if not result.accepted or result.order is None:
+                current = result.order if result.order is not None else book.get(key)
+                out.append((coid, "rejected", result.reason, False, current))
+                continue
+            self._publish_amended(symbol, result.order)
+            out.append((coid, "amended", "", result.kept_priority, result.order))
+        return out
+
     def _open_states(self, book: OrderBook, prefix: str, account: str | None) -> list[OrderState]:
         if account is not None:
             return book.open_orders(self.order_key(account, prefix))
@@ -510,8 +592,10 @@ class Engine:
         *,
         reason: str = "",
         timestamp: float,
+        amended: bool = False,
     ) -> None:
-        """The event of *state*'s order (``event_to_wire``'s object, built without an :class:`OrderEvent`)."""
+        """The event of *state*'s order (``event_to_wire``'s object, built without an :class:`OrderEvent`); with
+        *amended*, the order's (new) ``price`` and ``quantity`` too."""
         account = state.owner
         event = {
             "kind": str(kind),
@@ -525,6 +609,10 @@ class Engine:
             "reason": reason,
             "timestamp": timestamp,
         }
+        if amended:
+            assert state.price is not None
+            event["price"] = decimal_to_wire(state.price)
+            event["quantity"] = decimal_to_wire(state.quantity)
         self._publish_event(event, account)
 
     def _publish_event(self, event: dict[str, Any], account: str) -> None:
@@ -609,6 +697,18 @@ class Engine:
             state.filled_quantity,
             reason=state.reason,
             timestamp=time.time(),
+        )
+
+    def _publish_amended(self, symbol: str, state: OrderState) -> None:
+        """The order's new price and quantity; its status is unchanged."""
+        self._publish(
+            OrderEventKind.AMENDED,
+            symbol,
+            state,
+            state.status,
+            state.filled_quantity,
+            timestamp=time.time(),
+            amended=True,
         )
 
     # ---------------------------------------------------------------------------------------------------------
@@ -815,6 +915,21 @@ async def cancel_all(request: Request) -> Response:
     return _json({"cancelled": cancelled})
 
 
+async def amend(request: Request) -> Response:
+    engine = _engine(request)
+    await _before_mutating(engine)
+    data = await _read_json(request)
+    symbol = _symbol_of(data.get("symbol"))
+    account = _account_of(data.get("account"))
+    entries = data.get("amends")
+    if isinstance(entries, list) and len(entries) > MAX_AMENDS:
+        raise ApiError(413, "too_large", f"amends: at most {MAX_AMENDS} amends per request, got {len(entries)}")
+    amends = amends_from_wire(entries)  # all or nothing
+    results = engine.amend_wire(symbol, amends, account)
+    await _after_mutating(engine)
+    return _json({"results": results})
+
+
 async def open_orders(request: Request) -> Response:
     params = request.query_params
     symbol = _symbol_of(params.get("symbol"))
@@ -967,6 +1082,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/api/v1/orders/batch", place_batch, methods=["POST"]),
         Route("/api/v1/orders/cancel", cancel, methods=["POST"]),
         Route("/api/v1/orders/cancel-all", cancel_all, methods=["POST"]),
+        Route("/api/v1/orders/amend", amend, methods=["POST"]),
         Route("/api/v1/orders/open", open_orders, methods=["GET"]),
         Route("/api/v1/orders/query", query, methods=["POST"]),
         Route("/api/v1/depth", depth, methods=["GET"]),

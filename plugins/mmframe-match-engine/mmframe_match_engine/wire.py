@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,6 +25,7 @@ import attrs
 import msgspec
 
 from mmframe import (
+    AmendRequest,
     Fill,
     Liquidity,
     Order,
@@ -39,11 +40,15 @@ from mmframe import (
 __all__ = [
     "CLIENT_ORDER_ID_PATTERN",
     "EVENT_KINDS",
+    "MAX_AMENDS",
     "MAX_BATCH_ORDERS",
     "ORDER_STATUSES",
+    "WireAmend",
     "WireError",
     "WireOrder",
     "account_from_wire",
+    "amends_from_wire",
+    "amends_to_wire",
     "decimal_from_wire",
     "decimal_to_wire",
     "default_account",
@@ -62,6 +67,8 @@ __all__ = [
 
 #: The most orders one ``POST /api/v1/orders/batch`` may carry (more: 413 ``too_large``).
 MAX_BATCH_ORDERS = 100
+#: The most amends one ``POST /api/v1/orders/amend`` may carry (more: 413 ``too_large``).
+MAX_AMENDS = 100
 #: A client order id (and an account): 1 to 64 characters of ``[A-Za-z0-9._:-]``.
 CLIENT_ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: The order statuses of the contract (mmframe's ``new`` and ``pending`` never cross the wire).
@@ -75,7 +82,8 @@ ORDER_STATUSES = frozenset(
         OrderStatus.EXPIRED,
     }
 )
-#: The kinds of stream events (a rejected order produces none: its batch result says so).
+#: The kinds of stream events (a rejected order produces none: its batch result says so; nor does a refused amend,
+#: so ``amend_rejected`` never crosses the wire).
 EVENT_KINDS = frozenset(
     {
         OrderEventKind.ACCEPTED,
@@ -83,6 +91,7 @@ EVENT_KINDS = frozenset(
         OrderEventKind.FILLED,
         OrderEventKind.CANCELLED,
         OrderEventKind.EXPIRED,
+        OrderEventKind.AMENDED,
     }
 )
 _FILL_KINDS = frozenset({OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED})
@@ -473,6 +482,69 @@ def request_from_wire(data: object, field: str) -> tuple[OrderRequest, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Amends
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class WireAmend:
+    """One entry of a ``POST /api/v1/orders/amend`` body: the order's new ``price`` and new *total* ``quantity``,
+    ``None`` for what stays as it is (at least one is given)."""
+
+    client_order_id: str
+    price: Decimal | None
+    quantity: Decimal | None
+
+
+def amends_to_wire(symbol: str, account: str, amends: Sequence[AmendRequest]) -> dict[str, Any]:
+    """A ``POST /api/v1/orders/amend`` body of *account*'s *amends* of *symbol*'s orders."""
+    return {
+        "symbol": symbol,
+        "account": account,
+        "amends": [
+            {
+                "client_order_id": amend.client_order_id,
+                "price": decimal_to_wire(amend.price),
+                "quantity": decimal_to_wire(amend.quantity),
+            }
+            for amend in amends
+        ],
+    }
+
+
+def _amend_from_wire(data: object, field: str) -> WireAmend:
+    obj = _object(data, field)
+    client_order_id = _identifier(obj, "client_order_id", field)
+    price, quantity = obj.get("price"), obj.get("quantity")
+    if price is None and quantity is None:
+        raise WireError(f"{field}: price or quantity required (at least one)")
+    return WireAmend(
+        client_order_id=client_order_id,
+        price=None if price is None else _positive(price, f"{field}.price"),
+        quantity=None if quantity is None else _positive(quantity, f"{field}.quantity"),
+    )
+
+
+def amends_from_wire(data: object, field: str = "amends") -> list[WireAmend]:
+    """The ``amends`` list of an amend body, every entry validated (see the contract): a client id may appear
+    once. The caller checks its length against :data:`MAX_AMENDS` first (too many is a 413, not a 400)."""
+    if not isinstance(data, list):
+        raise WireError(f"{field}: must be a list of amends")
+    out: list[WireAmend] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(data):
+        amend = _amend_from_wire(entry, f"{field}[{i}]")
+        first = seen.setdefault(amend.client_order_id, i)
+        if first != i:
+            raise WireError(
+                f"{field}[{i}].client_order_id: {_show(amend.client_order_id)} is amended twice "
+                f"(also {field}[{first}]); one amend per order and request"
+            )
+        out.append(amend)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Stream events
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -482,7 +554,7 @@ def event_to_wire(
 ) -> dict[str, Any]:
     """An :class:`OrderEvent` as the contract's ``event`` object; *side* is the order's side, *status* its status
     after this event, *account* whose order it is (included when given). ``fill`` is included when the event
-    carries one."""
+    carries one; an ``amended`` event carries the order's new ``price`` and ``quantity`` (required on it)."""
     out: dict[str, Any] = {
         "kind": str(event.kind),
         "client_order_id": event.client_order_id,
@@ -505,6 +577,11 @@ def event_to_wire(
             "quantity": decimal_to_wire(event.fill.quantity),
             "liquidity": str(event.fill.liquidity),
         }
+    if event.kind is OrderEventKind.AMENDED:
+        if event.price is None or event.quantity is None:
+            raise ValueError(f"an amended event carries the new price and quantity, got {event!r}")
+        out["price"] = decimal_to_wire(event.price)
+        out["quantity"] = decimal_to_wire(event.quantity)
     return out
 
 
@@ -517,7 +594,8 @@ def event_account(data: object) -> str | None:
 
 def event_from_wire(data: object) -> tuple[OrderEvent, Side, OrderStatus]:
     """The contract's ``event`` object as ``(event, side, status)``. A fill event must carry its ``fill``; the
-    :class:`~mmframe.Fill` gets the order's side and the event's timestamp (fee 0)."""
+    :class:`~mmframe.Fill` gets the order's side and the event's timestamp (fee 0). An ``amended`` event must carry
+    the order's new ``price`` and ``quantity`` (positive decimal strings); another kind's are ignored."""
     field = "event"
     obj = _object(data, field)
     kind = _required(obj, "kind", field)
@@ -559,6 +637,11 @@ def event_from_wire(data: object) -> tuple[OrderEvent, Side, OrderStatus]:
         )
     if event_kind in _FILL_KINDS and fill is None:
         raise WireError(f"{field}.fill: required on a {kind} event")
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    if event_kind is OrderEventKind.AMENDED:
+        price = _positive(_required(obj, "price", field), f"{field}.price")
+        quantity = _positive(_required(obj, "quantity", field), f"{field}.quantity")
     event = OrderEvent(
         kind=event_kind,
         client_order_id=client_order_id,
@@ -568,6 +651,8 @@ def event_from_wire(data: object) -> tuple[OrderEvent, Side, OrderStatus]:
         fill=fill,
         reason=_reason(obj, field),
         timestamp=ts,
+        price=price,
+        quantity=quantity,
     )
     return event, side, status
 
