@@ -4,13 +4,14 @@ and the paper sink's acknowledgement, in one process on the real trio clock.
 The market is the demo's BTC/USDT (tick 0.1) quoted by ``external_index_follow`` with the seed's config (ten levels
 a side). The index is a seeded log-normal random walk from 60,000 with a per-tick standard deviation of 0.01 %
 (about one second of BTC at an annual volatility of 55 %), so nearly every tick moves the reference by more than
-the seed's ``price_change_amount`` and the whole ladder is replaced: 20 cancels and 20 places per tick.
+the seed's ``price_change_amount`` and the whole ladder moves: 20 amends per tick on the paper sink, which can amend
+(20 cancels and 20 places before issue 19, or on a sink that cannot).
 
 Per tick the benchmark hands the tick to the market's feed listener (what a feed does on the trio thread), then
 waits until every task is idle. The latency of a tick is from just before the hand-over to the paper sink's
-acknowledgement of the orders that tick placed: the sink emits every order's ``accepted`` event synchronously
-inside ``place``, so the clock stops as ``place`` returns. Ticks that placed nothing are counted
-(``ticks_without_orders``) but have no acknowledgement to time.
+acknowledgement of the orders that tick placed or amended: the sink emits every ``accepted`` and ``amended`` event
+synchronously inside ``place`` and ``amend``, so the clock stops as the last of them returns. Ticks that sent
+nothing are counted (``ticks_without_orders``) but have no acknowledgement to time.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ SEED = 8
 
 
 class TimedPaperSink(PaperSink):
-    """The paper sink, noting when it has acknowledged a batch (every ``accepted`` event is out when ``place``
-    returns)."""
+    """The paper sink, noting when it has acknowledged a batch (every ``accepted`` or ``amended`` event is out when
+    ``place`` or ``amend`` returns)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +53,11 @@ class TimedPaperSink(PaperSink):
 
     async def place(self, requests: Any) -> None:
         await super().place(requests)
+        self.last_ack = time.perf_counter()
+        self.batches += 1
+
+    async def amend(self, requests: Any) -> None:
+        await super().amend(requests)
         self.last_ack = time.perf_counter()
         self.batches += 1
 
@@ -108,6 +114,7 @@ async def measure(prices: list[Decimal], warmup: int) -> dict[str, Any]:
         "without_orders": without_orders,
         "placed_per_tick": status.orders_placed / len(prices),
         "cancelled_per_tick": status.orders_cancelled / len(prices),
+        "amended_per_tick": status.orders_amended / len(prices),
         "vetoed": status.orders_vetoed,
         "rejected": status.orders_rejected,
         "engine_mean_us": engine_mean * 1e6,
@@ -138,6 +145,7 @@ def run(size: str = "full") -> dict[str, Any]:
         ticks_without_orders=figures["without_orders"],
         places_per_tick=round(figures["placed_per_tick"], 2),
         cancels_per_tick=round(figures["cancelled_per_tick"], 2),
+        amends_per_tick=round(figures["amended_per_tick"], 2),
         orders_vetoed=figures["vetoed"],
         orders_rejected=figures["rejected"],
         ladder=[figures["bids"], figures["asks"]],

@@ -139,6 +139,7 @@ async def _main(size: str) -> dict[str, Any]:
         ladder=LADDER, settle_p50_s=round(percentile(settle, 50), 3) if settle else None,
         settle_max_s=round(max(settle), 3) if settle else None, unsettled=unsettled,
         orders_placed=sum(s.orders_placed for s in statuses),
+        orders_amended=sum(s.orders_amended for s in statuses),
         reconcile_cancelled=sum(s.reconcile_cancelled for s in statuses),
         reconcile_gone=sum(s.reconcile_gone for s in statuses),
         cancel_retries=sum(s.cancel_retries for s in statuses),

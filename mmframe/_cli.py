@@ -360,7 +360,8 @@ def format_status(s: MarketStatus) -> str:
         f"[{name}] {s.state}",
         f"index {s.index_price if s.index_price is not None else '-'}{' (stale)' if s.stale else ''}",
         f"bids {s.bids} asks {s.asks}",
-        f"placed {s.orders_placed} cancelled {s.orders_cancelled}",
+        f"placed {s.orders_placed} cancelled {s.orders_cancelled}"
+        + (f" amended {s.orders_amended}" if s.orders_amended else ""),
         f"fills {s.fills} volume {s.volume} {base}".rstrip(),
         f"inventory {s.position:+} {base}".rstrip(),
         f"PnL {s.pnl.quantize(_CENT) if s.pnl else 0} {quote}".rstrip(),

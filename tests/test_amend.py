@@ -468,3 +468,54 @@ async def test_with_amend_off_a_move_is_a_cancel_and_a_place(nursery: trio.Nurse
     status = engine.status()
     assert (status.orders_amended, status.orders_cancelled, status.orders_placed) == (0, 1, 2)
     assert engine.prices() == ([D("99.10")], [])
+
+
+class Sweeper(Strategy):
+    """On every tick, sends ``sweeps`` IOC buys far below the book (they expire), and counts its decisions."""
+
+    name = "sweeper"
+    sweeps = 15
+    decisions = 0
+
+    @attrs.frozen
+    class Config:
+        pass
+
+    def on_tick(self, tick: Any, ctx: StrategyContext) -> None:
+        for _ in range(Sweeper.sweeps):
+            ctx.submit(Quote(Side.BUY, tick.price - 1, D("1"), OrderType.IOC))
+
+    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
+        Sweeper.decisions += 1
+        return []
+
+
+async def test_the_strategys_own_orders_beyond_the_budget_wait_without_spinning(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    sink = PaperSink()
+    Sweeper.decisions = 0
+    engine = await start_engine(nursery, sink=sink, strategies=[Sweeper])
+    await engine.start(market=MARKET, strategy="sweeper", risk=RiskLimits(price_band=D("0.5")),
+                       max_messages_per_second=10, refresh_interval=30.0)
+    engine.push_tick("100")
+    await engine.settle()
+    status = engine.status()
+    assert status.orders_placed == 10 and status.messages_held == 5
+    decisions = Sweeper.decisions
+    await trio.sleep(0.5)
+    assert Sweeper.decisions == decisions  # held orders wait for the budget's wake-up, with no step meanwhile
+    await trio.sleep(0.6)
+    status = engine.status()
+    assert status.orders_placed == 15 and status.messages_held == 0 and status.behind_seconds == 0
+    assert Sweeper.decisions <= decisions + 2
+
+
+async def test_an_order_the_strategy_cancels_in_the_step_that_would_amend_it_is_cancelled_not_amended() -> None:
+    orders, sink, tracker = pipeline()
+    bid = resting(tracker, Side.BUY, "99", "bid")
+    await orders.cancel([], ["bid"], 1.0)  # the strategy's own cancel, sent first
+    refused = await orders.amend([(bid, Quote(Side.BUY, D("99.50"), D("1")))], 1.0, reference=D("100"),
+                                 position=Position())
+    assert refused == [] and sink.amended == [] and sink.cancelled == ["bid"]
+    assert bid.price == D("99") and bid.cancel_requested

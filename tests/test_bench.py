@@ -49,7 +49,7 @@ def test_quote_path(lines: dict[str, dict[str, Any]]) -> None:
     assert line["n"] > 100
     assert 0 < line["p50_us"] <= line["p99_us"] <= line["max_us"]
     assert line["ladder"] == [10, 10] and line["orders_vetoed"] == 0 and line["orders_rejected"] == 0
-    assert line["places_per_tick"] > 1 and line["cancels_per_tick"] > 1
+    assert line["amends_per_tick"] > 1  # the ladder moves by amends (the paper sink can amend)
 
 
 def test_sink_throughput(lines: dict[str, dict[str, Any]]) -> None:
@@ -96,7 +96,7 @@ def test_an_unknown_benchmark_is_refused() -> None:
 def test_soak(lines: dict[str, dict[str, Any]]) -> None:
     line = lines["soak"]
     assert line["samples"] > 10 and line["max_resting"] >= line["ladder"] == 20
-    assert line["orders_placed"] > 100
+    assert line["orders_placed"] + line["orders_amended"] > 100
     for key in ("over_allowance", "unsettled", "left_after_stop"):
         assert isinstance(line[key], int), key
 

@@ -110,21 +110,39 @@ async def test_acknowledgements_alone_cost_no_new_decision_but_a_fill_does(
     assert CountingLadder.events == [OrderEventKind.ACCEPTED] * 4
     engine.feed.push_price("AAAUSDT", "101")
     await settle()
-    # Confirmed cancels are news (room freed, a deferred order placeable): one more decision, which sends nothing.
-    assert CountingLadder.decisions == 3
-    # The ladder moved a level: two cancels (confirmed) and two places (accepted), one decision.
-    assert CountingLadder.events.count(OrderEventKind.CANCELLED) == 2
-    assert CountingLadder.events.count(OrderEventKind.ACCEPTED) == 6
+    # The ladder moved a level on each side: the order no longer wanted is amended to the new level (the paper sink
+    # can amend), and an amend acknowledged is no more news than a place acknowledged: still one decision.
+    assert CountingLadder.decisions == 2
+    assert CountingLadder.events.count(OrderEventKind.AMENDED) == 2
+    assert CountingLadder.events.count(OrderEventKind.ACCEPTED) == 4
     # A fill is news: the market decides again at once, and puts the filled level back.
     engine.sink.submit_external("AAA/USDT", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal("1"))
     await settle()
-    assert CountingLadder.decisions == 4
+    assert CountingLadder.decisions == 3
     # Every event the market applied is counted, as the audit trail's completeness check needs.
     status = engine.status()
     assert status.order_events == len(CountingLadder.events)
-    assert status.order_events == status.orders_placed + status.orders_cancelled + status.fills
+    assert status.order_events == status.orders_placed + status.orders_cancelled + status.orders_amended + status.fills
     bids, asks = engine.prices()
     assert bids == [Decimal("100.00"), Decimal("99.00")] and asks == [Decimal("102.00"), Decimal("103.00")]
+
+
+async def test_confirmed_cancels_are_news_but_accepted_places_are_not(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    engine = await start_engine(nursery, OrderPathPlugin())
+    await engine.manager.start_market(spec(strategy="counting_ladder", strategy_config={"levels": 2}, amend=False))
+    await settle()
+    engine.feed.push_price("AAAUSDT", "100")
+    await settle()
+    CountingLadder.decisions, CountingLadder.events = 0, []
+    engine.feed.push_price("AAAUSDT", "101")
+    await settle()
+    # Confirmed cancels are news (room freed, a deferred order placeable): one more decision, which sends nothing.
+    assert CountingLadder.decisions == 2
+    # The ladder moved a level: two cancels (confirmed) and two places (accepted).
+    assert CountingLadder.events.count(OrderEventKind.CANCELLED) == 2
+    assert CountingLadder.events.count(OrderEventKind.ACCEPTED) == 2
 
 
 async def test_a_busy_market_does_not_wake_for_its_refresh(nursery: trio.Nursery, autojump_clock: Any) -> None:

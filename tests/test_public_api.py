@@ -13,6 +13,7 @@ ROOT = Path(__file__).parent.parent
 def test_exported_names() -> None:
     assert sorted(mmframe.__all__) == sorted(
         [
+            "AmendRequest",
             "ConfigError",
             "DepthSnapshot",
             "ExchangeFeed",

@@ -140,7 +140,7 @@ class Dashboard:
                 history = self.history[record.id] = History()
             index = float(status.index_price) if status.index_price is not None else math.nan
             history.add(now, index, float(status.pnl), float(status.position))
-            count = status.orders_placed + status.orders_cancelled
+            count = status.orders_placed + status.orders_cancelled + status.orders_amended  # messages
             before = self._orders.get(record.id)
             if before is not None and now > before[0]:
                 self.rates[record.id] = max(0.0, (count - before[1]) / (now - before[0]))

@@ -7,6 +7,9 @@ member id, and only the markets this instance owns):
 - ``strategy_active_orders`` (the seed's name): live orders (pending, resting or being cancelled)
 - ``mmframe_orders_cancelled_total``, ``mmframe_orders_rejected_total`` (by the sink),
   ``mmframe_orders_vetoed_total`` (by the risk gate)
+- ``mmframe_orders_amended_total`` (amends sent: one message each), ``mmframe_amends_rejected_total`` (by the
+  sink), and the message budget's ``mmframe_messages_held`` (what its last step left for later) and
+  ``mmframe_messages_behind_seconds`` (how long it has been behind)
 - ``mmframe_fills_total``, ``mmframe_volume_total`` (base asset)
 - ``mmframe_inventory`` (base asset), ``mmframe_pnl`` (quote asset, marked at the index)
 - ``mmframe_quote_latency_seconds`` (histogram: index tick arrival → orders handed to the sink)
@@ -73,6 +76,10 @@ COUNTERS = {
     "mmframe_orders_cancelled": ("Cancels sent", attrgetter("orders_cancelled")),
     "mmframe_orders_rejected": ("Orders the sink rejected", attrgetter("orders_rejected")),
     "mmframe_orders_vetoed": ("Orders the risk gate refused", attrgetter("orders_vetoed")),
+    "mmframe_orders_amended": ("Amends sent (one message each, where a cancel and a place would be two)",
+                               attrgetter("orders_amended")),
+    "mmframe_amends_rejected": ("Amends the sink refused (the order is cancelled and placed instead)",
+                                attrgetter("amends_rejected")),
     "mmframe_fills": ("Fills of our orders", attrgetter("fills")),
     "mmframe_order_events": ("Order events the market applied (each one handed to the order_event hook)",
                              attrgetter("order_events")),
@@ -93,6 +100,10 @@ GAUGES = {
     "mmframe_orders_cancelling": ("Live orders whose cancel is asked and not yet confirmed", attrgetter("cancelling")),
     "mmframe_inventory": ("Net position, base asset", attrgetter("position")),
     "mmframe_pnl": ("Profit and loss marked at the index, quote asset", attrgetter("pnl")),
+    "mmframe_messages_held": ("Messages the market's budget (max_messages_per_second) held back at its last step",
+                              attrgetter("messages_held")),
+    "mmframe_messages_behind_seconds": ("Seconds the market's budget has held back what it still has not sent",
+                                        attrgetter("behind_seconds")),
 }
 FEED_COUNTERS = {
     "mmframe_feed_messages": ("Updates the feed delivered for the index symbol", attrgetter("messages")),

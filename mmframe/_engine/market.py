@@ -573,7 +573,9 @@ class MarketRunner:
         before."""
         self._drain_events()
         ctx = self.ctx
-        if not self._decide_again and self.inbox.idle and not ctx.submitted and not ctx.cancel_requests:
+        # The strategy's own requests the message budget held back wait for its wake-up, not for the next step.
+        waiting = (ctx.submitted or ctx.cancel_requests) and self._budget_wake_at is None
+        if not self._decide_again and self.inbox.idle and not waiting:
             self.inbox.clear_wake()
 
     def _apply(self, event: OrderEvent, now: float | None = None) -> None:

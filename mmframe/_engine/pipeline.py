@@ -107,6 +107,10 @@ class OrderPipeline:
         symbol = self.market.symbol
         for order, quote in ordered:
             coid = order.client_order_id
+            if not tracker.amendable(order):
+                # Changed since the plan: the strategy cancelled it this step (its cancel went first), or the events
+                # the cancels brought back ended it. Its quote comes back at the next decision.
+                continue
             quantity = order.filled_quantity + self._quantity(quote)
             request = attrs.evolve(order.request, price=quote.price, quantity=quantity)
             others = [o for o in live if o.request.client_order_id != coid]

@@ -132,9 +132,9 @@ async def start_engine(nursery: trio.Nursery, sink: PaperSink | None = None) -> 
 
 
 def messages(engine: Engine) -> int:
-    """Orders placed and cancelled so far."""
+    """Messages sent so far: orders placed, cancels and amends."""
     status = engine.status()
-    return status.orders_placed + status.orders_cancelled
+    return status.orders_placed + status.orders_cancelled + status.orders_amended
 
 
 async def settle() -> None:

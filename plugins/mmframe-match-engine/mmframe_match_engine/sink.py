@@ -18,6 +18,11 @@ What it guarantees:
 - **No stale view.** Order events come from the engine's event stream; after a gap (a reconnect the engine cannot
   replay, or a restart of the engine) the sink asks the engine how each of its open orders stands and turns the
   difference into events.
+- **Amend in one message.** The sink can amend (``mmframe.protocols.AmendsOrders``, the engine's ``orders/amend``):
+  every amend ends in one ``amended`` event (from the answer or the stream, whichever is first) or one
+  ``amend_rejected``; an amend whose answer never came is settled by asking the engine how the order stands (amended
+  if it shows the new price and quantity, else refused). Amends are sent at once, in order, never retried blindly
+  after the order's own end.
 - **No storm.** Requests pass a token bucket; 429 answers are honoured (``Retry-After``); transport errors and 5xx
   are retried with exponential backoff and jitter; 4xx are never retried. After ``breaker_threshold`` consecutive
   failures the circuit opens: the sink fails fast, reports ``degraded`` (markets hold their orders), probes the
@@ -42,6 +47,7 @@ import msgspec
 import trio
 
 from mmframe import (
+    AmendRequest,
     DepthSnapshot,
     Fill,
     Liquidity,
@@ -57,7 +63,15 @@ from mmframe import (
 from mmframe.config import finite, positive, positive_seconds
 from mmframe.sinktools import LatencyHistogram, OrderEventListeners
 
-from .wire import WireError, WireOrder, event_account, event_from_wire, json_dumps, request_to_wire
+from .wire import (
+    WireError,
+    WireOrder,
+    amends_to_wire,
+    event_account,
+    event_from_wire,
+    json_dumps,
+    request_to_wire,
+)
 
 __all__ = ["EngineRejected", "MatchEngineSink", "SinkUnavailable"]
 
@@ -97,6 +111,8 @@ class _Mirror:
     status: OrderStatus | None = None  # None: sent, not yet confirmed by the engine
     filled: Decimal = Decimal(0)
     notional: Decimal = Decimal(0)
+    price: Decimal | None = None  # as the engine has it: the placed price, then each amend's
+    quantity: Decimal = Decimal(0)
 
 
 class _TokenBucket:
@@ -178,6 +194,10 @@ class MatchEngineSink:
         self._attempts = trio.CapacityLimiter(max(1, config.max_connections - 1))
         # client id -> cancel requests for it under way: while one is, the order's news does not send another
         self._cancelling: dict[str, int] = {}
+        # client id -> (price, quantity) of the amend whose outcome the market still waits for, and the ids whose amend
+        # request is under way (its answer settles them; a query must not)
+        self._amends_awaited: dict[str, tuple[Decimal, Decimal]] = {}
+        self._amending: set[str] = set()
         self._bucket: _TokenBucket | None = None
         self._failures = 0
         self._open_until: float | None = None  # the circuit is open while this is set
@@ -188,7 +208,8 @@ class MatchEngineSink:
         #: Seconds per HTTP request to the engine (each attempt), exported as ``mmframe_sink_request_seconds``.
         self.request_latency = LatencyHistogram()
         self.statistics: dict[str, int] = dict.fromkeys(
-            ("requests", "retries", "rate_limited", "failures", "batches", "duplicates", "resyncs", "breaker_opened"),
+            ("requests", "retries", "rate_limited", "failures", "batches", "duplicates", "resyncs", "breaker_opened",
+             "amends"),
             0,
         )
 
@@ -283,7 +304,8 @@ class MatchEngineSink:
                 self._emit(OrderEvent(OrderEventKind.EXPIRED, request.client_order_id, request.symbol,
                                       reason="not sent: the market may not send now"))
                 continue
-            self._mirror[request.client_order_id] = _Mirror(request.symbol, request.side)
+            self._mirror[request.client_order_id] = _Mirror(request.symbol, request.side, price=request.price,
+                                                            quantity=request.quantity)
             self._queue.append(request)
         if self._queue:
             self._queue_wake.set()
@@ -311,6 +333,126 @@ class MatchEngineSink:
             # Still wanted: the repair loop sends it again.
             log.warning("cancel of %d orders on %s not confirmed yet (%s); will retry", len(to_send), symbol, exc)
             self._resync_needed.set()
+
+    async def amend(self, requests: Sequence[AmendRequest]) -> None:
+        """Amend resting orders (:class:`~mmframe.protocols.AmendsOrders`): sent at once, in order, one request per
+        symbol and hundred; returns with the answer. Each ends in one ``amended`` or ``amend_rejected``; one whose
+        answer never came is settled by asking the engine (see the module docstring)."""
+        await trio.lowlevel.checkpoint()
+        by_symbol: dict[str, list[AmendRequest]] = {}
+        for request in requests:
+            coid = request.client_order_id
+            mirror = self._mirror.get(coid)
+            reason = ""
+            if mirror is None or mirror.status is None or mirror.status.is_terminal:
+                reason = "the order is not open on the match engine (not acknowledged yet, or finished)"
+            elif coid in self._amends_awaited:
+                reason = "an amend of this order is under way"
+            elif self.circuit_open:
+                reason = "match engine unavailable (circuit open)"
+            elif not self._may_send(coid):
+                reason = "not sent: the market may not send now"
+            if reason:
+                self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, request.symbol, reason=reason))
+                continue
+            self._amends_awaited[coid] = (request.price, request.quantity)
+            by_symbol.setdefault(request.symbol, []).append(request)
+        for symbol, amends in by_symbol.items():
+            for start in range(0, len(amends), 100):
+                await self._send_amends(symbol, amends[start : start + 100])
+
+    async def _send_amends(self, symbol: str, amends: list[AmendRequest]) -> None:
+        pending = list(amends)
+        self._amending.update(a.client_order_id for a in amends)
+        self.statistics["amends"] += len(amends)
+
+        def attempt_body() -> Any:
+            # An amend whose market's gate closed is not sent (again): refused, the order stands as it was (if an
+            # earlier attempt landed after all, the stream or a query tells).
+            if self._gates:
+                for amend in [a for a in pending if not self._may_send(a.client_order_id)]:
+                    pending.remove(amend)
+                    self._amend_refused(amend.client_order_id, symbol, "not sent: the market may not send now")
+            return amends_to_wire(symbol, self.config.account, pending) if pending else None
+
+        try:
+            try:
+                data = await self._request("POST", "/api/v1/orders/amend", attempt_body=attempt_body)
+            except _NotSent:
+                return
+            except EngineRejected as exc:  # the request is malformed: nothing was amended
+                for amend in pending:
+                    self._amend_refused(amend.client_order_id, symbol, str(exc))
+                return
+            except (SinkUnavailable, WireError) as exc:
+                # The amends may or may not have reached the engine: ask it how the orders stand.
+                log.warning("amend of %d orders on %s: outcome unknown (%s); will ask the engine", len(pending),
+                            symbol, exc)
+                self._amend_unknown(pending)
+                return
+            try:
+                self._amend_results(symbol, pending, data)
+            except WireError as exc:
+                log.warning("amend of %d orders on %s: unreadable answer (%s); will ask the engine", len(pending),
+                            symbol, exc)
+                self._amend_unknown(pending)
+        finally:
+            self._amending.difference_update(a.client_order_id for a in amends)
+
+    def _amend_unknown(self, amends: Sequence[AmendRequest]) -> None:
+        for amend in amends:
+            mirror = self._mirror.get(amend.client_order_id)
+            if mirror is None:
+                self._amends_awaited.pop(amend.client_order_id, None)
+            elif amend.client_order_id in self._amends_awaited:
+                self._unverified[amend.client_order_id] = mirror
+        self._resync_needed.set()
+
+    def _amend_results(self, symbol: str, amends: Sequence[AmendRequest], data: dict[str, Any]) -> None:
+        results = {r.get("client_order_id"): r for r in _list(data, "results") if isinstance(r, dict)}
+        unknown = []
+        for amend in amends:
+            coid = amend.client_order_id
+            result = results.get(coid)
+            mirror = self._mirror.get(coid)
+            if result is None or mirror is None:
+                unknown.append(amend)
+                continue
+            outcome = result.get("result")
+            raw = result.get("order")
+            order = WireOrder.from_wire(raw) if isinstance(raw, dict) else None
+            if order is not None and not self._is_ours(order, mirror.symbol, mirror.side):
+                outcome, order = "unknown", None  # another account's order with our id: ours is not on the engine
+            if outcome == "amended" and order is not None and order.price is not None:
+                self._amended(coid, mirror, order.price, order.quantity, order.filled_quantity, order.order_id)
+            elif outcome in ("rejected", "unknown"):
+                reason = str(result.get("reason") or "") or (
+                    "the match engine does not know the order" if outcome == "unknown" else "refused"
+                )
+                self._amend_refused(coid, symbol, reason)
+                if outcome == "unknown":
+                    # We believe it open and the engine does not know it: ask (gone → expired).
+                    self._unverified[coid] = mirror
+                    self._resync_needed.set()
+            else:
+                unknown.append(amend)
+        if unknown:
+            self._amend_unknown(unknown)
+
+    def _amended(self, coid: str, mirror: _Mirror, price: Decimal, quantity: Decimal, filled: Decimal,
+                 order_id: str | None) -> None:
+        """The engine has the order at *price* and *quantity*: tell the market, once per change (the answer and the
+        stream both say it) and once per amend it waits for."""
+        awaited = self._amends_awaited.pop(coid, None)
+        if (mirror.price, mirror.quantity) == (price, quantity) and awaited is None:
+            return  # said already
+        mirror.price, mirror.quantity = price, quantity
+        self._emit(OrderEvent(OrderEventKind.AMENDED, coid, mirror.symbol, filled_quantity=filled, order_id=order_id,
+                              price=price, quantity=quantity))
+
+    def _amend_refused(self, coid: str, symbol: str, reason: str) -> None:
+        if self._amends_awaited.pop(coid, None) is not None:
+            self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol, reason=reason))
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         body = {"symbol": symbol, "account": self.config.account, "prefix": prefix}
@@ -744,6 +886,14 @@ class MatchEngineSink:
                 return  # its end was told already (by a query, or the batch's answer): nothing new
             self._emit(event)  # not one this process placed (a leftover, another process): pass it on
             return
+        if event.kind is OrderEventKind.AMENDED:
+            if event.price is not None and event.quantity is not None and not (
+                mirror.status is not None and mirror.status.is_terminal
+            ):
+                self._amended(event.client_order_id, mirror, event.price, event.quantity, event.filled_quantity,
+                              event.order_id)
+            self._after_event(event.client_order_id, mirror)
+            return
         fresh = self._apply(mirror, event.kind, event.filled_quantity, status,
                             None if event.fill is None else event.fill.price * event.fill.quantity)
         if fresh:
@@ -777,6 +927,8 @@ class MatchEngineSink:
             self._mirror.pop(coid, None)
             self._cancel_wanted.pop(coid, None)
             self._remember_finished(coid)
+            if coid not in self._amending:
+                self._amend_refused(coid, mirror.symbol, f"the order is {mirror.status}")
         elif coid in self._cancel_wanted and coid not in self._cancelling:
             self._resync_needed.set()  # a cancel that arrived before the order did: send it again now
 
@@ -846,6 +998,14 @@ class MatchEngineSink:
         if mirror.status is None and order.status is not OrderStatus.REJECTED:
             self._apply(mirror, OrderEventKind.ACCEPTED, Decimal(0), OrderStatus.OPEN, None)
             self._emit(OrderEvent(OrderEventKind.ACCEPTED, coid, order.symbol, order_id=order.order_id))
+        if order.price is not None and coid not in self._amending:
+            awaited = self._amends_awaited.get(coid)
+            if (order.price, order.quantity) != (mirror.price, mirror.quantity) or awaited == (order.price,
+                                                                                                  order.quantity):
+                # Amended (the answer, or the stream's event, was lost): the order as the engine has it.
+                self._amended(coid, mirror, order.price, order.quantity, mirror.filled, order.order_id)
+            elif awaited is not None:
+                self._amend_refused(coid, order.symbol, "the amend did not reach the match engine")
         if order.filled_quantity > mirror.filled:
             quantity = order.filled_quantity - mirror.filled
             price = (order.filled_notional - mirror.notional) / quantity

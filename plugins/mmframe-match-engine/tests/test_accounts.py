@@ -173,7 +173,8 @@ async def test_a_squatter_on_our_next_ids_is_neither_ours_nor_cancelled(nursery:
     market = Market(SYMBOL, tick_size="0.01", price_precision=2, quantity_precision=2)
     spec = MarketSpec(market=market, strategy="me_ladder", strategy_config={"levels": 5}, feed="me_feed",
                       risk=RiskLimits(price_band="0.5"),
-                      refresh_interval=0.2, reconcile_interval=0.3, reconcile_grace=0.2)
+                      refresh_interval=0.2, reconcile_interval=0.3, reconcile_grace=0.2,
+                      amend=False)  # the requote places new orders (with amends it would move its own instead)
     await harness.start(spec)
     key = MarketKey(SYMBOL)
     prefix = harness.client_prefix(key)
