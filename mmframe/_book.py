@@ -75,7 +75,8 @@ class OrderState:
     ``quantity`` is the original quantity; it always equals ``filled_quantity + remaining_quantity +
     expired_quantity + cancelled_quantity``. ``remaining_quantity`` is what still rests on the book.
     ``sequence`` is the book sequence at the order's arrival (its time priority). ``payload`` is whatever the
-    submitter attached (the paper sink keeps the original request there).
+    submitter attached (the paper sink keeps the original request there). ``amends`` counts the amends that changed
+    the order: of two reports of it, the one with more amends is the later.
     """
 
     client_order_id: str
@@ -93,6 +94,7 @@ class OrderState:
     sequence: int
     reason: str = ""
     payload: Any = attrs.field(default=None, eq=False, repr=False)
+    amends: int = 0
 
     @property
     def remaining_quantity(self) -> Decimal:
@@ -129,6 +131,7 @@ class RestingOrder:
     status: OrderStatus = OrderStatus.OPEN
     reason: str = ""
     payload: Any = None
+    amends: int = 0
 
     @property
     def remaining_quantity(self) -> Decimal:
@@ -155,6 +158,7 @@ class RestingOrder:
             sequence=self.sequence,
             reason=self.reason,
             payload=self.payload,
+            amends=self.amends,
         )
 
 
@@ -511,9 +515,11 @@ class OrderBook:
         book_side = self._sides[order.side]
         level = book_side.levels[order.price]
         if new_price == order.price and new_quantity <= order.quantity:
-            level.total -= order.quantity - new_quantity
-            order.quantity = new_quantity
-            self._sequence += 1
+            if new_quantity != order.quantity:
+                level.total -= order.quantity - new_quantity
+                order.quantity = new_quantity
+                order.amends += 1
+                self._sequence += 1
             return AmendResult(True, order.snapshot(), kept_priority=True)
         probe = attrs.evolve(order, price=new_price)
         if self._crosses(probe):
@@ -531,6 +537,7 @@ class OrderBook:
         if level.live == 0:
             book_side.remove_level(level)
         order.price, order.quantity = new_price, new_quantity
+        order.amends += 1
         self._sequence += 1
         order.sequence = self._sequence
         book_side.add(order)

@@ -32,7 +32,7 @@ from mmframe import (
     Strategy,
     StrategyContext,
 )
-from mmframe._engine.budget import MessageBudget, share
+from mmframe._engine.budget import MessageBudget, ranked
 from mmframe._engine.clientid import ClientIds
 from mmframe._engine.pipeline import OrderPipeline
 from mmframe._engine.reconcile import Plan, Reconciler, Tolerance
@@ -214,6 +214,34 @@ def test_a_fill_of_the_new_quantity_completes_the_amended_order() -> None:
     assert order.status is S.FILLED and order.quantity == D("1")
 
 
+def test_a_refused_amend_takes_back_the_price_it_would_have_allowed_a_fill_at() -> None:
+    tracker = tracked()  # a bid at 100
+    tracker.mark_amend_requested("c1", D("101"), D("2"), 1.0)
+    tracker.apply(OrderEvent(K.AMEND_REJECTED, "c1", SYMBOL, reason="would cross the book"), 1.5)
+    with pytest.raises(InvalidTransition, match=r"filled at 100\.5"):
+        tracker.apply(fill(K.PARTIALLY_FILLED, "1", "1", "100.5"), 2.0)
+
+
+def test_an_order_that_ends_with_its_amend_unanswered_ends_as_the_sink_last_confirmed_it() -> None:
+    tracker = tracked()
+    order = tracker.mark_amend_requested("c1", D("99"), D("1"), 1.0)
+    tracker.apply(OrderEvent(K.CANCELLED, "c1", SYMBOL, reason="cancelled"), 1.5)
+    assert (order.status, order.price, order.quantity) == (S.CANCELLED, D("100"), D("2"))
+
+
+def test_a_late_amended_event_of_an_earlier_change_does_not_settle_the_amend_under_way() -> None:
+    """Amended to 99 (told), then to 98 (under way); the sink's late report of the change to 99 arrives: the order
+    still shows 98 until that amend is answered, and a refusal puts it back at 99, where it really is."""
+    tracker = tracked()
+    order = tracker.mark_amend_requested("c1", D("99"), D("2"), 1.0)
+    tracker.apply(OrderEvent(K.AMENDED, "c1", SYMBOL, price="99", quantity="2"), 1.1)
+    tracker.mark_amend_requested("c1", D("98"), D("2"), 1.2)
+    tracker.apply(OrderEvent(K.AMENDED, "c1", SYMBOL, price="99", quantity="2"), 1.3)  # late, again
+    assert order.price == D("98") and tracker.amend_pending("c1") is not None
+    tracker.apply(OrderEvent(K.AMEND_REJECTED, "c1", SYMBOL, reason="refused"), 1.4)
+    assert order.price == D("99") and tracker.amend_pending("c1") is None
+
+
 @pytest.mark.parametrize(
     "event",
     [
@@ -341,6 +369,35 @@ async def test_the_amend_keeps_what_has_filled_and_asks_for_the_quote_on_top() -
     assert bid.remaining_quantity == D("2")
 
 
+async def test_the_gate_judges_what_an_amend_adds_not_what_has_filled() -> None:
+    """A bid of 10 with 6 filled, max_position 8: amending it to 2 more at a better price adds what placing that quote
+    would (position 8), so it passes like the place; the filled 6 is not counted twice."""
+    orders, sink, tracker = pipeline(RiskLimits(price_band=D("0.5"), max_position=D("8")))
+    resting(tracker, Side.BUY, "99", "bid", qty="10")
+    bid = tracker.apply(OrderEvent(K.PARTIALLY_FILLED, "bid", SYMBOL, filled_quantity="6",
+                                   fill=Fill("t1", "bid", SYMBOL, Side.BUY, price="99", quantity="6")), 0.5)
+    refused = await orders.amend([(bid, Quote(Side.BUY, D("99.50"), D("2")))], 1.0, reference=D("100"),
+                                 position=Position(base=D("6")))
+    assert refused == [] and [(a.price, a.quantity) for a in sink.amended] == [(D("99.50"), D("8"))]
+    # ... and 3 more would take it beyond: vetoed, and the order cancelled instead.
+    orders, sink, tracker = pipeline(RiskLimits(price_band=D("0.5"), max_position=D("8")))
+    resting(tracker, Side.BUY, "99", "bid", qty="10")
+    bid = tracker.apply(OrderEvent(K.PARTIALLY_FILLED, "bid", SYMBOL, filled_quantity="6",
+                                   fill=Fill("t1", "bid", SYMBOL, Side.BUY, price="99", quantity="6")), 0.5)
+    refused = await orders.amend([(bid, Quote(Side.BUY, D("99.50"), D("3")))], 1.0, reference=D("100"),
+                                 position=Position(base=D("6")))
+    assert refused == [bid] and "max_position" in orders.last_veto
+
+
+async def test_an_order_with_an_amend_under_way_is_one_order_for_max_active_orders() -> None:
+    orders, sink, tracker = pipeline(RiskLimits(price_band=D("0.5"), max_active_orders=3))
+    resting(tracker, Side.BUY, "99", "b1")
+    resting(tracker, Side.SELL, "101", "a1")
+    tracker.mark_amend_requested("a1", D("101.50"), D("1"), 0.5)  # no answer yet
+    await orders.place([Quote(Side.BUY, D("98"), D("1"))], [], 1.0, reference=D("100"), position=Position())
+    assert len(sink.placed) == 1 and orders.counters["vetoed"] == 0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The message budget
 # ---------------------------------------------------------------------------------------------------------------
@@ -357,29 +414,31 @@ def test_the_budget_is_a_sliding_window_of_one_second() -> None:
         MessageBudget(0)
 
 
-def test_the_share_takes_the_strategys_own_requests_then_the_plan_nearest_the_touch() -> None:
+def test_the_budget_spends_on_own_cancels_then_the_plan_nearest_the_touch_then_immediate_orders() -> None:
     near_bid = live_order("nb", Side.BUY, "99.90")
     far_bid = live_order("fb", Side.BUY, "95")
     far_ask = live_order("fa", Side.SELL, "106")
+    stale_bid = live_order("sb", Side.BUY, "100.50")  # the index fell to 100: this bid is above it
     plan = Plan(
-        cancels=(far_bid,),
+        cancels=(far_bid, stale_bid),
         places=(Quote(Side.SELL, D("100.10"), D("1")), Quote(Side.SELL, D("104"), D("1"))),
         amends=((near_bid, Quote(Side.BUY, D("99.80"), D("1"))), (far_ask, Quote(Side.SELL, D("105"), D("1")))),
     )
     sweep = ("sweep", Quote(Side.BUY, D("100"), D("1"), OrderType.IOC))
-    part = share(3, plan, ["x1"], [sweep], D("100"))
-    assert part.cancel_requests == ("x1",) and part.immediate == (sweep,)
-    # 0.10 from the index both: the amend of the near bid goes before the place (then a cancel, an amend, a place).
-    assert [o.client_order_id for o, _ in part.plan.amends] == ["nb"] and part.plan.places == ()
-    assert part.plan.cancels == () and part.held == 4
-    part = share(4, plan, [], [], D("100"))
-    assert [o.client_order_id for o, _ in part.plan.amends] == ["nb"]
-    assert [q.price for q in part.plan.places] == [D("100.10"), D("104")]
-    assert [o.client_order_id for o in part.plan.cancels] == ["fb"]  # 5 away, like the far ask: the cancel first
-    assert part.held == 1
-    part = share(0, plan, ["x1"], [sweep], D("100"))
-    assert part.held == 7 and part.held_cancel_requests == ("x1",) and part.held_immediate == (sweep,)
-    assert share(7, plan, ["x1"], [sweep], D("100")).plan is plan
+    actions = ranked(plan, ["x1"], [sweep], D("100"))
+    names = [
+        value if kind in ("own_cancel",) else
+        value[0] if kind == "immediate" else
+        value.client_order_id if kind == "cancel" else
+        value[0].client_order_id if kind == "amend" else
+        str(value.price)
+        for kind, value in actions
+    ]
+    # The strategy's cancel; the stale bid through the index; then by distance behind the touch (0.10: the amend
+    # before the place); the far cancel before the far amend (both 5 behind); the sweep last.
+    assert names == ["x1", "sb", "nb", "100.10", "104", "fb", "fa", "sweep"]
+    assert [kind for kind, _ in actions] == ["own_cancel", "cancel", "amend", "place", "place", "cancel", "amend",
+                                             "immediate"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -490,9 +549,11 @@ class Sweeper(Strategy):
         return []
 
 
-async def test_the_strategys_own_orders_beyond_the_budget_wait_without_spinning(
+async def test_immediate_orders_beyond_the_budget_are_dropped_not_sent_late(
     nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
+    """An immediate order (a sweep) was meant for this moment's book: what the budget has no room for is dropped and
+    counted, never sent a second later; and the market does not spin meanwhile."""
     sink = PaperSink()
     Sweeper.decisions = 0
     engine = await start_engine(nursery, sink=sink, strategies=[Sweeper])
@@ -501,14 +562,11 @@ async def test_the_strategys_own_orders_beyond_the_budget_wait_without_spinning(
     engine.push_tick("100")
     await engine.settle()
     status = engine.status()
-    assert status.orders_placed == 10 and status.messages_held == 5
+    assert status.orders_placed == 10 and status.orders_vetoed == 5 and status.messages_held == 0
+    assert "message budget" in status.last_veto
     decisions = Sweeper.decisions
-    await trio.sleep(0.5)
-    assert Sweeper.decisions == decisions  # held orders wait for the budget's wake-up, with no step meanwhile
-    await trio.sleep(0.6)
-    status = engine.status()
-    assert status.orders_placed == 15 and status.messages_held == 0 and status.behind_seconds == 0
-    assert Sweeper.decisions <= decisions + 2
+    await trio.sleep(5)
+    assert Sweeper.decisions == decisions and engine.status().orders_placed == 10
 
 
 async def test_an_order_the_strategy_cancels_in_the_step_that_would_amend_it_is_cancelled_not_amended() -> None:
@@ -519,3 +577,58 @@ async def test_an_order_the_strategy_cancels_in_the_step_that_would_amend_it_is_
                                  position=Position())
     assert refused == [] and sink.amended == [] and sink.cancelled == ["bid"]
     assert bid.price == D("99") and bid.cancel_requested
+
+
+class Counted(Puppet):
+    """A puppet that counts its decisions."""
+
+    name = "counted"
+    decisions = 0
+
+    def desired_orders(self, ctx: StrategyContext) -> Iterable[Quote]:
+        Counted.decisions += 1
+        return list(Puppet.want)
+
+
+@pytest.mark.parametrize("amend", [False, True], ids=["cancel-and-place", "amend"])
+async def test_a_refused_order_never_keeps_the_budget_from_the_orders_behind_it(
+    amend: bool, nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    """The index drops through our bid with a budget of 1 a second: the new ask would cross our stale bid, so it is
+    deferred until that bid is gone; the refusal costs nothing, and the cancel (or amend) of the stale bid goes out
+    in the same step. (Ranking alone once sent the deferred ask first, every step, for ever.)"""
+    sink = PaperSink()
+    engine = await start_engine(nursery, sink=sink, strategies=[Counted])
+    Puppet.want = [Quote(Side.BUY, D("99"), D("1")), Quote(Side.SELL, D("101"), D("1"))]
+    await engine.start(market=MARKET, strategy="counted", risk=RiskLimits(price_band=D("0.5")),
+                       max_messages_per_second=1, amend=amend, refresh_interval=30.0)
+    engine.push_tick("100")
+    await trio.sleep(3)
+    assert engine.prices() == ([D("99")], [D("101")])
+    Puppet.want = [Quote(Side.BUY, D("97"), D("1")), Quote(Side.SELL, D("98.50"), D("1"))]
+    engine.push_tick("98")
+    await engine.settle()
+    assert D("99") not in engine.prices()[0]  # the bid above the index went first
+    for i in range(10):
+        engine.push_tick("98.00" if i % 2 else "98.01")
+        await trio.sleep(0.5)
+    assert engine.prices() == ([D("97")], [D("98.50")])
+    assert engine.status().messages_held == 0
+
+
+async def test_a_held_back_step_does_not_spin_while_the_sink_is_degraded(nursery: trio.Nursery) -> None:
+    class FlakySink(PaperSink):
+        degraded = False
+
+    sink = FlakySink()
+    engine = await start_engine(nursery, sink=sink, strategies=[Counted])
+    Puppet.want = [Quote(Side.BUY, D("99") - D("0.10") * i, D("1")) for i in range(6)]
+    await engine.start(market=MARKET, strategy="counted", risk=RiskLimits(price_band=D("0.5")),
+                       max_messages_per_second=2, refresh_interval=30.0)
+    engine.push_tick("100")
+    await trio.sleep(0.05)
+    assert engine.status().messages_held == 4
+    sink.degraded = True
+    before = Counted.decisions
+    await trio.sleep(1.5)  # real time: a spinning loop would decide thousands of times
+    assert Counted.decisions - before < 10

@@ -47,8 +47,12 @@ class OrderAudit:
         drain: Callable[[], None],
         apply: Callable[[OrderEvent], None],
         may_send: Callable[[], bool] | None = None,
+        spend: Callable[[int], None] | None = None,
     ) -> None:
         self.spec = spec
+        # The market's message budget: the cancels of a reconciliation count in it, but are never held (an order we
+        # do not track, or a cancel the sink lost, takes risk off the book).
+        self._spend = spend
         self._may_send = may_send  # asked again right before the cancels (a cluster's lease may end meanwhile)
         self.sink = sink
         self.tracker = tracker
@@ -118,6 +122,8 @@ class OrderAudit:
             for coid in retried:
                 self.tracker.mark_cancel_requested(coid, now)  # the grace starts again
             if (to_cancel or retried) and (self._may_send is None or self._may_send()):
+                if self._spend is not None:
+                    self._spend(len(to_cancel) + len(retried))
                 try:
                     await self.sink.cancel(symbol, to_cancel + retried)
                 except Exception as exc:

@@ -2,10 +2,12 @@
 second, and when a step wants more, the levels nearest the touch first.
 
 An exchange bans a market maker whose requote churn breaks its rate limit; going dark instead is no better. A
-market with a budget sends what fits now, nearest the touch first — the quotes that trade, and the orders that
-would trade at a stale price — and leaves the far levels for the next steps: the market wakes again as soon as the
-window has room, decides again, and sends the next share. The status shows how far behind it is
-(``messages_held``, ``behind_seconds``).
+market with a budget sends what fits now, in the order of :func:`ranked` — nearest the touch first, an order left on
+the wrong side of a moved index before anything — and leaves the far levels for the next steps: the market wakes
+again as soon as the window has room, decides again, and sends the next share. An action the risk gate refuses
+(deferred or vetoed) costs nothing, so the budget goes on down the ranking: a refused order never keeps the ones
+behind it from going out. Messages are counted when the market hands them to the sink. The status shows how far
+behind the market is (``messages_held``, ``behind_seconds``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
-import attrs
-
-from .._models import Order, Quote
+from .._models import Quote, Side
 from .reconcile import Plan
 
-__all__ = ["MessageBudget", "Share", "share"]
+__all__ = ["Action", "MessageBudget", "ranked"]
 
 #: The window the budget counts over, in seconds.
 WINDOW = 1.0
@@ -58,67 +59,46 @@ class MessageBudget:
         return self._sent[0][0] + WINDOW
 
 
-@attrs.frozen
-class Share:
-    """What of one step goes out now (the rest waits for the next steps): the strategy's own cancels and immediate
-    orders first, in their order, then the plan's cancels, amends and places nearest the touch first."""
-
-    cancel_requests: tuple[str, ...]
-    immediate: tuple[tuple[str, Quote], ...]
-    plan: Plan
-    held_cancel_requests: tuple[str, ...] = ()
-    held_immediate: tuple[tuple[str, Quote], ...] = ()
-    held: int = 0  # messages left for later
+#: An action of one step: ("own_cancel", client id), ("immediate", (client id, quote)), ("cancel", order),
+#: ("amend", (order, quote)) or ("place", quote).
+Action = tuple[str, Any]
 
 
-def share(
-    room: int,
+def ranked(
     plan: Plan,
     cancel_requests: Sequence[str],
     immediate: Sequence[tuple[str, Quote]],
     reference: Decimal | None,
-) -> Share:
-    """The part of a step that fits in *room* messages. *reference* is the price the touch is measured from (the
-    index); without one, the best prices of each side go first."""
-    total = len(cancel_requests) + len(immediate) + plan.messages
-    if total <= room:
-        return Share(tuple(cancel_requests), tuple(immediate), plan)
-    left = room
-    own_cancels = tuple(cancel_requests[:left])
-    left -= len(own_cancels)
-    own_immediate = tuple(immediate[:left])
-    left -= len(own_immediate)
-    # Each plan action with its distance from the touch; at equal distance a cancel goes first (it takes risk off),
-    # then an amend, then a place.
-    ranked: list[tuple[Decimal, int, int, object]] = []
-    for n, order in enumerate(plan.cancels):
-        ranked.append((_distance(order.price, order, reference), 0, n, order))
-    for n, (order, quote) in enumerate(plan.amends):
-        near = min(_distance(order.price, order, reference), _distance(quote.price, order, reference))
-        ranked.append((near, 1, n, (order, quote)))
-    for n, quote in enumerate(plan.places):
-        ranked.append((_distance(quote.price, quote, reference), 2, n, quote))
-    ranked.sort(key=lambda item: item[:3])
-    chosen = ranked[: max(left, 0)]
-    cancels = tuple(item[3] for item in chosen if item[1] == 0)
-    amends = tuple(item[3] for item in chosen if item[1] == 1)
-    places = tuple(item[3] for item in chosen if item[1] == 2)
-    sent = Plan(cancels, places, plan.kept, amends)  # type: ignore[arg-type]
-    return Share(
-        own_cancels,
-        own_immediate,
-        sent,
-        tuple(cancel_requests[len(own_cancels):]),
-        tuple(immediate[len(own_immediate):]),
-        total - len(own_cancels) - len(own_immediate) - sent.messages,
-    )
+) -> list[Action]:
+    """Every action of one step in the order the budget spends on them: the strategy's own cancels first (they take
+    risk off), then the plan's cancels, amends and places nearest the touch first — by how far each price is
+    behind the index on its side, so that an order left on the wrong side of a moved index (a bid above it) is the
+    first to go — and last the strategy's immediate orders (an opportunity, never worth the desired book going stale).
+    At the same distance a cancel goes before an amend, and an amend before a place."""
+    actions: list[Action] = [("own_cancel", coid) for coid in cancel_requests]
+    keyed: list[tuple[Decimal, int, int, Action]] = []
+    n = 0
+    for order in plan.cancels:
+        keyed.append((_behind(order.price, order.side, reference), 0, n, ("cancel", order)))
+        n += 1
+    for order, quote in plan.amends:
+        near = min(_behind(order.price, order.side, reference), _behind(quote.price, quote.side, reference))
+        keyed.append((near, 1, n, ("amend", (order, quote))))
+        n += 1
+    for quote in plan.places:
+        keyed.append((_behind(quote.price, quote.side, reference), 2, n, ("place", quote)))
+        n += 1
+    keyed.sort(key=lambda item: item[:3])
+    actions += [item[3] for item in keyed]
+    actions += [("immediate", pair) for pair in immediate]
+    return actions
 
 
-def _distance(price: Decimal | None, item: Order | Quote, reference: Decimal | None) -> Decimal:
-    """How far *price* is from the touch: from the reference price, or (without one) how far from the best price
-    possible on its side (a high bid, a low ask: best first)."""
+def _behind(price: Decimal | None, side: Side, reference: Decimal | None) -> Decimal:
+    """How far *price* is behind the touch on *side*: below the index for a bid, above it for an ask (negative when
+    it is through the index: the most urgent). Without an index, the best price of each side first."""
     if price is None:
         return Decimal(0)
-    if reference is not None:
-        return abs(price - reference)
-    return -price if item.side.sign > 0 else price
+    if reference is None:
+        return -price if side is Side.BUY else price
+    return reference - price if side is Side.BUY else price - reference

@@ -53,7 +53,7 @@ from ..protocols import (
     Strategy,
 )
 from .audit import OrderAudit
-from .budget import MessageBudget, share
+from .budget import MessageBudget, ranked
 from .clientid import ClientIds
 from .context import MarketContext
 from .gating import closed, gated
@@ -181,12 +181,13 @@ class MarketRunner:
         self.pipeline = OrderPipeline(
             spec.market, sink, self.tracker, self.gate, self.ids,
             counters=self.counters, log=self.log, rng=self.rng, drain=self._drain_events,
+            spend=self._spend if self.budget is not None else None,
         )
         #: The periodic reconciliation against the sink (see MarketSpec.reconcile_interval).
         self.audit = OrderAudit(
             spec, sink, self.tracker, client_prefix,
             log=self.log, sink_degraded=self._sink_degraded, drain=self._drain_events, apply=self._apply,
-            may_send=may_send,
+            may_send=may_send, spend=self._spend,
         )
         self._local_depth: DepthSnapshot | None = None
         self._next_local_depth = 0.0
@@ -258,6 +259,9 @@ class MarketRunner:
                 with trio.move_on_at(wake_at):
                     await self.inbox.wait()
                 now = trio.current_time()
+                # The budget's wake-up is for one step: a step that sends nothing (the sink degraded, no right to
+                # send) must not leave it in the past, where it would wake the market again at once.
+                self._budget_wake_at = None
                 # Every step decides again: the refresh is due a full interval after the latest one, so a market
                 # whose ticks come more often than that never wakes for it.
                 next_refresh = now + self.spec.refresh_interval
@@ -300,6 +304,12 @@ class MarketRunner:
                         # Closed for good, not removed: what the sink still queues or retries for this run is
                         # never sent now (a later run of the market installs its own gate).
                         self.sink.set_gate(self.own_prefix, closed)  # type: ignore[union-attr]
+
+    def _spend(self, messages: int) -> None:
+        """Messages handed to the sink now: counted in the budget at this moment (after the step's earlier round
+        trips, not at the step's start)."""
+        if self.budget is not None:
+            self.budget.spend(trio.current_time(), messages)
 
     def _forget_interrupted(self, orders: Sequence[Order]) -> None:
         """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
@@ -639,34 +649,50 @@ class MarketRunner:
             # decide again (and put the levels back).
             self._decide_again = True
         now = trio.current_time()
-        budget = self.budget
-        if budget is not None:
-            reference = self.last_tick.price if self.last_tick is not None else None
-            part = share(budget.room(now), plan, extra_cancels, immediate, reference)
-            plan, extra_cancels, immediate = part.plan, list(part.cancel_requests), list(part.immediate)
-            # What did not fit waits for the next steps: the strategy's own requests as they are, the plan's
-            # remainder by deciding again as soon as the window has room.
-            ctx.cancel_requests[:0] = part.held_cancel_requests
-            ctx.submitted[:0] = part.held_immediate
-            self.messages_held = part.held
-            if part.held:
-                if self.behind_since is None:
-                    self.behind_since = now
-            else:
-                self.behind_since = None
-            counters = self.counters
-            before = counters["placed"] + counters["cancelled"] + counters["amended"]
-            try:
-                await self._send(plan, extra_cancels, immediate, now)
-            finally:
-                budget.spend(now, counters["placed"] + counters["cancelled"] + counters["amended"] - before)
-                # Decide again once the window has room; never sooner than a message's share of the second (a
-                # step whose chosen orders were all vetoed spent nothing, and must not spin).
-                self._budget_wake_at = (
-                    max(budget.next_room_at(now), now + 1.0 / budget.rate) if part.held else None
-                )
-        else:
+        if self.budget is None:
             await self._send(plan, extra_cancels, immediate, now)
+        else:
+            await self._send_within_budget(self.budget, plan, extra_cancels, immediate, now)
+
+    async def _send_within_budget(self, budget: MessageBudget, plan: Plan, extra_cancels: list[str],
+                                  immediate: list[tuple[str, Quote]], now: float) -> None:
+        """Spend the budget's room on the step's actions in :func:`~.budget.ranked` order, a share at a time: what the
+        gate refuses costs nothing, so the next share goes on down the ranking until the room is spent. What is left
+        waits: the strategy's own cancels for the next step, the plan by deciding again as soon as the window has
+        room; the strategy's immediate orders are dropped (they were meant for this moment's book)."""
+        reference = self.last_tick.price if self.last_tick is not None else None
+        queue = ranked(plan, extra_cancels, immediate, reference)
+        while queue:
+            room = budget.room(trio.current_time())
+            if room <= 0:
+                break
+            chunk, queue = queue[:room], queue[room:]
+            own = [coid for kind, coid in chunk if kind == "own_cancel"]
+            # Since the ranking, earlier shares' events may have ended an order or its cancel may be under way.
+            cancels = tuple(o for kind, o in chunk if kind == "cancel" and o.status.is_live and not o.cancel_requested)
+            amends = tuple(pair for kind, pair in chunk if kind == "amend")
+            places = tuple(q for kind, q in chunk if kind == "place")
+            sweeps = [pair for kind, pair in chunk if kind == "immediate"]
+            await self._send(Plan(cancels, places, plan.kept, amends), own, sweeps, now)
+        held = [action for action in queue if action[0] != "immediate"]
+        dropped = len(queue) - len(held)
+        if dropped:
+            self.counters["vetoed"] += dropped
+            self.pipeline.last_veto = "message budget (max_messages_per_second) spent: immediate order dropped"
+            self.log.warning("dropped %d immediate orders: the message budget of %d a second is spent", dropped,
+                             budget.rate)
+        ctx = self.ctx
+        ctx.cancel_requests[:0] = [coid for kind, coid in held if kind == "own_cancel"]
+        later = trio.current_time()
+        self.messages_held = len(held)
+        if held:
+            if self.behind_since is None:
+                self.behind_since = now
+            # Decide again once the window has room; never sooner than a message's share of the second.
+            self._budget_wake_at = max(budget.next_room_at(later), later + 1.0 / budget.rate)
+        else:
+            self.behind_since = None
+            self._budget_wake_at = None
 
     async def _send(self, plan: Plan, extra_cancels: list[str], immediate: list[tuple[str, Quote]],
                     now: float) -> None:

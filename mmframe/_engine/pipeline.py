@@ -26,7 +26,7 @@ import attrs
 from .._models import AmendRequest, Market, Order, OrderRequest, OrderStatus, OrderType, Quote, Side
 from ..protocols import AmendsOrders, OrderSink, Position
 from .clientid import ClientIds
-from .risk import RiskContext, RiskGate
+from .risk import Refusal, RiskContext, RiskGate, self_trade_reason
 from .tracker import OrderTracker
 
 __all__ = ["OrderPipeline"]
@@ -43,6 +43,7 @@ class OrderPipeline:
     :param counters: the market's counters; this adds to ``cancelled``, ``placed``, ``amended``, ``vetoed`` and
         ``deferred``.
     :param drain: applies the order events that arrived (an in-process sink confirms a cancel at once).
+    :param spend: told how many messages go to the sink, right before each call (the market's message budget).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class OrderPipeline:
         log: logging.LoggerAdapter,  # type: ignore[type-arg]
         rng: random.Random,
         drain: Callable[[], None],
+        spend: Callable[[int], None] | None = None,
     ) -> None:
         self.market = market
         self.sink = sink
@@ -67,19 +69,17 @@ class OrderPipeline:
         self.log = log
         self.rng = rng
         self._drain = drain
+        self._spend = spend  # the market's message budget, told of every message as it is handed to the sink
         self.last_veto = ""
         self.interrupted: set[str] = set()  # client ids of batches whose place() call was interrupted
         self._veto_logged: dict[str, float] = {}
         #: The sink, when it can amend (AmendsOrders) — checked once: a component's class does not change under it.
         self.amender: AmendsOrders | None = sink if isinstance(sink, AmendsOrders) else None
 
-    def live_with_amends(self) -> list[Order]:
-        """Our live orders, and for each with an amend under way, the order as it stood before as well: until the
-        sink has answered, it may still rest there (what the self-trade check must see)."""
-        live = list(self.tracker.live())
-        for order, old in self.tracker.amends_pending():
-            live.append(attrs.evolve(order, request=old))
-        return live
+    def pending_amends(self) -> list[Order]:
+        """For each order with an amend under way, the order as it stood before: until the sink has answered, it may
+        still rest there. The self-trade check looks at these as well (and nothing else: they are not more orders)."""
+        return [attrs.evolve(order, request=old) for order, old in self.tracker.amends_pending()]
 
     async def amend(
         self,
@@ -100,7 +100,8 @@ class OrderPipeline:
         # book the ones before it left, so one moving towards the other side never meets an order of ours that is
         # about to move away.
         ordered = sorted(amends, key=lambda pair: 0 if _retreats(pair[0], pair[1].price) else 1)
-        live = self.live_with_amends()
+        live = list(self.tracker.live())
+        before = self.pending_amends()
         refused: list[Order] = []
         batch: list[AmendRequest] = []
         tracker = self.tracker
@@ -111,11 +112,18 @@ class OrderPipeline:
                 # Changed since the plan: the strategy cancelled it this step (its cancel went first), or the events
                 # the cancels brought back ended it. Its quote comes back at the next decision.
                 continue
-            quantity = order.filled_quantity + self._quantity(quote)
-            request = attrs.evolve(order.request, price=quote.price, quantity=quantity)
+            remaining = self._quantity(quote)
+            quantity = order.filled_quantity + remaining
+            # The gate judges what the amend puts on the book, as it would the same quote placed: the order at its new
+            # price for its new remaining quantity (what has filled is position already); the order itself is not
+            # one more live order.
+            request = attrs.evolve(order.request, price=quote.price, quantity=remaining)
             others = [o for o in live if o.request.client_order_id != coid]
             context = RiskContext(reference, others, position, settled, book_mid)
-            refusal = self.gate.refusal(request, context, self_trade_first=True)
+            reason = self_trade_reason(request, [o for o in before if o.request.client_order_id != coid])
+            refusal = Refusal(reason, self_trade=True) if reason else self.gate.refusal(
+                request, context, self_trade_first=True
+            )
             if refusal is not None:
                 # The order is not where the strategy wants it, and may not go there now: it is cancelled, and its
                 # quote is placed as a new order once the gate lets it (deferred: our opposite order is on its way
@@ -130,6 +138,8 @@ class OrderPipeline:
             batch.append(AmendRequest(coid, symbol, quote.price, quantity))
         if batch:
             self.counters["amended"] += len(batch)
+            if self._spend is not None:
+                self._spend(len(batch))
             await amender.amend(batch)
             self._drain()  # an in-process sink answers at once
         return refused
@@ -147,6 +157,8 @@ class OrderPipeline:
         for coid in cancel_ids:
             self.tracker.mark_cancel_requested(coid, now)
         self.counters["cancelled"] += len(cancel_ids)
+        if self._spend is not None:
+            self._spend(len(cancel_ids))
         await self.sink.cancel(self.market.symbol, cancel_ids)
         self._drain()  # an in-process sink confirms at once; its room is free for the places below
 
@@ -163,7 +175,8 @@ class OrderPipeline:
     ) -> None:
         """Place the strategy's *immediate* orders (ids already given) and the plan's *places*: each through the
         risk gate once, against our live orders and those placed before it in this batch."""
-        live = self.live_with_amends() if self.amender is not None else list(self.tracker.live())
+        live = list(self.tracker.live())
+        before = self.pending_amends() if self.amender is not None else []
         batch: list[OrderRequest] = []
         add = self.tracker.add
         # One context for the batch: its live orders grow as orders pass (each is checked against those before it).
@@ -172,7 +185,11 @@ class OrderPipeline:
             request = self._request(coid, quote)
             # A desired-book order is checked for self-trade first: one that would cross our own order is held back
             # (that order is on its way out), whatever else the gate would say of it.
-            refusal = self.gate.refusal(request, context, self_trade_first=from_plan)
+            # An order of ours whose amend is under way may still rest where it was: checked first, like our orders.
+            reason = self_trade_reason(request, before) if before else None
+            refusal = Refusal(reason, self_trade=True) if reason else self.gate.refusal(
+                request, context, self_trade_first=from_plan
+            )
             if refusal is not None:
                 if from_plan and refusal.self_trade:
                     # Our own opposite order is still being cancelled: place this one on a later step.
@@ -184,6 +201,8 @@ class OrderPipeline:
             batch.append(request)
         if batch:
             self.counters["placed"] += len(batch)
+            if self._spend is not None:
+                self._spend(len(batch))
             try:
                 await self.sink.place(batch)
             except BaseException:

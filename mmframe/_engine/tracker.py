@@ -82,6 +82,8 @@ class OrderTracker:
     _finished: list[str] = attrs.field(factory=list, init=False)
     #: Orders with an amend under way: client id -> the request as it stood before (see mark_amend_requested).
     _amending: dict[str, OrderRequest] = attrs.field(factory=dict, init=False)
+    #: ... and the order's price bound before it (None: it had none), restored if the amend is refused.
+    _bound_before: dict[str, Decimal | None] = attrs.field(factory=dict, init=False)
     #: Orders ever amended: client id -> the most generous price the order has had (the highest of a buy, the lowest
     #: of a sell): no fill may be worse for us than that.
     _price_bound: dict[str, Decimal] = attrs.field(factory=dict, init=False)
@@ -160,6 +162,7 @@ class OrderTracker:
                                     "is filled already")
         old = order.request
         self._amending[client_order_id] = old
+        self._bound_before[client_order_id] = self._price_bound.get(client_order_id)
         self._bound(order, old.price)
         _set(order, "request", attrs.evolve(old, price=price, quantity=quantity))
         self._bound(order, price)
@@ -201,6 +204,13 @@ class OrderTracker:
             old = self._amending.pop(coid, None)
             if old is not None:
                 _set(order, "request", old)
+                # The order never had the refused price: no fill may come at it.
+                bound = self._bound_before.pop(coid, None)
+                if bound is None:
+                    self._price_bound.pop(coid, None)
+                else:
+                    self._price_bound[coid] = bound
+                self._bound(order, old.price)
                 if order.filled_quantity > old.quantity:
                     raise InvalidTransition(f"order {coid}: its amend was refused, but {order.filled_quantity} is "
                                             f"filled of its quantity {old.quantity}")
@@ -210,12 +220,20 @@ class OrderTracker:
                 raise InvalidTransition(f"order {coid}: an amended event without the new price and quantity")
             if quantity < order.filled_quantity:
                 raise InvalidTransition(f"order {coid}: amended to {quantity}, but {order.filled_quantity} is filled")
-            self._amending.pop(coid, None)
-            request = order.request
-            if request.price != price or request.quantity != quantity:
-                self._bound(order, request.price)
-                _set(order, "request", attrs.evolve(request, price=price, quantity=quantity))
+            old = self._amending.get(coid)
+            target = order.request
+            if old is not None and (target.price, target.quantity) != (price, quantity):
+                # Not the amend under way (an earlier change of the order, told late): it is how the order stood
+                # before that amend; the order still shows the amend's values until the sink answers it.
+                self._amending[coid] = attrs.evolve(old, price=price, quantity=quantity)
                 self._bound(order, price)
+            else:
+                self._amending.pop(coid, None)
+                self._bound_before.pop(coid, None)
+                if (target.price, target.quantity) != (price, quantity):
+                    self._bound(order, target.price)
+                    _set(order, "request", attrs.evolve(target, price=price, quantity=quantity))
+                    self._bound(order, price)
         if event.reason:
             _set(order, "reason", event.reason)
         _set(order, "updated_at", now)
@@ -233,6 +251,11 @@ class OrderTracker:
             # A retried acknowledgement of an order we already know is resting: harmless, nothing changes.
             return order
         self._check(order, status)
+        if status.is_terminal and event.fill is None and self._amending:
+            old = self._amending.pop(order.request.client_order_id, None)
+            if old is not None:
+                # Ended with an amend unanswered: the order as the sink last confirmed it is what ended.
+                _set(order, "request", old)
         if event.kind is OrderEventKind.PARTIALLY_FILLED or event.kind is OrderEventKind.FILLED:
             filled, average = self._apply_fill(order, event)
             _set(order, "filled_quantity", filled)
@@ -271,6 +294,7 @@ class OrderTracker:
             # A fill the amend under way cannot have come after (the sink refuses an amend to no more than what has
             # filled): it reached the book first, and the amend will be refused. The order is as it was.
             del self._amending[order.request.client_order_id]
+            self._bound_before.pop(order.request.client_order_id, None)
             _set(order, "request", old)
         if filled > order.quantity:
             raise InvalidTransition(
@@ -314,6 +338,8 @@ class OrderTracker:
         if order.status.is_terminal:
             if self._amending:
                 self._amending.pop(coid, None)
+            if self._bound_before:
+                self._bound_before.pop(coid, None)
             if self._price_bound:
                 self._price_bound.pop(coid, None)
             if self._no_amend:

@@ -180,6 +180,7 @@ def _wire_order(symbol: str, state: OrderState | WireOrder) -> WireOrder:
         filled_notional=state.filled_notional,
         status=state.status,
         reason=state.reason,
+        amends=state.amends,
     )
 
 
@@ -207,6 +208,7 @@ def _order_to_wire(symbol: str, state: OrderState | WireOrder | None) -> dict[st
         "filled_notional": decimal_to_wire(state.filled_notional),
         "status": str(state.status),
         "reason": state.reason,
+        "amends": state.amends,
     }
 
 
@@ -613,6 +615,7 @@ class Engine:
             assert state.price is not None
             event["price"] = decimal_to_wire(state.price)
             event["quantity"] = decimal_to_wire(state.quantity)
+            event["amends"] = state.amends
         self._publish_event(event, account)
 
     def _publish_event(self, event: dict[str, Any], account: str) -> None:

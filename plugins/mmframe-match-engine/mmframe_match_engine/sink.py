@@ -66,6 +66,7 @@ from mmframe.sinktools import LatencyHistogram, OrderEventListeners
 from .wire import (
     WireError,
     WireOrder,
+    amends_of,
     amends_to_wire,
     event_account,
     event_from_wire,
@@ -113,6 +114,7 @@ class _Mirror:
     notional: Decimal = Decimal(0)
     price: Decimal | None = None  # as the engine has it: the placed price, then each amend's
     quantity: Decimal = Decimal(0)
+    amends: int = 0  # the engine's count of amends that changed the order, as far as we have heard
 
 
 class _TokenBucket:
@@ -424,7 +426,10 @@ class MatchEngineSink:
             if order is not None and not self._is_ours(order, mirror.symbol, mirror.side):
                 outcome, order = "unknown", None  # another account's order with our id: ours is not on the engine
             if outcome == "amended" and order is not None and order.price is not None:
-                self._amended(coid, mirror, order.price, order.quantity, order.filled_quantity, order.order_id)
+                self._amended(coid, mirror, order.price, order.quantity, order.filled_quantity, order.order_id,
+                              order.amends)
+                if coid in self._amends_awaited:  # the engine has other values than we asked for: ask it
+                    unknown.append(amend)
             elif outcome in ("rejected", "unknown"):
                 reason = str(result.get("reason") or "") or (
                     "the match engine does not know the order" if outcome == "unknown" else "refused"
@@ -440,19 +445,36 @@ class MatchEngineSink:
             self._amend_unknown(unknown)
 
     def _amended(self, coid: str, mirror: _Mirror, price: Decimal, quantity: Decimal, filled: Decimal,
-                 order_id: str | None) -> None:
-        """The engine has the order at *price* and *quantity*: tell the market, once per change (the answer and the
-        stream both say it) and once per amend it waits for."""
-        awaited = self._amends_awaited.pop(coid, None)
-        if (mirror.price, mirror.quantity) == (price, quantity) and awaited is None:
-            return  # said already
-        mirror.price, mirror.quantity = price, quantity
-        self._emit(OrderEvent(OrderEventKind.AMENDED, coid, mirror.symbol, filled_quantity=filled, order_id=order_id,
-                              price=price, quantity=quantity))
+                 order_id: str | None, amends: int | None) -> None:
+        """The engine has the order at *price* and *quantity* after *amends* amends (``None``: it did not say). Tell
+        the market once per change — the answer, the stream and a query may each report it, in any order — and
+        once per amend it waits for; never an older report after a newer one (the stream can lag the answers)."""
+        if amends is not None:
+            if amends < mirror.amends:
+                return  # older news than what we told
+            fresh = amends > mirror.amends
+        else:
+            fresh = (mirror.price, mirror.quantity) != (price, quantity)
+        if fresh:
+            mirror.price, mirror.quantity = price, quantity
+            if amends is not None:
+                mirror.amends = amends
+        settles = self._amends_awaited.get(coid) == (price, quantity)
+        if settles:
+            del self._amends_awaited[coid]
+        if fresh or settles:
+            self._emit(OrderEvent(OrderEventKind.AMENDED, coid, mirror.symbol, filled_quantity=filled,
+                                  order_id=order_id, price=price, quantity=quantity))
 
     def _amend_refused(self, coid: str, symbol: str, reason: str) -> None:
         if self._amends_awaited.pop(coid, None) is not None:
-            self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol, reason=reason))
+            mirror = self._mirror.get(coid)
+            self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol, reason=reason,
+                                  filled_quantity=mirror.filled if mirror is not None else Decimal(0)))
+
+    def _unsettled_amends(self) -> list[str]:
+        """Orders whose amend is awaited with no request under way: its answer was lost, the engine must say."""
+        return [c for c in self._amends_awaited if c not in self._amending and c in self._mirror]
 
     async def cancel_all(self, symbol: str, prefix: str = "") -> int:
         body = {"symbol": symbol, "account": self.config.account, "prefix": prefix}
@@ -590,7 +612,7 @@ class MatchEngineSink:
                     cooldown = min(cooldown * 2, self.config.max_backoff)
                     self._open_until = trio.current_time() + cooldown
                     continue
-            if self._unverified or self._cancel_wanted:
+            if self._unverified or self._cancel_wanted or self._unsettled_amends():
                 try:
                     await self._verify_unknown()
                     await self._retry_cancels()
@@ -849,7 +871,8 @@ class MatchEngineSink:
                                 account = event_account(raw)
                                 ours = account is None or account == self.config.account
                                 if ours and not self._known_acceptance(raw):
-                                    self._stream_event(*event_from_wire(raw))
+                                    amends = amends_of(raw, "event") if raw.get("kind") == "amended" else None
+                                    self._stream_event(*event_from_wire(raw), amends=amends)
                                 # else another account's order, even with one of our ids: not ours, not passed on
                             elif message.get("type") == "heartbeat" and since is not None:
                                 # every event up to it was sent (the rest are other accounts'): resume from there
@@ -879,7 +902,7 @@ class MatchEngineSink:
         self._after_event(coid, mirror)
         return True
 
-    def _stream_event(self, event: OrderEvent, side: Side, status: OrderStatus) -> None:
+    def _stream_event(self, event: OrderEvent, side: Side, status: OrderStatus, amends: int | None = None) -> None:
         mirror = self._mirror.get(event.client_order_id)
         if mirror is None:
             if event.client_order_id in self._finished:
@@ -891,7 +914,7 @@ class MatchEngineSink:
                 mirror.status is not None and mirror.status.is_terminal
             ):
                 self._amended(event.client_order_id, mirror, event.price, event.quantity, event.filled_quantity,
-                              event.order_id)
+                              event.order_id, amends)
             self._after_event(event.client_order_id, mirror)
             return
         fresh = self._apply(mirror, event.kind, event.filled_quantity, status,
@@ -949,8 +972,10 @@ class MatchEngineSink:
     async def _verify_unknown(self) -> None:
         for coid in [c for c in self._unverified if c not in self._mirror]:
             del self._unverified[coid]  # settled meanwhile
-        if self._unverified:
-            await self._query_and_reconcile(list(self._unverified))
+        ids = list(self._unverified)
+        ids += [c for c in self._unsettled_amends() if c not in self._unverified]
+        if ids:
+            await self._query_and_reconcile(ids)
 
     async def _query_and_reconcile(self, ids: Iterable[str]) -> None:
         by_symbol: dict[str, list[str]] = {}
@@ -998,13 +1023,11 @@ class MatchEngineSink:
         if mirror.status is None and order.status is not OrderStatus.REJECTED:
             self._apply(mirror, OrderEventKind.ACCEPTED, Decimal(0), OrderStatus.OPEN, None)
             self._emit(OrderEvent(OrderEventKind.ACCEPTED, coid, order.symbol, order_id=order.order_id))
-        if order.price is not None and coid not in self._amending:
-            awaited = self._amends_awaited.get(coid)
-            if (order.price, order.quantity) != (mirror.price, mirror.quantity) or awaited == (order.price,
-                                                                                                  order.quantity):
-                # Amended (the answer, or the stream's event, was lost): the order as the engine has it.
-                self._amended(coid, mirror, order.price, order.quantity, mirror.filled, order.order_id)
-            elif awaited is not None:
+        if order.price is not None:
+            # Amended since we last heard (the answer, or the stream's event, was lost): the order as the engine has
+            # it; an amend awaited with no request under way that the engine does not show never reached it.
+            self._amended(coid, mirror, order.price, order.quantity, mirror.filled, order.order_id, order.amends)
+            if coid in self._amends_awaited and coid not in self._amending:
                 self._amend_refused(coid, order.symbol, "the amend did not reach the match engine")
         if order.filled_quantity > mirror.filled:
             quantity = order.filled_quantity - mirror.filled

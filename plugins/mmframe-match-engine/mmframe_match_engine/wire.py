@@ -366,6 +366,7 @@ class WireOrder:
     filled_notional: Decimal
     status: OrderStatus
     reason: str = ""
+    amends: int = 0  # amends that changed the order: of two reports of it, the one with more is the later
 
     @property
     def average_price(self) -> Decimal | None:
@@ -392,6 +393,7 @@ class WireOrder:
             "filled_notional": decimal_to_wire(self.filled_notional),
             "status": str(self.status),
             "reason": self.reason,
+            "amends": self.amends,
         }
 
     @classmethod
@@ -415,6 +417,7 @@ class WireOrder:
             filled_notional=_non_negative(_required(obj, "filled_notional", field), f"{field}.filled_notional"),
             status=_status(obj, field),
             reason=_reason(obj, field),
+            amends=amends_of(obj, field),
         )
 
     def to_request(self) -> OrderRequest:
@@ -583,6 +586,14 @@ def event_to_wire(
         out["price"] = decimal_to_wire(event.price)
         out["quantity"] = decimal_to_wire(event.quantity)
     return out
+
+
+def amends_of(obj: dict[str, Any], field: str) -> int:
+    """The ``amends`` count of an order or ``amended`` event object (0 when an engine does not say)."""
+    value = obj.get("amends", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WireError(f"{field}.amends: must be a non-negative integer, got {_show(value)}")
+    return value
 
 
 def event_account(data: object) -> str | None:

@@ -173,6 +173,7 @@ async def test_place_returns_the_contract_shape() -> None:
                         "filled_notional": "0",
                         "status": "open",
                         "reason": "",
+                        "amends": 0,
                     },
                 }
             ]

@@ -418,7 +418,9 @@ async def test_the_stream_query_open_orders_and_depth_show_the_new_price_and_qua
             "timestamp": event["timestamp"],
             "price": "98.5",
             "quantity": "3",
+            "amends": 1,  # the order's first amend: a later report has more
         }
+        assert amended["amends"] == 1
         parsed, side, status = event_from_wire(json_loads(json.dumps(event)))
         assert parsed == OrderEvent(
             OrderEventKind.AMENDED,

@@ -124,3 +124,43 @@ async def test_an_amend_for_an_order_the_sink_has_not_seen_acknowledged_is_refus
     await r.sink.amend([AmendRequest("x-never-placed", "AAA/USDT", price="100", quantity="1")])
     assert [(e.kind, e.client_order_id) for e in events] == [(OrderEventKind.AMEND_REJECTED, "x-never-placed")]
     assert not any(path.endswith("/amend") for _, path in r.engine.requests)
+
+
+async def test_an_amend_of_unknown_outcome_is_settled_even_when_the_orders_news_comes_first(
+    nursery: trio.Nursery,
+) -> None:
+    """The amend's outcome is unknown (every attempt failed, the circuit opens); before the sink can ask the engine,
+    a fill of the order arrives on the stream. The amend is still settled by asking the engine — which shows the old
+    price: refused — and the tracker ends up agreeing with the engine about every order."""
+    r = await rig(nursery, max_retries=1, breaker_threshold=2, breaker_cooldown=1.0)
+    await quoting(r)
+    bid = next(o.client_order_id for o in r.ours() if o.price == D("99"))
+    r.engine.fail_next = 2
+    r.feed.push_price("AAAUSDT", "100.50")
+    await eventually(lambda: bid in r.sink._amends_awaited and bid not in r.sink._amending, what="outcome unknown")
+    other = OrderRequest("other-1", "AAA/USDT", Side.SELL, OrderType.LIMIT, quantity="0.5", price="99")
+    r.engine.place([(other, "other")])
+    await eventually(lambda: status(r).fills >= 1, what="the fill reached the market")
+    await eventually(lambda: not r.sink._amends_awaited, seconds=10, what="every amend settled")
+    await eventually(lambda: r.prices() == ([D("99.50"), D("98.50")], [D("101.50"), D("102.50")]), seconds=10,
+                     what="the ladder")
+    await eventually(lambda: status(r).cancelling == 0 and status(r).bids == 2 and status(r).asks == 2)
+    engine_view = {o.client_order_id: (o.price, o.quantity) for o in r.ours()}
+    tracker_view = {o.client_order_id: (o.price, o.quantity) for o in r.harness.live_orders(market=SPEC.key)}
+    assert tracker_view == engine_view
+    assert status(r).amends_rejected >= 1
+
+
+async def test_a_late_stream_report_of_an_earlier_amend_is_not_news(nursery: trio.Nursery) -> None:
+    """The answers of two amends came first; the stream's report of the first arrives after them: it is older news
+    (fewer amends), so the market never sees the order go back to the first amend's price."""
+    r = await rig(nursery)
+    events = collect(r)
+    await quoting(r)
+    bid = next(o for o in r.ours() if o.price == D("99"))
+    mirror = r.sink._mirror[bid.client_order_id]
+    first = OrderEvent(OrderEventKind.AMENDED, bid.client_order_id, "AAA/USDT", price="98.90", quantity="1")
+    r.sink._amended(bid.client_order_id, mirror, D("98.80"), D("1"), D(0), None, 2)  # the newer answer, first
+    r.sink._stream_event(first, Side.BUY, bid.status, amends=1)  # the older report, late
+    told = [(e.price, e.client_order_id) for e in events if e.kind is OrderEventKind.AMENDED]
+    assert told == [(D("98.80"), bid.client_order_id)] and mirror.price == D("98.80")
