@@ -498,19 +498,27 @@ class OrderBook:
         - An amend never takes liquidity: a new price that would trade is refused, as self-trade prevention when
           one of the owner's own orders is within reach, else as crossing the book.
         """
+        accepted, order, reason, kept = self._amend(client_order_id, price, quantity, owner)
+        return AmendResult(accepted, None if order is None else order.snapshot(), reason, kept)
+
+    def _amend(
+        self, client_order_id: str, price: Decimal | None, quantity: Decimal | None, owner: str | None
+    ) -> tuple[bool, RestingOrder | None, str, bool]:
+        """:meth:`amend` without the snapshot: ``(accepted, the book's record of the order, reason,
+        kept_priority)``."""
         order = self._live.get(client_order_id)
         if order is None:
-            return AmendResult(False, None, "the order is not open (filled, cancelled or unknown)")
+            return (False, None, "the order is not open (filled, cancelled or unknown)", False)
         if owner is not None and order.owner != owner:
-            return AmendResult(False, None, "the order is not open (filled, cancelled or unknown)")
+            return (False, None, "the order is not open (filled, cancelled or unknown)", False)
         new_price = order.price if price is None else price
         new_quantity = order.quantity if quantity is None else quantity
         for name, value in (("price", new_price), ("quantity", new_quantity)):
             if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
-                return AmendResult(False, order.snapshot(), f"{name} must be a positive finite decimal, got {value!r}")
+                return (False, order, f"{name} must be a positive finite decimal, got {value!r}", False)
         if new_quantity <= order.filled_quantity:
-            return AmendResult(False, order.snapshot(), f"already filled {order.filled_quantity}: the new quantity "
-                                                        f"{new_quantity} must exceed it")
+            return (False, order, f"already filled {order.filled_quantity}: the new quantity {new_quantity} must "
+                                  "exceed it", False)
         assert order.price is not None and new_price is not None
         book_side = self._sides[order.side]
         level = book_side.levels[order.price]
@@ -520,7 +528,7 @@ class OrderBook:
                 order.quantity = new_quantity
                 order.amends += 1
                 self._sequence += 1
-            return AmendResult(True, order.snapshot(), kept_priority=True)
+            return (True, order, "", True)
         probe = attrs.evolve(order, price=new_price)
         if self._crosses(probe):
             reason = "the new price would cross the book (an amend never takes liquidity)"
@@ -530,7 +538,7 @@ class OrderBook:
                 if any(o.is_open and o.owner == order.owner for o in opposite.orders):
                     reason = f"{SELF_TRADE_PREVENTION}: the new price would trade with the owner's own order"
                     break
-            return AmendResult(False, order.snapshot(), reason)
+            return (False, order, reason, False)
         level.orders.remove(order)
         level.total -= order.remaining_quantity
         level.live -= 1
@@ -541,7 +549,7 @@ class OrderBook:
         self._sequence += 1
         order.sequence = self._sequence
         book_side.add(order)
-        return AmendResult(True, order.snapshot(), kept_priority=False)
+        return (True, order, "", False)
 
     def _withdraw(self, client_order_id: str, reason: str = "cancelled") -> RestingOrder | None:
         """:meth:`cancel` without its snapshot: the book's (now finished) record of the order, or ``None``."""

@@ -158,12 +158,11 @@ class PaperSink:
                 self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol,
                                       reason="the order is not open (filled, cancelled or unknown)"))
                 continue
-            result = book.amend(coid, price=request.price, quantity=request.quantity, owner=owner)
-            state = result.order
-            if not result.accepted or state is None:
+            accepted, state, reason, _ = book._amend(coid, request.price, request.quantity, owner)
+            if not accepted or state is None:
                 self._emit(OrderEvent(OrderEventKind.AMEND_REJECTED, coid, symbol,
                                       filled_quantity=state.filled_quantity if state is not None else _ZERO,
-                                      order_id=state.order_id if state is not None else None, reason=result.reason))
+                                      order_id=state.order_id if state is not None else None, reason=reason))
                 continue
             self._emit(OrderEvent(OrderEventKind.AMENDED, coid, symbol, state.filled_quantity, state.order_id,
                                   price=state.price, quantity=state.quantity))

@@ -106,6 +106,11 @@ class OrderPipeline:
         batch: list[AmendRequest] = []
         tracker = self.tracker
         symbol = self.market.symbol
+        # One context for the batch (the amended orders' own entries are skipped by the self-trade check by id, and
+        # each shows its new price once marked below); only at max_active_orders is each amend's order left out of
+        # its context, so that it is not counted as one order more.
+        shared = RiskContext(reference, live, position, settled, book_mid)
+        at_limit = len(live) >= self.gate.limits.max_active_orders
         for order, quote in ordered:
             coid = order.client_order_id
             if not tracker.amendable(order):
@@ -118,9 +123,11 @@ class OrderPipeline:
             # price for its new remaining quantity (what has filled is position already); the order itself is not
             # one more live order.
             request = attrs.evolve(order.request, price=quote.price, quantity=remaining)
-            others = [o for o in live if o.request.client_order_id != coid]
-            context = RiskContext(reference, others, position, settled, book_mid)
-            reason = self_trade_reason(request, [o for o in before if o.request.client_order_id != coid])
+            context = shared
+            if at_limit:
+                others = [o for o in live if o.request.client_order_id != coid]
+                context = RiskContext(reference, others, position, settled, book_mid)
+            reason = self_trade_reason(request, before) if before else None
             refusal = Refusal(reason, self_trade=True) if reason else self.gate.refusal(
                 request, context, self_trade_first=True
             )
@@ -134,7 +141,9 @@ class OrderPipeline:
                     self._vetoed(request, refusal.reason, now)
                 refused.append(order)
                 continue
-            tracker.mark_amend_requested(coid, quote.price, quantity, now)
+            # Nothing filled yet (the usual case): the request the gate judged is the amended order itself.
+            tracker.mark_amend_requested(coid, quote.price, quantity, now,
+                                         request=request if quantity == remaining else None)
             batch.append(AmendRequest(coid, symbol, quote.price, quantity))
         if batch:
             self.counters["amended"] += len(batch)

@@ -148,9 +148,13 @@ class OrderTracker:
         self.version += 1
         return order
 
-    def mark_amend_requested(self, client_order_id: str, price: Decimal, quantity: Decimal, now: float) -> Order:
+    def mark_amend_requested(
+        self, client_order_id: str, price: Decimal, quantity: Decimal, now: float, *,
+        request: OrderRequest | None = None,
+    ) -> Order:
         """An amend of a resting order to *price* and *quantity* (its new total) is about to be sent: the order shows
-        them from now on; ``amend_rejected`` puts it back (see the module docstring)."""
+        them from now on; ``amend_rejected`` puts it back (see the module docstring). *request*: the order's request
+        with those values already made (saves making it again)."""
         order = self._require(client_order_id)
         if not self.amendable(order):
             raise InvalidTransition(f"order {client_order_id} is {order.status}"
@@ -164,7 +168,11 @@ class OrderTracker:
         self._amending[client_order_id] = old
         self._bound_before[client_order_id] = self._price_bound.get(client_order_id)
         self._bound(order, old.price)
-        _set(order, "request", attrs.evolve(old, price=price, quantity=quantity))
+        if request is None or (request.price, request.quantity, request.client_order_id) != (
+            price, quantity, client_order_id
+        ):
+            request = attrs.evolve(old, price=price, quantity=quantity)
+        _set(order, "request", request)
         self._bound(order, price)
         _set(order, "updated_at", now)
         self.version += 1
