@@ -31,6 +31,7 @@ from mmframe import (
     Side,
     Strategy,
     StrategyContext,
+    hookimpl,
 )
 from mmframe._engine.budget import MessageBudget, ranked
 from mmframe._engine.clientid import ClientIds
@@ -632,3 +633,113 @@ async def test_a_held_back_step_does_not_spin_while_the_sink_is_degraded(nursery
     before = Counted.decisions
     await trio.sleep(1.5)  # real time: a spinning loop would decide thousands of times
     assert Counted.decisions - before < 10
+
+
+def test_a_fill_that_undoes_an_amend_takes_back_the_price_the_amend_would_have_allowed() -> None:
+    tracker = tracked(qty="2")  # a bid at 100
+    order = tracker.mark_amend_requested("c1", D("101"), D("1"), 1.0)  # up to 101, down to 1
+    tracker.apply(fill(K.PARTIALLY_FILLED, "1.5", "1.5", "100"), 1.5)  # 1.5 filled: the amend cannot apply
+    assert (order.price, order.quantity) == (D("100"), D("2"))
+    with pytest.raises(InvalidTransition, match=r"filled at 100\.5"):
+        tracker.apply(fill(K.FILLED, "0.5", "2", "100.5"), 2.0)
+
+
+async def test_an_order_the_sink_rejects_every_time_is_not_sent_again_at_once(nursery: trio.Nursery) -> None:
+    """A post-only bid the book has moved through is rejected by the sink; deciding again at once would send it
+    again as fast as the sink answers (20,000 a second on the paper sink). The market waits for its next tick or
+    refresh instead. Real clock: a spin shows as thousands."""
+    sink = PaperSink()
+    Puppet.want = []
+    engine = await start_engine(nursery, sink=sink, strategies=[Puppet])
+    await engine.start(market=MARKET, strategy="puppet", risk=RiskLimits(price_band=D("0.5")), refresh_interval=0.5)
+    sink.submit_external(SYMBOL, side=Side.SELL, type=OrderType.LIMIT, quantity=D("5"), price=D("99.30"),
+                         owner="other")
+    Puppet.want = [Quote(Side.BUY, D("99.50"), D("1"), type=OrderType.POST_ONLY)]
+    engine.push_tick("100")
+    await trio.sleep(1.0)
+    status = engine.status()
+    assert 1 <= status.orders_rejected <= status.orders_placed <= 4
+
+
+class RacySink(PaperSink):
+    """Answers amends, and meanwhile (as a remote sink's stream would during the round trip) another participant
+    lifts our ask."""
+
+    lift = False
+
+    async def amend(self, requests: Sequence[AmendRequest]) -> None:
+        await super().amend(requests)
+        if self.lift:
+            self.lift = False
+            self.submit_external(SYMBOL, side=Side.BUY, type=OrderType.LIMIT, quantity=D("1"), price=D("101"),
+                                 owner="other")
+
+
+async def test_an_order_refused_an_amend_and_filled_meanwhile_is_not_cancelled(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    """The ask's amend is refused by the gate (too large), so it is to be cancelled after the batch; but it filled
+    during the batch's round trip. Cancelling a filled order would fail the market; it is simply left out."""
+    sink = RacySink()
+    Puppet.want = [Quote(Side.BUY, D("99"), D("1")), Quote(Side.SELL, D("101"), D("1"))]
+    engine = await start_engine(nursery, sink=sink, strategies=[Puppet])
+    await engine.start(market=MARKET, strategy="puppet",
+                       risk=RiskLimits(price_band=D("0.5"), max_order_quantity=D("5")))
+    engine.push_tick("100")
+    await engine.settle()
+    Puppet.want = [Quote(Side.BUY, D("99.10"), D("1")), Quote(Side.SELL, D("101.10"), D("9"))]
+    sink.lift = True
+    engine.push_tick("100.05")
+    await engine.settle()
+    status = engine.status()
+    assert status.error == "" and status.state.value == "running"
+    assert status.fills == 1 and status.orders_amended == 1 and status.orders_cancelled == 0
+
+
+async def test_a_cancel_the_budget_keeps_holding_back_goes_first_after_a_second(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    """Places the sink rejects every time (post-only bids the book is through) rank nearest the touch and would take
+    the whole budget at every step; the cancel of the ask the strategy no longer wants, held back for a second,
+    then goes before them."""
+    sink = PaperSink()
+    Puppet.want = [Quote(Side.SELL, D("101"), D("1"))]
+    engine = await start_engine(nursery, sink=sink, strategies=[Puppet])
+    await engine.start(market=MARKET, strategy="puppet", risk=RiskLimits(price_band=D("0.5")),
+                       max_messages_per_second=2, amend=False)
+    engine.push_tick("100")
+    await engine.settle()
+    sink.submit_external(SYMBOL, side=Side.SELL, type=OrderType.LIMIT, quantity=D("5"), price=D("99.30"),
+                         owner="other")
+    Puppet.want = [Quote(Side.BUY, D("99.50"), D("1"), type=OrderType.POST_ONLY),
+                   Quote(Side.BUY, D("99.40"), D("1"), type=OrderType.POST_ONLY)]
+    for i in range(10):
+        engine.push_tick("100.00" if i % 2 else "100.01")
+        await trio.sleep(0.5)
+    assert engine.prices()[1] == []
+    assert engine.status().orders_cancelled == 1
+
+
+class OneBid:
+    """A pre_trade_check allowing at most one resting bid."""
+
+    @hookimpl
+    def pre_trade_check(self, market: Any, request: OrderRequest, context: Any) -> str | None:
+        bids = [o for o in context.live_orders if o.side is Side.BUY and not o.cancel_requested]
+        return "at most one resting bid" if request.side is Side.BUY and bids else None
+
+
+async def test_a_pre_trade_check_sees_the_market_without_the_order_being_amended(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    sink = PaperSink()
+    Puppet.want = [Quote(Side.BUY, D("99"), D("1"))]
+    engine = await start_engine(nursery, OneBid(), sink=sink, strategies=[Puppet])
+    await engine.start(market=MARKET, strategy="puppet", risk=RiskLimits(price_band=D("0.5")))
+    engine.push_tick("100")
+    await engine.settle()
+    Puppet.want = [Quote(Side.BUY, D("99.10"), D("1"))]
+    engine.push_tick("100.05")
+    await engine.settle()
+    status = engine.status()
+    assert (status.orders_amended, status.orders_cancelled, status.orders_vetoed) == (1, 0, 0)

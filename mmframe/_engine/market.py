@@ -84,6 +84,17 @@ ORDER_REJECT_LOG_INTERVAL = 10.0
 INTERRUPTED_ROUNDS = 3
 
 
+#: Seconds after which a cancel or an amend the message budget keeps holding back goes before anything else.
+OVERDUE_AFTER = 1.0
+_AGING = frozenset({"cancel", "amend"})
+
+
+def _order_id(action: tuple[str, Any]) -> str:
+    """The client id of the order a held-back cancel or amend is for."""
+    kind, value = action
+    return value.client_order_id if kind == "cancel" else value[0].client_order_id  # type: ignore[no-any-return]
+
+
 class _MarketLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with the market, the seed's "[879_1]" style: ``[BTC/USDT:spot] ...``."""
 
@@ -144,6 +155,7 @@ class MarketRunner:
         self.budget = MessageBudget(spec.max_messages_per_second) if spec.max_messages_per_second else None
         self.messages_held = 0  # what the last step's budget left for later (0: caught up)
         self.behind_since: float | None = None  # since when the budget has held something back
+        self._held_since: dict[str, float] = {}  # client id -> since when its cancel or amend has been held back
         self._budget_wake_at: float | None = None  # when the budget has room for what it held back
         self.gate = RiskGate(spec.market, spec.risk, hook.pre_trade_check if hook is not None else None)
         self.ctx = MarketContext(self)
@@ -577,10 +589,12 @@ class MarketRunner:
         """After a step has sent its orders: apply the events that came back meanwhile (an in-process sink answers
         at once) and, when every one of them only acknowledged an order the market sent (``accepted``), the step
         held nothing back and nothing else arrived, go back to waiting without deciding again: the desired book
-        cannot have changed. Any other event — a fill, a cancel confirmed (room freed, a deferred order placeable,
-        a strategy waiting for its cancels), a rejection, an expiry — an order the risk gate deferred or refused
-        this step, or an order or cancel the strategy asked for makes the market decide again at once, as
-        before."""
+        cannot have changed. An order the sink *rejected* does not make it decide again at once either: deciding
+        again would place the same order, and a sink that refuses it every time (a post-only quote the book has
+        moved through) would be sent it as fast as it answers; the market waits for its next tick or refresh. Any
+        other event — a fill, a cancel confirmed (room freed, a deferred order placeable, a strategy waiting for its
+        cancels), an expiry, a refused amend — an order the risk gate deferred or refused this step, or an order or
+        cancel the strategy asked for makes the market decide again at once, as before."""
         self._drain_events()
         ctx = self.ctx
         # The strategy's own requests the message budget held back wait for its wake-up, not for the next step.
@@ -600,7 +614,9 @@ class MarketRunner:
             self.log.debug("%s for order %s, already %s", event.kind, event.client_order_id, tracked.status)
             return
         kind = event.kind
-        if kind is not OrderEventKind.ACCEPTED and kind is not OrderEventKind.AMENDED:
+        if kind is not OrderEventKind.ACCEPTED and kind is not OrderEventKind.AMENDED and (
+            kind is not OrderEventKind.REJECTED
+        ):
             self._decide_again = True  # more than what we sent acknowledged: see _settle
         if now is None:
             now = trio.current_time()
@@ -662,19 +678,39 @@ class MarketRunner:
         room; the strategy's immediate orders are dropped (they were meant for this moment's book)."""
         reference = self.last_tick.price if self.last_tick is not None else None
         queue = ranked(plan, extra_cancels, immediate, reference)
-        while queue:
+        waited = self._held_since
+        if waited:
+            # A cancel or an amend held back for a second already goes first: whatever keeps winning the room nearer
+            # the touch (a place the sink rejects every time), an order the strategy no longer wants does go.
+            late = [a[0] in _AGING and now - waited.get(_order_id(a), now) >= OVERDUE_AFTER for a in queue]
+            if any(late):
+                queue = (
+                    [a for a in queue if a[0] == "own_cancel"]
+                    + [a for a, overdue in zip(queue, late, strict=True) if overdue]
+                    + [a for a, overdue in zip(queue, late, strict=True) if not overdue and a[0] != "own_cancel"]
+                )
+        start = 0
+        while start < len(queue):
             room = budget.room(trio.current_time())
             if room <= 0:
                 break
-            chunk, queue = queue[:room], queue[room:]
+            chunk = queue[start:start + room]
+            start += room
             own = [coid for kind, coid in chunk if kind == "own_cancel"]
             # Since the ranking, earlier shares' events may have ended an order or its cancel may be under way.
             cancels = tuple(o for kind, o in chunk if kind == "cancel" and o.status.is_live and not o.cancel_requested)
             amends = tuple(pair for kind, pair in chunk if kind == "amend")
             places = tuple(q for kind, q in chunk if kind == "place")
             sweeps = [pair for kind, pair in chunk if kind == "immediate"]
+            before = budget.room(trio.current_time())
             await self._send(Plan(cancels, places, plan.kept, amends), own, sweeps, now)
+            if budget.room(trio.current_time()) >= before:
+                await trio.lowlevel.checkpoint()  # a share the gate refused entirely: let the other tasks run
+        queue = queue[start:]
         held = [action for action in queue if action[0] != "immediate"]
+        self._held_since = {
+            key: waited.get(key, now) for key in (_order_id(a) for a in held if a[0] in _AGING)
+        }
         dropped = len(queue) - len(held)
         if dropped:
             self.counters["vetoed"] += dropped

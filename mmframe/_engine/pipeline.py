@@ -107,10 +107,12 @@ class OrderPipeline:
         tracker = self.tracker
         symbol = self.market.symbol
         # One context for the batch (the amended orders' own entries are skipped by the self-trade check by id, and
-        # each shows its new price once marked below); only at max_active_orders is each amend's order left out of
-        # its context, so that it is not counted as one order more.
+        # each shows its new price once marked below); only at max_active_orders, or for a pre_trade_check hook, is
+        # each amend's order left out of its context, so that it is not counted as one order more.
         shared = RiskContext(reference, live, position, settled, book_mid)
-        at_limit = len(live) >= self.gate.limits.max_active_orders
+        # A pre_trade_check hook judges the amend with the market's other orders: there, each amend's own order is
+        # left out (it is not one order more, and not at two prices).
+        per_amend = len(live) >= self.gate.limits.max_active_orders or self.gate.hooked
         for order, quote in ordered:
             coid = order.client_order_id
             if not tracker.amendable(order):
@@ -124,7 +126,7 @@ class OrderPipeline:
             # one more live order.
             request = attrs.evolve(order.request, price=quote.price, quantity=remaining)
             context = shared
-            if at_limit:
+            if per_amend:
                 others = [o for o in live if o.request.client_order_id != coid]
                 context = RiskContext(reference, others, position, settled, book_mid)
             reason = self_trade_reason(request, before) if before else None
@@ -154,9 +156,9 @@ class OrderPipeline:
         return refused
 
     async def cancel(self, orders: Sequence[Order], requested: Sequence[str], now: float) -> None:
-        """Cancel *orders* (the plan's), and those of *requested* (the strategy's own cancels) that are live and not
-        being cancelled already."""
-        cancel_ids = [o.client_order_id for o in orders]
+        """Cancel *orders* (the plan's), and those of *requested* (the strategy's own cancels), those of them that are
+        live and not being cancelled already (events applied since the plan may have ended one)."""
+        cancel_ids = [o.client_order_id for o in orders if o.status.is_live and not o.cancel_requested]
         for coid in requested:
             order = self.tracker.get(coid)
             if order is not None and order.status.is_live and not order.cancel_requested and coid not in cancel_ids:

@@ -102,6 +102,12 @@ class RiskGate:
         refusal = self.refusal(request, context)
         return None if refusal is None else refusal.reason
 
+    @property
+    def hooked(self) -> bool:
+        """Whether a ``pre_trade_check`` hook (or a plain callable) will be asked."""
+        hook = self.hook
+        return hook is not None and (not isinstance(hook, pluggy.HookCaller) or bool(hook.get_hookimpls()))
+
     def refusal(self, request: OrderRequest, context: RiskContext, *, self_trade_first: bool = False) -> Refusal | None:
         """Every check, each once: the built-in checks in their order, self-trade prevention last (first, with
         *self_trade_first*), then the ``pre_trade_check`` hook. ``None`` when every check passes."""

@@ -205,6 +205,15 @@ class OrderTracker:
         if bound is None or (price > bound if order.side is Side.BUY else price < bound):
             self._price_bound[coid] = price
 
+    def _restore_bound(self, order: Order, coid: str, old: OrderRequest) -> None:
+        """An amend that did not apply: the order never had its price, so no fill may come at it."""
+        bound = self._bound_before.pop(coid, None)
+        if bound is None:
+            self._price_bound.pop(coid, None)
+        else:
+            self._price_bound[coid] = bound
+        self._bound(order, old.price)
+
     def _amend_event(self, order: Order, event: OrderEvent, now: float) -> Order:
         coid = order.request.client_order_id
         if event.kind is _AMEND_REJECTED:
@@ -212,13 +221,7 @@ class OrderTracker:
             old = self._amending.pop(coid, None)
             if old is not None:
                 _set(order, "request", old)
-                # The order never had the refused price: no fill may come at it.
-                bound = self._bound_before.pop(coid, None)
-                if bound is None:
-                    self._price_bound.pop(coid, None)
-                else:
-                    self._price_bound[coid] = bound
-                self._bound(order, old.price)
+                self._restore_bound(order, coid, old)
                 if order.filled_quantity > old.quantity:
                     raise InvalidTransition(f"order {coid}: its amend was refused, but {order.filled_quantity} is "
                                             f"filled of its quantity {old.quantity}")
@@ -301,8 +304,9 @@ class OrderTracker:
         ):
             # A fill the amend under way cannot have come after (the sink refuses an amend to no more than what has
             # filled): it reached the book first, and the amend will be refused. The order is as it was.
-            del self._amending[order.request.client_order_id]
-            self._bound_before.pop(order.request.client_order_id, None)
+            coid = order.request.client_order_id
+            del self._amending[coid]
+            self._restore_bound(order, coid, old)
             _set(order, "request", old)
         if filled > order.quantity:
             raise InvalidTransition(

@@ -696,6 +696,12 @@ class MatchEngineSink:
                 )
                 continue
             kind = result.get("result")
+            known = self._mirror.get(request.client_order_id)
+            if kind == "duplicate" and known is not None and known.status is not None:
+                # A retried batch whose first attempt landed: the stream (or a query) told us of the order already,
+                # for our account, and it may have been amended since; a repeat, nothing new.
+                self.statistics["duplicates"] += 1
+                continue
             if kind == "rejected":
                 self._reject(request, str(result.get("reason") or "rejected by the match engine"))
             elif kind in ("accepted", "duplicate"):

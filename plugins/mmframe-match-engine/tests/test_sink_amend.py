@@ -164,3 +164,22 @@ async def test_a_late_stream_report_of_an_earlier_amend_is_not_news(nursery: tri
     r.sink._stream_event(first, Side.BUY, bid.status, amends=1)  # the older report, late
     told = [(e.price, e.client_order_id) for e in events if e.kind is OrderEventKind.AMENDED]
     assert told == [(D("98.80"), bid.client_order_id)] and mirror.price == D("98.80")
+
+
+async def test_a_retried_place_answered_duplicate_after_an_amend_is_a_repeat(nursery: trio.Nursery) -> None:
+    """A place batch whose first answer was lost is sent again; meanwhile the stream acknowledged the order and the
+    market amended it. The engine's duplicate answer shows the amended price: it is our order, told again, not
+    another order holding our id (which would have rejected an order the market holds open)."""
+    r = await rig(nursery)
+    events = collect(r)
+    await quoting(r)
+    bid = next(o for o in r.ours() if o.price == D("99"))
+    r.feed.push_price("AAAUSDT", "100.50")
+    await eventually(lambda: r.prices()[0][:1] == [D("99.50")], what="amended")
+    request = OrderRequest(bid.client_order_id, "AAA/USDT", Side.BUY, OrderType.LIMIT, quantity="1", price="99")
+    answer = {"results": r.engine.place_wire([(request, "mmframe")])}
+    assert answer["results"][0]["result"] == "duplicate"
+    r.sink._batch_results([request], answer)
+    assert not [e for e in events if e.kind is OrderEventKind.REJECTED]
+    assert bid.client_order_id in r.sink._mirror
+    assert status(r).error == ""
