@@ -88,6 +88,10 @@ INTERRUPTED_ROUNDS = 3
 OVERDUE_AFTER = 1.0
 _AGING = frozenset({"cancel", "amend"})
 
+#: Events that alone do not make a market decide again (see MarketRunner._settle): acknowledgements of what it sent,
+#: and a rejection (deciding again would send the same order).
+_NOT_NEWS = frozenset({OrderEventKind.ACCEPTED, OrderEventKind.AMENDED, OrderEventKind.REJECTED})
+
 
 def _order_id(action: tuple[str, Any]) -> str:
     """The client id of the order a held-back cancel or amend is for."""
@@ -148,10 +152,10 @@ class MarketRunner:
         self.client_prefix = client_prefix
         self.hook = hook
         self.tracker = OrderTracker()
-        #: Whether moves are amends (the spec allows it and the sink can, AmendsOrders) or cancels and places.
-        self.amends = spec.amend and isinstance(sink, AmendsOrders)
+        # Moves are amends when the spec allows it and the sink can (AmendsOrders), else cancels and places.
+        amends = spec.amend and isinstance(sink, AmendsOrders)
         self.reconciler = Reconciler(spec.market, spec.tolerance,
-                                     amendable=self.tracker.amendable if self.amends else None)
+                                     amendable=self.tracker.amendable if amends else None)
         self.budget = MessageBudget(spec.max_messages_per_second) if spec.max_messages_per_second else None
         self.messages_held = 0  # what the last step's budget left for later (0: caught up)
         self.behind_since: float | None = None  # since when the budget has held something back
@@ -199,7 +203,7 @@ class MarketRunner:
         self.audit = OrderAudit(
             spec, sink, self.tracker, client_prefix,
             log=self.log, sink_degraded=self._sink_degraded, drain=self._drain_events, apply=self._apply,
-            may_send=may_send, spend=self._spend,
+            may_send=may_send, spend=self._spend if self.budget is not None else None,
         )
         self._local_depth: DepthSnapshot | None = None
         self._next_local_depth = 0.0
@@ -319,9 +323,9 @@ class MarketRunner:
 
     def _spend(self, messages: int) -> None:
         """Messages handed to the sink now: counted in the budget at this moment (after the step's earlier round
-        trips, not at the step's start)."""
-        if self.budget is not None:
-            self.budget.spend(trio.current_time(), messages)
+        trips, not at the step's start). Handed to the pipeline and the audit only when there is a budget."""
+        assert self.budget is not None
+        self.budget.spend(trio.current_time(), messages)
 
     def _forget_interrupted(self, orders: Sequence[Order]) -> None:
         """Orders whose placing was interrupted and that several cancel-all rounds never found on the book: they did
@@ -614,9 +618,7 @@ class MarketRunner:
             self.log.debug("%s for order %s, already %s", event.kind, event.client_order_id, tracked.status)
             return
         kind = event.kind
-        if kind is not OrderEventKind.ACCEPTED and kind is not OrderEventKind.AMENDED and (
-            kind is not OrderEventKind.REJECTED
-        ):
+        if kind not in _NOT_NEWS:
             self._decide_again = True  # more than what we sent acknowledged: see _settle
         if now is None:
             now = trio.current_time()
@@ -697,8 +699,7 @@ class MarketRunner:
             chunk = queue[start:start + room]
             start += room
             own = [coid for kind, coid in chunk if kind == "own_cancel"]
-            # Since the ranking, earlier shares' events may have ended an order or its cancel may be under way.
-            cancels = tuple(o for kind, o in chunk if kind == "cancel" and o.status.is_live and not o.cancel_requested)
+            cancels = tuple(o for kind, o in chunk if kind == "cancel")  # the pipeline skips those ended meanwhile
             amends = tuple(pair for kind, pair in chunk if kind == "amend")
             places = tuple(q for kind, q in chunk if kind == "place")
             sweeps = [pair for kind, pair in chunk if kind == "immediate"]

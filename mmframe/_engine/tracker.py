@@ -80,10 +80,9 @@ class OrderTracker:
     _orders: dict[str, Order] = attrs.field(factory=dict, init=False)
     _live: dict[str, Order] = attrs.field(factory=dict, init=False)
     _finished: list[str] = attrs.field(factory=list, init=False)
-    #: Orders with an amend under way: client id -> the request as it stood before (see mark_amend_requested).
-    _amending: dict[str, OrderRequest] = attrs.field(factory=dict, init=False)
-    #: ... and the order's price bound before it (None: it had none), restored if the amend is refused.
-    _bound_before: dict[str, Decimal | None] = attrs.field(factory=dict, init=False)
+    #: Orders with an amend under way: client id -> the request as it stood before (see mark_amend_requested), and
+    #: the order's price bound before it (None: it had none), restored if the amend does not apply.
+    _amending: dict[str, tuple[OrderRequest, Decimal | None]] = attrs.field(factory=dict, init=False)
     #: Orders ever amended: client id -> the most generous price the order has had (the highest of a buy, the lowest
     #: of a sell): no fill may be worse for us than that.
     _price_bound: dict[str, Decimal] = attrs.field(factory=dict, init=False)
@@ -165,8 +164,7 @@ class OrderTracker:
             raise InvalidTransition(f"order {client_order_id}: an amend to {quantity} but {order.filled_quantity} "
                                     "is filled already")
         old = order.request
-        self._amending[client_order_id] = old
-        self._bound_before[client_order_id] = self._price_bound.get(client_order_id)
+        self._amending[client_order_id] = (old, self._price_bound.get(client_order_id))
         self._bound(order, old.price)
         if request is None or (request.price, request.quantity, request.client_order_id) != (
             price, quantity, client_order_id
@@ -191,11 +189,12 @@ class OrderTracker:
 
     def amend_pending(self, client_order_id: str) -> OrderRequest | None:
         """The request as it stood before the order's amend under way, or ``None``."""
-        return self._amending.get(client_order_id)
+        pending = self._amending.get(client_order_id)
+        return None if pending is None else pending[0]
 
     def amends_pending(self) -> list[tuple[Order, OrderRequest]]:
         """Every order with an amend under way, with its request as it stood before the amend."""
-        return [(self._orders[c], old) for c, old in self._amending.items() if c in self._orders]
+        return [(self._orders[c], old) for c, (old, _) in self._amending.items() if c in self._orders]
 
     def _bound(self, order: Order, price: Decimal | None) -> None:
         if price is None:
@@ -205,23 +204,24 @@ class OrderTracker:
         if bound is None or (price > bound if order.side is Side.BUY else price < bound):
             self._price_bound[coid] = price
 
-    def _restore_bound(self, order: Order, coid: str, old: OrderRequest) -> None:
-        """An amend that did not apply: the order never had its price, so no fill may come at it."""
-        bound = self._bound_before.pop(coid, None)
+    def _undo_amend(self, order: Order, coid: str) -> OrderRequest:
+        """The amend under way did not apply: the order is as it was, and it never had the amend's price, so no fill
+        may come at it. Returns the request it is back to."""
+        old, bound = self._amending.pop(coid)
+        _set(order, "request", old)
         if bound is None:
             self._price_bound.pop(coid, None)
         else:
             self._price_bound[coid] = bound
         self._bound(order, old.price)
+        return old
 
     def _amend_event(self, order: Order, event: OrderEvent, now: float) -> Order:
         coid = order.request.client_order_id
         if event.kind is _AMEND_REJECTED:
             self._no_amend.add(coid)
-            old = self._amending.pop(coid, None)
-            if old is not None:
-                _set(order, "request", old)
-                self._restore_bound(order, coid, old)
+            if coid in self._amending:
+                old = self._undo_amend(order, coid)
                 if order.filled_quantity > old.quantity:
                     raise InvalidTransition(f"order {coid}: its amend was refused, but {order.filled_quantity} is "
                                             f"filled of its quantity {old.quantity}")
@@ -231,16 +231,15 @@ class OrderTracker:
                 raise InvalidTransition(f"order {coid}: an amended event without the new price and quantity")
             if quantity < order.filled_quantity:
                 raise InvalidTransition(f"order {coid}: amended to {quantity}, but {order.filled_quantity} is filled")
-            old = self._amending.get(coid)
+            pending = self._amending.get(coid)
             target = order.request
-            if old is not None and (target.price, target.quantity) != (price, quantity):
+            if pending is not None and (target.price, target.quantity) != (price, quantity):
                 # Not the amend under way (an earlier change of the order, told late): it is how the order stood
                 # before that amend; the order still shows the amend's values until the sink answers it.
-                self._amending[coid] = attrs.evolve(old, price=price, quantity=quantity)
+                self._amending[coid] = (attrs.evolve(pending[0], price=price, quantity=quantity), pending[1])
                 self._bound(order, price)
             else:
                 self._amending.pop(coid, None)
-                self._bound_before.pop(coid, None)
                 if (target.price, target.quantity) != (price, quantity):
                     self._bound(order, target.price)
                     _set(order, "request", attrs.evolve(target, price=price, quantity=quantity))
@@ -262,11 +261,9 @@ class OrderTracker:
             # A retried acknowledgement of an order we already know is resting: harmless, nothing changes.
             return order
         self._check(order, status)
-        if status.is_terminal and event.fill is None and self._amending:
-            old = self._amending.pop(order.request.client_order_id, None)
-            if old is not None:
-                # Ended with an amend unanswered: the order as the sink last confirmed it is what ended.
-                _set(order, "request", old)
+        if status.is_terminal and event.fill is None and order.request.client_order_id in self._amending:
+            # Ended with an amend unanswered: the order as the sink last confirmed it is what ended.
+            self._undo_amend(order, order.request.client_order_id)
         if event.kind is OrderEventKind.PARTIALLY_FILLED or event.kind is OrderEventKind.FILLED:
             filled, average = self._apply_fill(order, event)
             _set(order, "filled_quantity", filled)
@@ -298,16 +295,12 @@ class OrderTracker:
                 f"order {order.client_order_id}: cumulative fill {event.filled_quantity} does not match "
                 f"{order.filled_quantity} + {fill.quantity}"
             )
-        old = self._amending.get(order.request.client_order_id) if self._amending else None
-        if old is not None and (
+        if self._amending and order.request.client_order_id in self._amending and (
             filled >= order.quantity if event.kind is OrderEventKind.PARTIALLY_FILLED else filled != order.quantity
         ):
             # A fill the amend under way cannot have come after (the sink refuses an amend to no more than what has
             # filled): it reached the book first, and the amend will be refused. The order is as it was.
-            coid = order.request.client_order_id
-            del self._amending[coid]
-            self._restore_bound(order, coid, old)
-            _set(order, "request", old)
+            self._undo_amend(order, order.request.client_order_id)
         if filled > order.quantity:
             raise InvalidTransition(
                 f"order {order.client_order_id}: filled {filled} is more than its quantity {order.quantity}"
@@ -350,8 +343,6 @@ class OrderTracker:
         if order.status.is_terminal:
             if self._amending:
                 self._amending.pop(coid, None)
-            if self._bound_before:
-                self._bound_before.pop(coid, None)
             if self._price_bound:
                 self._price_bound.pop(coid, None)
             if self._no_amend:

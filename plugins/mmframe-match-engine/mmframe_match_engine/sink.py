@@ -402,12 +402,11 @@ class MatchEngineSink:
             self._amending.difference_update(a.client_order_id for a in amends)
 
     def _amend_unknown(self, amends: Sequence[AmendRequest]) -> None:
+        """Amends whose outcome is unknown: still awaited, so the repair loop asks the engine about their orders
+        (:meth:`_unsettled_amends`); one whose order has ended meanwhile was settled by that end."""
         for amend in amends:
-            mirror = self._mirror.get(amend.client_order_id)
-            if mirror is None:
+            if amend.client_order_id not in self._mirror:
                 self._amends_awaited.pop(amend.client_order_id, None)
-            elif amend.client_order_id in self._amends_awaited:
-                self._unverified[amend.client_order_id] = mirror
         self._resync_needed.set()
 
     def _amend_results(self, symbol: str, amends: Sequence[AmendRequest], data: dict[str, Any]) -> None:
